@@ -1,0 +1,1 @@
+//! The hiring HTTP API.

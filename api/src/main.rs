@@ -1,0 +1,2 @@
+//! hiring-api
+fn main() {}

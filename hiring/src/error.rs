@@ -1,0 +1,48 @@
+//! The errors of the hiring domain.
+
+/// What can go wrong in the hiring domain, outside of rejected rows (which are data, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be reached or a statement failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The source file could not be read.
+    #[error("could not read the source: {0}")]
+    Io(#[from] std::io::Error),
+    /// The schema migrations could not be applied.
+    #[error("could not apply the database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A batch is empty or too large; nothing was inserted.
+    #[error("a batch holds 1 to {max} rows; this one holds {got}", max = crate::batch::MAX_BATCH_ROWS)]
+    BatchSize {
+        /// The number of rows received.
+        got: usize,
+    },
+    /// An unknown table name.
+    #[error("unknown table `{0}`: expected one of departments, jobs, hired_employees")]
+    UnknownTable(String),
+    /// A requested ingestion does not exist.
+    #[error("ingestion {0} does not exist")]
+    IngestionNotFound(i64),
+    /// The load was interrupted (the decoder thread panicked or was cancelled).
+    #[error("the load was interrupted: {0}")]
+    Interrupted(String),
+}
+
+impl Error {
+    /// True when retrying the same operation later may succeed (the database was unreachable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        ) || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
+    }
+}
+
+/// The result type of the hiring domain.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

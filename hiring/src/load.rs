@@ -1,0 +1,364 @@
+//! Loads into PostgreSQL: whole files (streamed) and JSON batches.
+//!
+//! A load is one transaction: valid rows are upserted in chunks through `UNNEST` of bound
+//! arrays (an id already in the table is replaced, so loading the same file twice changes
+//! nothing), rejects are stored beside them, and the ingestion's counts and status are written
+//! last. A crash before the commit leaves no partial rows. Writers of a table are serialised by
+//! an advisory lock, so concurrent loads of the same data cannot interleave.
+
+use std::io::Read;
+
+use roaring::RoaringBitmap;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::mpsc;
+
+use crate::batch::{MAX_BATCH_ROWS, parse_json_row};
+use crate::decode::Decoder;
+use crate::error::{Error, Result};
+use crate::reject::Reject;
+use crate::table::Table;
+use crate::validate::{Columns, Context, Row};
+
+/// Rows sent to PostgreSQL per statement while loading a file.
+pub const CHUNK_ROWS: usize = 16 * 1024;
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// The ingestion id (see `GET /ingestions/{id}`).
+    pub id: i64,
+    /// The table loaded.
+    pub table: Table,
+    /// Rows read, header excluded.
+    pub rows: i64,
+    /// Rows whose id was new.
+    pub inserted: i64,
+    /// Rows that replaced a different row with the same id.
+    pub updated: i64,
+    /// Rows identical to the row already stored.
+    pub unchanged: i64,
+    /// Rows not inserted because they broke a rule.
+    pub rejected: i64,
+}
+
+/// A batch's report and its rejects.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// The counts.
+    pub report: LoadReport,
+    /// The rejected rows; `position` is the row's index in the batch.
+    pub rejects: Vec<Reject>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    rows: i64,
+    inserted: i64,
+    updated: i64,
+    rejected: i64,
+}
+
+impl Counts {
+    fn report(&self, id: i64, table: Table) -> LoadReport {
+        LoadReport {
+            id,
+            table,
+            rows: self.rows,
+            inserted: self.inserted,
+            updated: self.updated,
+            unchanged: self.rows - self.rejected - self.inserted - self.updated,
+            rejected: self.rejected,
+        }
+    }
+}
+
+/// Records a new ingestion as running and returns its id. The caller then loads it with
+/// [`load_file`]; an ingestion left running by a crash is marked failed by
+/// [`crate::ingestions::fail_abandoned`].
+pub async fn start_ingestion(pool: &PgPool, table: Table, source: &str) -> Result<i64> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'file', $2, 'running') RETURNING id",
+    )
+    .bind(table.name())
+    .bind(source)
+    .fetch_one(pool)
+    .await?;
+    Ok(id)
+}
+
+/// Loads a CSV file of `table` as ingestion `id` (from [`start_ingestion`]) in one transaction.
+/// On failure the ingestion is marked failed with the error and no row is kept.
+#[tracing::instrument(skip(pool, input))]
+pub async fn load_file<R: Read + Send + 'static>(pool: &PgPool, id: i64, table: Table, input: R) -> Result<LoadReport> {
+    let result = load_file_in_transaction(pool, id, table, input).await;
+    if let Err(error) = &result {
+        tracing::warn!(ingestion = id, %table, %error, "load failed");
+        let marked = sqlx::query(
+            "UPDATE ingestions SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(error.to_string())
+        .execute(pool)
+        .await;
+        if let Err(e) = marked {
+            // The database is likely gone; the ingestion will be marked failed when it is found
+            // abandoned.
+            tracing::warn!(ingestion = id, error = %e, "could not mark the ingestion failed");
+        }
+    }
+    result
+}
+
+/// One message from the decoding thread: a chunk of valid rows and the rejects found with them.
+struct Chunk {
+    valid: Columns,
+    rejects: Vec<Reject>,
+}
+
+async fn load_file_in_transaction<R: Read + Send + 'static>(
+    pool: &PgPool,
+    id: i64,
+    table: Table,
+    input: R,
+) -> Result<LoadReport> {
+    let mut tx = pool.begin().await?;
+    // The ingestion lock tells `fail_abandoned` this load is alive; the table lock serialises
+    // writers of the table.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(id).execute(&mut *tx).await?;
+    lock_table(&mut tx, table).await?;
+    let mut context = known_references(&mut tx, table, None).await?;
+
+    let (sender, mut receiver) = mpsc::channel::<Chunk>(2);
+    let decoder = tokio::task::spawn_blocking(move || -> std::io::Result<i64> {
+        let mut decoder = Decoder::new(table, input);
+        let mut chunk = Chunk { valid: Columns::with_capacity(CHUNK_ROWS), rejects: Vec::new() };
+        let mut rows = 0i64;
+        while let Some(decoded) = decoder.next_record()? {
+            rows += 1;
+            match decoded.outcome.and_then(|row| context.accept(&row).map(|()| row)) {
+                Ok(row) => chunk.valid.push(row),
+                Err(violation) => chunk.rejects.push(Reject::new(decoded.line, violation, decoder.raw())),
+            }
+            if chunk.valid.len() + chunk.rejects.len() >= CHUNK_ROWS {
+                let full = std::mem::replace(
+                    &mut chunk,
+                    Chunk { valid: Columns::with_capacity(CHUNK_ROWS), rejects: Vec::new() },
+                );
+                if sender.blocking_send(full).is_err() {
+                    // The loader stopped (it failed); its error is the one reported.
+                    return Ok(rows);
+                }
+            }
+        }
+        let _ = sender.blocking_send(chunk);
+        Ok(rows)
+    });
+
+    let mut counts = Counts::default();
+    let mut failure = None;
+    while let Some(chunk) = receiver.recv().await {
+        if let Err(e) = write_chunk(&mut tx, id, table, &chunk, &mut counts).await {
+            failure = Some(e);
+            break;
+        }
+    }
+    drop(receiver);
+    let decoded = decoder.await.map_err(|e| Error::Interrupted(e.to_string()))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    counts.rows = decoded?;
+    let report = counts.report(id, table);
+    finish_ingestion(&mut tx, &report).await?;
+    tx.commit().await?;
+    tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
+    Ok(report)
+}
+
+async fn write_chunk(tx: &mut PgConnection, id: i64, table: Table, chunk: &Chunk, counts: &mut Counts) -> Result<()> {
+    let (inserted, updated) = upsert(tx, table, &chunk.valid).await?;
+    counts.inserted += inserted;
+    counts.updated += updated;
+    counts.rejected += chunk.rejects.len() as i64;
+    insert_rejects(tx, id, &chunk.rejects).await
+}
+
+/// Loads a JSON batch of 1..=[`MAX_BATCH_ROWS`] rows in one transaction. Invalid rows are not
+/// inserted but stored as rejects, with their index in the batch.
+#[tracing::instrument(skip(pool, rows), fields(rows = rows.len()))]
+pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value]) -> Result<BatchReport> {
+    if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
+        return Err(Error::BatchSize { got: rows.len() });
+    }
+    let parsed: Vec<_> = rows.iter().map(|value| parse_json_row(table, value)).collect();
+    let referenced: Vec<i32> = parsed
+        .iter()
+        .filter_map(|row| match row {
+            Ok(Row::Hire(hire)) => Some([hire.department_id, hire.job_id]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+
+    let mut tx = pool.begin().await?;
+    lock_table(&mut tx, table).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'batch', $2, 'running') RETURNING id",
+    )
+    .bind(table.name())
+    .bind(source)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut context = known_references(&mut tx, table, Some(&referenced)).await?;
+
+    let mut valid = Columns::with_capacity(rows.len());
+    let mut rejects = Vec::new();
+    for (index, (outcome, value)) in parsed.into_iter().zip(rows).enumerate() {
+        match outcome.and_then(|row| context.accept(&row).map(|()| row)) {
+            Ok(row) => valid.push(row),
+            Err(violation) => rejects.push(Reject::new(index as i64, violation, value.to_string().as_bytes())),
+        }
+    }
+    let (inserted, updated) = upsert(&mut tx, table, &valid).await?;
+    insert_rejects(&mut tx, id, &rejects).await?;
+    let counts = Counts { rows: rows.len() as i64, inserted, updated, rejected: rejects.len() as i64 };
+    let report = counts.report(id, table);
+    finish_ingestion(&mut tx, &report).await?;
+    tx.commit().await?;
+    Ok(BatchReport { report, rejects })
+}
+
+async fn lock_table(tx: &mut PgConnection, table: Table) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(table.lock_key()).execute(&mut *tx).await?;
+    if table == Table::HiredEmployees {
+        // Hires are checked against the departments and jobs read now; holding their locks
+        // too keeps any writer that could remove an id out until this load commits.
+        for dimension in [Table::Departments, Table::Jobs] {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(dimension.lock_key())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The department and job ids a load of hires may reference: all of them, or only those among
+/// `candidates` (for small batches).
+async fn known_references(tx: &mut PgConnection, table: Table, candidates: Option<&[i32]>) -> Result<Context> {
+    if table != Table::HiredEmployees {
+        return Ok(Context::default());
+    }
+    let mut sets = [RoaringBitmap::new(), RoaringBitmap::new()];
+    for (set, dimension) in sets.iter_mut().zip(["departments", "jobs"]) {
+        let ids: Vec<i32> = match candidates {
+            None => sqlx::query_scalar(&format!("SELECT id FROM {dimension}")).fetch_all(&mut *tx).await?,
+            Some(candidates) => {
+                sqlx::query_scalar(&format!("SELECT id FROM {dimension} WHERE id = ANY($1)"))
+                    .bind(candidates)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        set.extend(ids.into_iter().map(|id| id as u32));
+    }
+    let [departments, jobs] = sets;
+    Ok(Context::new(departments, jobs))
+}
+
+/// Upserts valid rows; returns (inserted, updated). Rows equal to the stored ones are left alone.
+async fn upsert(tx: &mut PgConnection, table: Table, rows: &Columns) -> Result<(i64, i64)> {
+    if rows.is_empty() {
+        return Ok((0, 0));
+    }
+    let statement = match table {
+        Table::Departments => UPSERT_DEPARTMENTS,
+        Table::Jobs => UPSERT_JOBS,
+        Table::HiredEmployees => UPSERT_HIRES,
+    };
+    let mut query = sqlx::query_as::<_, (i64, i64)>(statement).bind(&rows.ids).bind(&rows.texts);
+    if table == Table::HiredEmployees {
+        query = query.bind(&rows.datetimes).bind(&rows.department_ids).bind(&rows.job_ids);
+    }
+    Ok(query.fetch_one(&mut *tx).await?)
+}
+
+// `xmax = 0` on a returned row means it was inserted; otherwise the conflicting row was updated.
+// The `WHERE … IS DISTINCT FROM` leaves identical rows untouched (no write, not returned).
+const UPSERT_DEPARTMENTS: &str = "
+WITH written AS (
+    INSERT INTO departments AS t (id, department)
+    SELECT * FROM UNNEST($1::integer[], $2::text[])
+    ON CONFLICT (id) DO UPDATE SET department = excluded.department
+    WHERE t.department IS DISTINCT FROM excluded.department
+    RETURNING xmax = 0 AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
+
+const UPSERT_JOBS: &str = "
+WITH written AS (
+    INSERT INTO jobs AS t (id, job)
+    SELECT * FROM UNNEST($1::integer[], $2::text[])
+    ON CONFLICT (id) DO UPDATE SET job = excluded.job
+    WHERE t.job IS DISTINCT FROM excluded.job
+    RETURNING xmax = 0 AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
+
+const UPSERT_HIRES: &str = "
+WITH written AS (
+    INSERT INTO hired_employees AS t (id, name, datetime, department_id, job_id)
+    SELECT * FROM UNNEST($1::integer[], $2::text[], $3::timestamptz[], $4::integer[], $5::integer[])
+    ON CONFLICT (id) DO UPDATE SET
+        name = excluded.name, datetime = excluded.datetime,
+        department_id = excluded.department_id, job_id = excluded.job_id
+    WHERE (t.name, t.datetime, t.department_id, t.job_id)
+        IS DISTINCT FROM (excluded.name, excluded.datetime, excluded.department_id, excluded.job_id)
+    RETURNING xmax = 0 AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
+
+async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Reject]) -> Result<()> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let positions: Vec<i64> = rejects.iter().map(|r| r.position).collect();
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.violation.reason.code()).collect();
+    let messages: Vec<&str> = rejects.iter().map(|r| r.violation.message.as_str()).collect();
+    let raws: Vec<&str> = rejects.iter().map(|r| r.raw.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO rejects (ingestion_id, position, reason, message, raw)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[])",
+    )
+    .bind(id)
+    .bind(positions)
+    .bind(reasons)
+    .bind(messages)
+    .bind(raws)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE ingestions SET status = 'succeeded', finished_at = now(),
+             rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(report.id)
+    .bind(report.rows)
+    .bind(report.inserted)
+    .bind(report.updated)
+    .bind(report.unchanged)
+    .bind(report.rejected)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(Error::Interrupted(format!("ingestion {} is no longer running (it was marked failed)", report.id)))
+    }
+}

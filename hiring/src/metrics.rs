@@ -1,0 +1,89 @@
+//! The two metrics, read from the `hires_rollup` table that triggers keep exact on every write.
+//!
+//! Years are UTC calendar years and quarters UTC months, which is the same as filtering hires
+//! on the half-open range `>= 'Y-01-01' AND < 'Y+1-01-01'` in UTC.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::error::Result;
+
+/// Hires of one (department, job) pair in one year, by quarter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct QuarterlyHires {
+    /// The department's name.
+    pub department: String,
+    /// The job's name.
+    pub job: String,
+    /// Hires in January to March.
+    #[serde(rename = "Q1")]
+    pub q1: i64,
+    /// Hires in April to June.
+    #[serde(rename = "Q2")]
+    pub q2: i64,
+    /// Hires in July to September.
+    #[serde(rename = "Q3")]
+    pub q3: i64,
+    /// Hires in October to December.
+    #[serde(rename = "Q4")]
+    pub q4: i64,
+}
+
+/// A department that hired more than the mean in a year.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DepartmentHires {
+    /// The department id.
+    pub id: i32,
+    /// The department's name.
+    pub department: String,
+    /// Its hires that year.
+    pub hired: i64,
+}
+
+/// One row per (department, job) pair with at least one hire in `year`, ordered by department
+/// then job in byte order.
+pub async fn hires_by_quarter(pool: &PgPool, year: i32) -> Result<Vec<QuarterlyHires>> {
+    Ok(sqlx::query_as(
+        r#"SELECT d.department, j.job,
+                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 1), 0)::bigint AS q1,
+                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 2), 0)::bigint AS q2,
+                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 3), 0)::bigint AS q3,
+                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 4), 0)::bigint AS q4
+           FROM hires_rollup r
+           JOIN departments d ON d.id = r.department_id
+           JOIN jobs j ON j.id = r.job_id
+           WHERE r.year = $1
+           GROUP BY d.id, j.id
+           HAVING sum(r.hires) > 0
+           ORDER BY d.department COLLATE "C", j.job COLLATE "C", d.id, j.id"#,
+    )
+    .bind(year)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The departments whose hires in `year` exceed the mean (the year's hires divided by the
+/// number of departments in the table), by hires descending, then id.
+pub async fn departments_above_mean(pool: &PgPool, year: i32) -> Result<Vec<DepartmentHires>> {
+    // `hired * departments > total` is `hired > total / departments` without rounding.
+    Ok(sqlx::query_as(
+        "WITH per_department AS (
+             SELECT department_id, sum(hires)::bigint AS hired
+             FROM hires_rollup WHERE year = $1
+             GROUP BY department_id
+         ),
+         totals AS (
+             SELECT (SELECT coalesce(sum(hired), 0) FROM per_department) AS hires,
+                    (SELECT count(*) FROM departments) AS departments
+         )
+         SELECT d.id, d.department, p.hired
+         FROM per_department p
+         JOIN departments d ON d.id = p.department_id
+         CROSS JOIN totals t
+         WHERE p.hired * t.departments > t.hires
+         ORDER BY p.hired DESC, d.id",
+    )
+    .bind(year)
+    .fetch_all(pool)
+    .await?)
+}

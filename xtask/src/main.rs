@@ -1,0 +1,76 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs wherever cargo runs.
+//!
+//! ```text
+//! cargo xtask dev        # PostgreSQL + the API on 127.0.0.1:8080, sample data loaded
+//! cargo xtask test       # fmt, clippy, then every test against a real PostgreSQL
+//! cargo xtask gen-data --rows 1000000 --bad 0.01   # deterministic synthetic CSV files
+//! ```
+//!
+//! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
+//! PostgreSQL discovery (an existing server, or a private throwaway cluster under `target/`).
+
+mod dev;
+mod gen_data;
+mod pg;
+mod pg_check;
+mod test;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project automation for the hiring workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole system locally: PostgreSQL, the API, the sample data.
+    Dev(dev::Dev),
+    /// Check formatting and lints, then run every test against a real PostgreSQL.
+    Test(test::Test),
+    /// Write deterministic synthetic CSV files (optionally with broken rows) and a manifest.
+    GenData(gen_data::GenData),
+    /// Find or start PostgreSQL the way `dev` and `test` do, check it answers, and stop it.
+    #[command(hide = true)]
+    PgCheck(pg_check::PgCheck),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Dev(command) => command.run(),
+        Command::Test(command) => command.run(),
+        Command::GenData(command) => command.run(),
+        Command::PgCheck(command) => command.run(),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the current directory, as cargo
+/// reads it) or `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir))
+        }
+        _ => project_root().join("target"),
+    }
+}
+
+/// The cargo that runs this xtask (set by `cargo run`), so nested builds use the same toolchain.
+pub fn cargo() -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(project_root());
+    command
+}

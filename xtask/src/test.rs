@@ -1,0 +1,136 @@
+//! `cargo xtask test [--no-lint] [-- <test runner args>]`: what CI runs, in order, stopping at
+//! the first failure: `cargo fmt --check`, `cargo clippy -D warnings`, then every test of the
+//! workspace with `DATABASE_URL` pointing at a real PostgreSQL (see `pg`). Tests use
+//! `#[sqlx::test]`, which creates a database per test on that server.
+//!
+//! The tests run under cargo-nextest when it is installed (one process per test, faster and
+//! clearer output), else under `cargo test`; nextest does not run doc tests, so they follow.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::pg::{self, Source};
+
+#[derive(clap::Args)]
+pub struct Test {
+    /// Skip `cargo fmt --check` and `cargo clippy`, for quick local iterations.
+    #[arg(long)]
+    no_lint: bool,
+    /// Passed to the test runner, e.g. a filter: `cargo xtask test -- upload`.
+    #[arg(last = true)]
+    args: Vec<OsString>,
+}
+
+impl Test {
+    pub fn run(self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut phases = Vec::new();
+
+        if !self.no_lint {
+            phase(&mut phases, "fmt", crate::cargo().args(["fmt", "--all", "--check"]))
+                .context("formatting differs from rustfmt; run `cargo fmt --all`")?;
+            phase(
+                &mut phases,
+                "clippy",
+                crate::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            )
+            .context("clippy found problems")?;
+        }
+
+        let database_started = Instant::now();
+        let postgres = pg::find_or_start("hiring_test").context("failed to find PostgreSQL")?;
+        println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
+        phases.push(("postgres", database_started.elapsed()));
+        // Ctrl-C reaches the whole foreground process group, so the test runner stops on its
+        // own; this process then sees it fail and stops the cluster on its way out, instead of
+        // dying first and leaving the cluster running.
+        let _interrupts = match postgres.source() {
+            Source::Private { started: true, .. } => Some(DeferredInterrupts::install()?),
+            _ => None,
+        };
+
+        let nextest = crate::cargo()
+            .args(["nextest", "--version"])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        let mut tests = crate::cargo();
+        if nextest {
+            tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        } else {
+            println!("cargo-nextest is not installed; using cargo test");
+            tests.args(["test", "--workspace", "--no-fail-fast"]);
+        }
+        tests.args(&self.args).env("DATABASE_URL", postgres.url());
+        phase(&mut phases, "tests", &mut tests).context("tests failed")?;
+
+        if nextest {
+            if self.args.is_empty() {
+                let mut doc = crate::cargo();
+                doc.args(["test", "--workspace", "--doc"]).env("DATABASE_URL", postgres.url());
+                phase(&mut phases, "doc tests", &mut doc).context("doc tests failed")?;
+            } else {
+                println!("doc tests skipped: test runner arguments were given");
+            }
+        }
+
+        drop(postgres);
+        println!();
+        for (name, duration) in &phases {
+            println!("  {name:<10} {}", seconds(*duration));
+        }
+        println!("  {:<10} {}", "total", seconds(started.elapsed()));
+        println!("all checks passed");
+        Ok(())
+    }
+}
+
+/// Runs one phase with its output on the terminal, and records how long it took.
+fn phase(
+    phases: &mut Vec<(&'static str, Duration)>,
+    name: &'static str,
+    command: &mut Command,
+) -> anyhow::Result<()> {
+    println!("\n==> {name}: {}", describe(command));
+    let started = Instant::now();
+    let status = command.status().with_context(|| format!("failed to run {name}"))?;
+    let took = started.elapsed();
+    println!("==> {name}: {} in {}", if status.success() { "ok" } else { "FAILED" }, seconds(took));
+    phases.push((name, took));
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn describe(command: &Command) -> String {
+    let args: Vec<_> = command.get_args().map(|arg| arg.to_string_lossy()).collect();
+    format!("cargo {}", args.join(" "))
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+/// While alive, SIGINT no longer kills this process (tokio keeps the handler installed).
+struct DeferredInterrupts {
+    _runtime: tokio::runtime::Runtime,
+    _signal: tokio::signal::unix::Signal,
+}
+
+impl DeferredInterrupts {
+    fn install() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to build a tokio runtime")?;
+        let signal = {
+            let _context = runtime.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("failed to install a SIGINT handler")?
+        };
+        Ok(DeferredInterrupts { _runtime: runtime, _signal: signal })
+    }
+}
