@@ -1,1 +1,90 @@
-//! The hiring HTTP API.
+//! The hiring HTTP API: uploads of CSV files, JSON batches, ingestion reports and the two
+//! metrics, over the `hiring` domain and PostgreSQL.
+//!
+//! [`app`] builds the router from a [`state::AppState`], so tests drive it without a socket;
+//! `main.rs` only wires telemetry, settings and the pool, then serves it.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// The largest JSON batch body accepted (1000 rows with generous text fields).
+pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The API's router.
+pub fn app(state: AppState) -> Router {
+    let writes = Router::new()
+        .route(
+            "/upload",
+            post(routes::upload::upload).layer(DefaultBodyLimit::max(state.settings.max_upload_bytes)),
+        )
+        .route(
+            "/batch/{table}",
+            post(routes::batch::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let reads = Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/ingestions/{id}", get(routes::ingestions::ingestion))
+        .route("/ingestions/{id}/rejects", get(routes::ingestions::rejects))
+        .route("/metrics/hires", get(routes::metrics::hires))
+        .route("/metrics/departments", get(routes::metrics::departments));
+    writes
+        .merge(reads)
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(telemetry::log_request))
+        .with_state(state)
+}
+
+/// Applies the migrations, waiting up to 30 s for the database to come up, then marks failed
+/// the ingestions a previous crash left running.
+pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match hiring::MIGRATOR.run(pool).await {
+            Ok(()) => break,
+            Err(sqlx::migrate::MigrateError::Execute(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not ready; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(e).context("could not apply the migrations: is DATABASE_URL right and PostgreSQL running?");
+            }
+        }
+    }
+    let failed = hiring::ingestions::fail_abandoned(pool).await.context("could not check for abandoned ingestions")?;
+    if failed > 0 {
+        tracing::warn!(failed, "marked ingestions left running by a previous stop as failed");
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

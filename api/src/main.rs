@@ -1,2 +1,40 @@
-//! hiring-api
-fn main() {}
+//! `hiring-api`: the HTTP API of the hiring data platform.
+//!
+//! Run it with `DATABASE_URL=postgres://… HIRING_API_TOKEN=… hiring-api` (or let
+//! `cargo xtask dev` do it); `hiring-api --version` prints the version. The settings are in
+//! `api/src/config.rs` and the README.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use api::config::Settings;
+use api::state::AppState;
+use sqlx::postgres::PgPoolOptions;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--version" || a == "-V") {
+        println!("hiring-api {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    api::telemetry::init();
+    let settings = Settings::from_env()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(settings.database_url.expose())
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    api::migrate(&pool).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("could not listen on {} (HIRING_LISTEN); is another server there?", settings.listen))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        writes = if settings.api_token.is_some() { "enabled" } else { "disabled (read-only: HIRING_API_TOKEN is not set)" },
+        "hiring-api listening"
+    );
+    axum::serve(listener, api::app(AppState::new(pool, settings)))
+        .with_graceful_shutdown(api::shutdown_signal())
+        .await
+        .context("the server stopped with an error")
+}

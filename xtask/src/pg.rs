@@ -74,14 +74,16 @@ impl Postgres {
         url.to_string()
     }
 
-    /// The URL with any password masked, for printing.
+    /// [`Postgres::url`] with any password masked, for printing.
     pub fn display_url(&self) -> String {
+        masked(self.url.clone())
+    }
+
+    /// [`Postgres::admin_url`] with any password masked, for printing.
+    pub fn display_admin_url(&self) -> String {
         let mut url = self.url.clone();
-        if url.password().is_some() {
-            // Setting a password only fails for URLs without a host, which never get here.
-            let _ = url.set_password(Some("****"));
-        }
-        url.to_string()
+        url.set_path("/postgres");
+        masked(url)
     }
 
     /// How the server was found.
@@ -145,6 +147,14 @@ pub fn server_version(postgres: &Postgres) -> anyhow::Result<String> {
         .next()
         .and_then(|row| row.into_iter().next().flatten())
         .context("the server returned no version")
+}
+
+fn masked(mut url: reqwest::Url) -> String {
+    if url.password().is_some() {
+        // Setting a password only fails for URLs without a host, which never get here.
+        let _ = url.set_password(Some("****"));
+    }
+    url.to_string()
 }
 
 fn url_for(port: u16, database: &str) -> reqwest::Url {

@@ -18,7 +18,7 @@ impl PgCheck {
         let postgres = pg::find_or_start(&self.database).context("failed to find PostgreSQL")?;
         println!("found:     {}", postgres.source());
         println!("url:       {}", postgres.display_url());
-        println!("admin url: {}", postgres.admin_url());
+        println!("admin url: {}", postgres.display_admin_url());
         if !matches!(postgres.source(), Source::DatabaseUrl) {
             let version = pg::server_version(&postgres).context("failed to query the server")?;
             println!("version:   {version}");

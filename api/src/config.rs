@@ -1,0 +1,85 @@
+//! Settings, read once from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+/// A secret that never prints: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; only for comparing or connecting, never for logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The API's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL` (required): the PostgreSQL connection URL.
+    pub database_url: Secret,
+    /// `HIRING_LISTEN`: the address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `HIRING_DATA_DIR`: where uploaded files are kept (default `./data/local`).
+    pub data_dir: PathBuf,
+    /// `HIRING_API_TOKEN`: the bearer token of write endpoints; unset means read-only.
+    pub api_token: Option<Secret>,
+    /// `HIRING_MAX_UPLOAD_BYTES`: the largest `POST /upload` body (default 2 GiB).
+    pub max_upload_bytes: usize,
+    /// `HIRING_DB_MAX_CONNECTIONS`: the pool's size (default 16).
+    pub db_max_connections: u32,
+}
+
+impl Settings {
+    /// The default `HIRING_MAX_UPLOAD_BYTES`.
+    pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 2 * 1024 * 1024 * 1024;
+
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let Some(database_url) = lookup("DATABASE_URL").filter(|v| !v.is_empty()) else {
+            bail!(
+                "DATABASE_URL is not set: point it at PostgreSQL \
+                 (e.g. postgres://postgres@127.0.0.1:5432/hiring_dev), or run `cargo xtask dev`"
+            );
+        };
+        let listen = lookup("HIRING_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen
+            .parse()
+            .with_context(|| format!("HIRING_LISTEN `{listen}` is not an address such as 127.0.0.1:8080"))?;
+        let max_upload_bytes = match lookup("HIRING_MAX_UPLOAD_BYTES") {
+            Some(v) => v.parse().with_context(|| format!("HIRING_MAX_UPLOAD_BYTES `{v}` is not a number of bytes"))?,
+            None => Self::DEFAULT_MAX_UPLOAD_BYTES,
+        };
+        let db_max_connections = match lookup("HIRING_DB_MAX_CONNECTIONS") {
+            Some(v) => v.parse().with_context(|| format!("HIRING_DB_MAX_CONNECTIONS `{v}` is not a number"))?,
+            None => 16,
+        };
+        Ok(Settings {
+            database_url: Secret::new(database_url),
+            listen,
+            data_dir: lookup("HIRING_DATA_DIR").unwrap_or_else(|| "./data/local".into()).into(),
+            api_token: lookup("HIRING_API_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
+            max_upload_bytes,
+            db_max_connections,
+        })
+    }
+}

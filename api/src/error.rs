@@ -1,0 +1,113 @@
+//! The API's one error type: client errors carry a stable code and a message; internal errors
+//! answer an opaque message and are logged with their detail.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a handler can answer instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    #[error("{message}")]
+    BadRequest {
+        /// The stable code.
+        code: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// 401: the bearer token is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: the server runs read-only.
+    #[error("writes are disabled: this server runs read-only because HIRING_API_TOKEN is not set")]
+    ReadOnly,
+    /// 404: no such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413: the body is over the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: well-formed but unacceptable.
+    #[error("{message}")]
+    Unprocessable {
+        /// The stable code.
+        code: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// 503: the database is unreachable; retry later.
+    #[error("the database is unavailable; retry later")]
+    Unavailable(#[source] hiring::error::Error),
+    /// 500: a bug or an unexpected failure; the detail is logged, not shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 with a code and a message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+
+    /// A 422 with a code and a message.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unprocessable { code, message: message.into() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::ReadOnly => (StatusCode::FORBIDDEN, "read_only"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<hiring::error::Error> for ApiError {
+    fn from(error: hiring::error::Error) -> Self {
+        use hiring::error::Error;
+        match error {
+            Error::BatchSize { .. } => ApiError::unprocessable("batch_size", error.to_string()),
+            Error::UnknownTable(_) => ApiError::bad_request("unknown_table", error.to_string()),
+            Error::IngestionNotFound(_) => ApiError::NotFound(error.to_string()),
+            e if e.is_retryable() => ApiError::Unavailable(e),
+            e => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::ReadOnly => format!("{self}; restart it with HIRING_API_TOKEN=<a secret> to enable writes"),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                self.to_string()
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "internal error; the server log has the details".to_owned()
+            }
+            _ => self.to_string(),
+        };
+        let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

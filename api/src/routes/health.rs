@@ -1,0 +1,28 @@
+//! `GET /health`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// 200 `{"status":"ok"}` when the database answers within 2 s; 503 otherwise.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Ok(Err(e)) => unhealthy(e.to_string()),
+        Err(_) => unhealthy("no answer within 2 s".into()),
+    }
+}
+
+fn unhealthy(reason: String) -> (StatusCode, Json<Value>) {
+    tracing::warn!(reason, "health check failed: database unreachable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database is unreachable; retry later"}})),
+    )
+}

@@ -1,0 +1,77 @@
+//! `GET /ingestions/{id}` and `GET /ingestions/{id}/rejects`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use hiring::ingestions::Ingestion;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The ingestion's report.
+pub async fn ingestion(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Ingestion>, ApiError> {
+    Ok(Json(hiring::ingestions::get(&state.pool, id).await?))
+}
+
+/// Paging of rejects: `limit` (1..=1000, default 100) rows after the position `after`.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    /// How many rejects to return.
+    pub limit: Option<i64>,
+    /// Return rejects after this line (files) or index (batches).
+    pub after: Option<i64>,
+}
+
+/// One reject: `line` for files, `index` for batches.
+#[derive(Debug, Serialize)]
+pub struct RejectView {
+    /// The 1-based line in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<i64>,
+    /// The 0-based index in the batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<i64>,
+    /// The stable reason code.
+    pub reason: String,
+    /// What is wrong.
+    pub message: String,
+    /// The row as received.
+    pub raw: String,
+}
+
+/// A page of rejects, in order; a `Link: <…>; rel="next"` header points at the next page.
+pub async fn rejects(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(page): Query<Page>,
+) -> Result<(HeaderMap, Json<Vec<RejectView>>), ApiError> {
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 1000"));
+    }
+    let ingestion = hiring::ingestions::get(&state.pool, id).await?;
+    let rows = hiring::ingestions::rejects(&state.pool, id, page.after, limit).await?;
+    let mut headers = HeaderMap::new();
+    if rows.len() as i64 == limit
+        && let Some(last) = rows.last()
+        && let Ok(link) = HeaderValue::from_str(&format!(
+            "</ingestions/{id}/rejects?limit={limit}&after={}>; rel=\"next\"",
+            last.position
+        ))
+    {
+        headers.insert(header::LINK, link);
+    }
+    let by_index = ingestion.kind == "batch";
+    let views = rows
+        .into_iter()
+        .map(|r| RejectView {
+            line: (!by_index).then_some(r.position),
+            index: by_index.then_some(r.position),
+            reason: r.reason,
+            message: r.message,
+            raw: r.raw,
+        })
+        .collect();
+    Ok((headers, Json(views)))
+}
