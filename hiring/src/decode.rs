@@ -28,9 +28,10 @@ pub struct Decoder<R: Read> {
     table: Table,
     record: ByteRecord,
     raw: (u64, u64),
-    /// The line the bytes after the last record start on. csv's own line count is off by one
-    /// after CRLF (it counts the `\n` as the start of the next record), so we count ourselves.
-    next_line: i64,
+    /// Counts lines over the bytes of every record. csv's own count is off by one after CRLF
+    /// (it counts the `\n` as the start of the next record) and ignores bare CR line ends,
+    /// which it does accept as record ends, so we count ourselves.
+    lines: LineCounter,
     first: bool,
 }
 
@@ -41,7 +42,7 @@ impl<R: Read> Decoder<R> {
             .has_headers(false)
             .flexible(true)
             .from_reader(Tee::new(input));
-        Decoder { reader, table, record: ByteRecord::new(), raw: (0, 0), next_line: 1, first: true }
+        Decoder { reader, table, record: ByteRecord::new(), raw: (0, 0), lines: LineCounter::default(), first: true }
     }
 
     /// The next record, or `None` at the end of the input.
@@ -59,12 +60,11 @@ impl<R: Read> Decoder<R> {
             let start_byte = self.record.position().map_or(start, |p| p.byte());
             self.raw = (start_byte, end);
             self.reader.get_mut().forget_before(start_byte);
-            let (line, newlines) = {
-                let raw = self.reader.get_ref().slice(start_byte, end);
-                let leading = raw.iter().take_while(|b| matches!(b, b'\r' | b'\n')).filter(|&&b| b == b'\n').count();
-                (self.next_line + leading as i64, raw.iter().filter(|&&b| b == b'\n').count())
-            };
-            self.next_line += newlines as i64;
+            let raw = self.reader.get_ref().slice(start_byte, end);
+            let content = raw.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(raw.len());
+            self.lines.advance(&raw[..content]);
+            let line = self.lines.current;
+            self.lines.advance(&raw[content..]);
             let first = std::mem::replace(&mut self.first, false);
             if first && self.is_header() {
                 continue;
@@ -107,6 +107,33 @@ impl<R: Read> Decoder<R> {
             }
         }
         parse_row(self.table, &fields)
+    }
+}
+
+/// Counts line breaks: LF, CRLF or a bare CR, each once, across consecutive slices.
+#[derive(Debug)]
+struct LineCounter {
+    /// The 1-based line the next byte is on.
+    current: i64,
+    after_cr: bool,
+}
+
+impl Default for LineCounter {
+    fn default() -> Self {
+        LineCounter { current: 1, after_cr: false }
+    }
+}
+
+impl LineCounter {
+    fn advance(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            match byte {
+                b'\r' => self.current += 1,
+                b'\n' if !self.after_cr => self.current += 1,
+                _ => {}
+            }
+            self.after_cr = byte == b'\r';
+        }
     }
 }
 
@@ -222,6 +249,8 @@ mod tests {
         let lines: Vec<i64> = rows.iter().map(|r| r.0).collect();
         assert_eq!(lines, [1, 3, 5, 8]);
         assert_eq!(rows[1].2, "2,\"b\r\nc\"");
+        let bare_cr = decode(Table::Jobs, b"1,a\r2,b\r\r3,c");
+        assert_eq!(bare_cr.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 4]);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub async fn rejects(pool: &PgPool, id: i64, after: Option<i64>, limit: i64) -> 
 }
 
 /// Marks failed every running ingestion whose load is gone (its process died): a live load
-/// holds its ingestion's advisory lock. Returns how many were marked.
+/// holds its ingestion's advisory lock from the moment the ingestion is recorded. Returns how many were marked.
 pub async fn fail_abandoned(pool: &PgPool) -> Result<u64> {
     let running: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM ingestions WHERE status = 'running' AND started_at < now() - interval '5 seconds'",
@@ -112,7 +112,7 @@ async fn fail_if_abandoned(pool: &PgPool, id: i64) -> Result<bool> {
     let marked = sqlx::query(
         "UPDATE ingestions SET status = 'failed', finished_at = now(),
              error = 'the load stopped before it finished (the server stopped or lost the database); nothing was kept: upload the file again'
-         WHERE id = $1 AND status = 'running' AND started_at < now() - interval '5 seconds'",
+         WHERE id = $1 AND status = 'running'",
     )
     .bind(id)
     .execute(&mut *tx)

@@ -11,7 +11,8 @@ use std::io::Read;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::mpsc;
 
 use crate::batch::{MAX_BATCH_ROWS, parse_json_row};
@@ -74,25 +75,44 @@ impl Counts {
     }
 }
 
-/// Records a new ingestion as running and returns its id. The caller then loads it with
-/// [`load_file`]; an ingestion left running by a crash is marked failed by
-/// [`crate::ingestions::fail_abandoned`].
-pub async fn start_ingestion(pool: &PgPool, table: Table, source: &str) -> Result<i64> {
+/// A new ingestion, recorded as running, with the connection that holds its lock.
+#[derive(Debug)]
+pub struct Started {
+    /// The ingestion id (see `GET /ingestions/{id}`).
+    pub id: i64,
+    connection: PoolConnection<Postgres>,
+}
+
+/// Records a new ingestion as running. Its row is visible at once (so progress can be read);
+/// the session-level advisory lock taken in the same statement tells
+/// [`crate::ingestions::fail_abandoned`] the load is alive until [`load_file`] ends or the
+/// process dies (which closes the connection and frees the lock).
+pub async fn start_ingestion(pool: &PgPool, table: Table, source: &str) -> Result<Started> {
+    let mut connection = pool.acquire().await?;
     let id = sqlx::query_scalar(
-        "INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'file', $2, 'running') RETURNING id",
+        "WITH started AS (
+             INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'file', $2, 'running') RETURNING id
+         )
+         SELECT id FROM started, pg_advisory_lock(id)",
     )
     .bind(table.name())
     .bind(source)
-    .fetch_one(pool)
+    .fetch_one(&mut *connection)
     .await?;
-    Ok(id)
+    Ok(Started { id, connection })
 }
 
-/// Loads a CSV file of `table` as ingestion `id` (from [`start_ingestion`]) in one transaction.
-/// On failure the ingestion is marked failed with the error and no row is kept.
-#[tracing::instrument(skip(pool, input))]
-pub async fn load_file<R: Read + Send + 'static>(pool: &PgPool, id: i64, table: Table, input: R) -> Result<LoadReport> {
-    let result = load_file_in_transaction(pool, id, table, input).await;
+/// Loads a CSV file of `table` as the ingestion `started` in one transaction. On failure the
+/// ingestion is marked failed with the error and no row is kept.
+#[tracing::instrument(skip(pool, started, input), fields(ingestion = started.id))]
+pub async fn load_file<R: Read + Send + 'static>(
+    pool: &PgPool,
+    mut started: Started,
+    table: Table,
+    input: R,
+) -> Result<LoadReport> {
+    let id = started.id;
+    let result = load_file_in_transaction(&mut started.connection, id, table, input).await;
     if let Err(error) = &result {
         tracing::warn!(ingestion = id, %table, %error, "load failed");
         let marked = sqlx::query(
@@ -103,10 +123,14 @@ pub async fn load_file<R: Read + Send + 'static>(pool: &PgPool, id: i64, table: 
         .execute(pool)
         .await;
         if let Err(e) = marked {
-            // The database is likely gone; the ingestion will be marked failed when it is found
-            // abandoned.
+            // The database is likely gone; the ingestion is marked failed when found abandoned.
             tracing::warn!(ingestion = id, error = %e, "could not mark the ingestion failed");
         }
+    }
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(id).execute(&mut *started.connection).await;
+    if unlocked.is_err() {
+        // Never return a connection that may still hold the lock to the pool.
+        started.connection.detach();
     }
     result
 }
@@ -118,15 +142,12 @@ struct Chunk {
 }
 
 async fn load_file_in_transaction<R: Read + Send + 'static>(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     id: i64,
     table: Table,
     input: R,
 ) -> Result<LoadReport> {
-    let mut tx = pool.begin().await?;
-    // The ingestion lock tells `fail_abandoned` this load is alive; the table lock serialises
-    // writers of the table.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(id).execute(&mut *tx).await?;
+    let mut tx = connection.begin().await?;
     lock_table(&mut tx, table).await?;
     let mut context = known_references(&mut tx, table, None).await?;
 

@@ -54,9 +54,9 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
         let mut reports = Vec::with_capacity(parts.len());
         for part in parts {
             let source = format!("upload:{} ({})", part.file_name, part.path.display());
-            let id = hiring::load::start_ingestion(&pool, part.table, &source).await?;
             let file = std::fs::File::open(&part.path)?;
-            reports.push(hiring::load::load_file(&pool, id, part.table, file).await?);
+            let started = hiring::load::start_ingestion(&pool, part.table, &source).await?;
+            reports.push(hiring::load::load_file(&pool, started, part.table, file).await?);
         }
         Ok::<_, hiring::error::Error>(reports)
     });

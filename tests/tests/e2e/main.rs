@@ -1,0 +1,10 @@
+//! End-to-end tests of `hiring-api` through HTTP, each against its own PostgreSQL database
+//! (`#[sqlx::test]` creates one per test on the server in `DATABASE_URL`).
+//!
+//! Run them with `cargo xtask test`, which finds or starts PostgreSQL first.
+
+mod batch;
+mod helpers;
+mod metrics;
+mod rules;
+mod upload;

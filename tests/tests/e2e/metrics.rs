@@ -1,0 +1,117 @@
+//! The two metrics: exact semantics, checked against SQL over the raw hires, JSON and CSV.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::helpers::TestApp;
+
+/// Hires by quarter computed straight from `hired_employees` with half-open UTC ranges,
+/// independently of the rollup the API reads.
+async fn expected_hires(pool: &PgPool, year: i32) -> Vec<Value> {
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        r#"SELECT d.department, j.job,
+                  count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 1, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 4, 1, 0, 0, 0, 'UTC')),
+                  count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 4, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 7, 1, 0, 0, 0, 'UTC')),
+                  count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 7, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 10, 1, 0, 0, 0, 'UTC')),
+                  count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 10, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1 + 1, 1, 1, 0, 0, 0, 'UTC'))
+           FROM hired_employees h JOIN departments d ON d.id = h.department_id JOIN jobs j ON j.id = h.job_id
+           WHERE h.datetime >= make_timestamptz($1, 1, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1 + 1, 1, 1, 0, 0, 0, 'UTC')
+           GROUP BY d.id, j.id ORDER BY d.department COLLATE "C", j.job COLLATE "C", d.id, j.id"#,
+    )
+    .bind(year)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(d, j, q1, q2, q3, q4)| json!({"department": d, "job": j, "Q1": q1, "Q2": q2, "Q3": q3, "Q4": q4})).collect()
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn the_sample_metrics_match_the_raw_hires(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_sample().await;
+    for year in [2021, 2022] {
+        let (status, body) = app.get_json(&format!("/metrics/hires?year={year}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body.as_array().unwrap(), &expected_hires(&app.pool, year).await, "year {year}");
+    }
+    let (_, hires) = app.get_json("/metrics/hires").await;
+    let total: i64 = hires.as_array().unwrap().iter().map(|r| ["Q1", "Q2", "Q3", "Q4"].iter().map(|q| r[q].as_i64().unwrap()).sum::<i64>()).sum();
+    // 1,685 sample rows fall in 2021; 16 of them lack a name, 15 a department, 11 a job.
+    assert_eq!(total, 1685 - 16 - 15 - 11);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn departments_above_the_mean_use_every_department_in_the_table(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_sample().await;
+    let (status, body) = app.get_json("/metrics/departments?year=2021").await;
+    assert_eq!(status, 200);
+    let expected: Vec<(i32, String, i64)> = sqlx::query_as(
+        "WITH per AS (SELECT department_id, count(*) AS hired FROM hired_employees
+                      WHERE datetime >= '2021-01-01T00:00:00Z' AND datetime < '2022-01-01T00:00:00Z' GROUP BY 1)
+         SELECT d.id, d.department, per.hired FROM per JOIN departments d ON d.id = per.department_id
+         WHERE per.hired > (SELECT sum(hired)::numeric FROM per) / (SELECT count(*) FROM departments)
+         ORDER BY per.hired DESC, d.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let expected: Vec<Value> = expected.into_iter().map(|(id, d, h)| json!({"id": id, "department": d, "hired": h})).collect();
+    assert_eq!(body.as_array().unwrap(), &expected);
+    assert_eq!(body[0], json!({"id": 8, "department": "Support", "hired": 216}));
+    assert_eq!(expected.len(), 7);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn years_are_half_open_utc_ranges_and_offsets_convert(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_dimensions().await;
+    let csv = "1,A,2021-12-31T23:59:59Z,1,1\n2,B,2022-01-01T00:00:00Z,1,1\n3,C,2021-12-31T20:00:00-05:00,1,1\n4,D,2021-03-31T23:59:59.999999Z,1,1\n5,E,2021-04-01T00:00:00,1,1\n";
+    app.upload_csv("hired_employees", csv).await;
+    let (_, y2021) = app.get_json("/metrics/hires?year=2021").await;
+    assert_eq!(y2021, json!([{"department": "Sales", "job": "Analyst", "Q1": 1, "Q2": 1, "Q3": 0, "Q4": 1}]));
+    let (_, y2022) = app.get_json("/metrics/hires?year=2022").await;
+    assert_eq!(y2022, json!([{"department": "Sales", "job": "Analyst", "Q1": 2, "Q2": 0, "Q3": 0, "Q4": 0}]));
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn hires_are_ordered_by_department_then_job_in_byte_order(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.upload_csv("departments", "1,beta\n2,Alpha\n3,alpha\n").await;
+    app.upload_csv("jobs", "1,b\n2,B\n3,a\n").await;
+    app.upload_csv("hired_employees", "1,A,2021-05-01T00:00:00Z,1,1\n2,B,2021-05-01T00:00:00Z,3,1\n3,C,2021-05-01T00:00:00Z,2,2\n4,D,2021-05-01T00:00:00Z,2,3\n5,E,2021-05-01T00:00:00Z,2,1\n").await;
+    let (_, body) = app.get_json("/metrics/hires").await;
+    let order: Vec<(String, String)> =
+        body.as_array().unwrap().iter().map(|r| (r["department"].as_str().unwrap().into(), r["job"].as_str().unwrap().into())).collect();
+    let expected = [("Alpha", "B"), ("Alpha", "a"), ("Alpha", "b"), ("alpha", "b"), ("beta", "b")];
+    assert_eq!(order, expected.map(|(d, j)| (d.to_owned(), j.to_owned())));
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn metrics_follow_updates_and_are_empty_for_a_year_without_hires(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_dimensions().await;
+    app.upload_csv("hired_employees", "1,A,2021-05-01T00:00:00Z,1,1\n").await;
+    app.upload_csv("hired_employees", "1,A,2021-11-01T00:00:00Z,2,1\n").await;
+    let (_, body) = app.get_json("/metrics/hires").await;
+    assert_eq!(body, json!([{"department": "Support", "job": "Analyst", "Q1": 0, "Q2": 0, "Q3": 0, "Q4": 1}]));
+    assert_eq!(app.get_json("/metrics/hires?year=1999").await, (200, json!([])));
+    assert_eq!(app.get_json("/metrics/departments?year=1999").await, (200, json!([])));
+    let (status, body) = app.get_json("/metrics/hires?year=abc").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_year")));
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn metrics_are_served_as_csv_on_request(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.upload_csv("departments", "1,\"Sales, EMEA\"\n2,Support\n").await;
+    app.upload_csv("jobs", "1,Analyst\n").await;
+    app.upload_csv("hired_employees", "1,A,2021-05-01T00:00:00Z,1,1\n").await;
+    let by_query = app.client.get(app.url("/metrics/hires?format=csv")).send().await.unwrap();
+    assert_eq!(by_query.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(by_query.text().await.unwrap(), "department,job,Q1,Q2,Q3,Q4\n\"Sales, EMEA\",Analyst,0,1,0,0\n");
+    let by_accept = app.client.get(app.url("/metrics/departments?year=2021")).header("accept", "text/csv").send().await.unwrap();
+    assert_eq!(by_accept.text().await.unwrap(), "id,department,hired\n1,\"Sales, EMEA\",1\n");
+    let empty = app.client.get(app.url("/metrics/departments?year=1990&format=csv")).send().await.unwrap();
+    assert_eq!(empty.text().await.unwrap(), "id,department,hired\n");
+}
