@@ -50,9 +50,10 @@ CREATE TABLE rejects (
     PRIMARY KEY (ingestion_id, position)
 );
 
--- Hires per (year, quarter, department, job), by UTC month. Maintained by statement-level
--- triggers on hired_employees so that every write path (file loads, batches, restores, manual
--- SQL) keeps it exact, and the metrics read a few thousand rows instead of every hire.
+-- Hires per (year, quarter, department, job), by UTC month, so the metrics read a few thousand
+-- rows instead of every hire. The loader keeps it exact in the same transaction as every write
+-- to hired_employees (see hiring/src/load.rs). Anything else that writes hires directly must
+-- call hires_rollup_refresh() in its transaction.
 CREATE TABLE hires_rollup (
     year integer NOT NULL,
     department_id integer NOT NULL,
@@ -62,73 +63,13 @@ CREATE TABLE hires_rollup (
     PRIMARY KEY (year, department_id, job_id, quarter)
 );
 
-CREATE FUNCTION hires_rollup_add() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO hires_rollup AS r (year, department_id, job_id, quarter, hires)
+CREATE FUNCTION hires_rollup_refresh() RETURNS void LANGUAGE sql AS $$
+    DELETE FROM hires_rollup;
+    INSERT INTO hires_rollup (year, department_id, job_id, quarter, hires)
     SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer,
            department_id, job_id,
            extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint,
            count(*)
-    FROM new_rows
-    GROUP BY 1, 2, 3, 4
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (year, department_id, job_id, quarter) DO UPDATE SET hires = r.hires + excluded.hires;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION hires_rollup_replace() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO hires_rollup AS r (year, department_id, job_id, quarter, hires)
-    SELECT year, department_id, job_id, quarter, sum(delta)
-    FROM (
-        SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer AS year,
-               department_id, job_id,
-               extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint AS quarter,
-               -1 AS delta
-        FROM old_rows
-        UNION ALL
-        SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer,
-               department_id, job_id,
-               extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint,
-               1
-        FROM new_rows
-    ) AS changes
-    GROUP BY 1, 2, 3, 4
-    HAVING sum(delta) <> 0
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (year, department_id, job_id, quarter) DO UPDATE SET hires = r.hires + excluded.hires;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION hires_rollup_remove() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE hires_rollup AS r
-    SET hires = r.hires - gone.hires
-    FROM (
-        SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer AS year,
-               department_id, job_id,
-               extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint AS quarter,
-               count(*) AS hires
-        FROM old_rows
-        GROUP BY 1, 2, 3, 4
-    ) AS gone
-    WHERE (r.year, r.department_id, r.job_id, r.quarter)
-        = (gone.year, gone.department_id, gone.job_id, gone.quarter);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION hires_rollup_clear() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    TRUNCATE hires_rollup;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER hires_rollup_on_insert AFTER INSERT ON hired_employees
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION hires_rollup_add();
-CREATE TRIGGER hires_rollup_on_update AFTER UPDATE ON hired_employees
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION hires_rollup_replace();
-CREATE TRIGGER hires_rollup_on_delete AFTER DELETE ON hired_employees
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION hires_rollup_remove();
-CREATE TRIGGER hires_rollup_on_truncate AFTER TRUNCATE ON hired_employees
-    FOR EACH STATEMENT EXECUTE FUNCTION hires_rollup_clear();
+    FROM hired_employees
+    GROUP BY 1, 2, 3, 4;
+$$;

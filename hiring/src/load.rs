@@ -6,7 +6,10 @@
 //! last. A crash before the commit leaves no partial rows. Writers of a table are serialised by
 //! an advisory lock, so concurrent loads of the same data cannot interleave.
 
+use std::collections::HashMap;
 use std::io::Read;
+
+use chrono::Datelike;
 
 use roaring::RoaringBitmap;
 use serde::Serialize;
@@ -138,7 +141,15 @@ pub async fn load_file<R: Read + Send + 'static>(
 /// One message from the decoding thread: a chunk of valid rows and the rejects found with them.
 struct Chunk {
     valid: Columns,
+    /// `valid` in COPY text format, encoded on the decoding thread while PostgreSQL works.
+    copy: Vec<u8>,
     rejects: Vec<Reject>,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk { valid: Columns::with_capacity(CHUNK_ROWS), copy: Vec::new(), rejects: Vec::new() }
+    }
 }
 
 async fn load_file_in_transaction<R: Read + Send + 'static>(
@@ -154,7 +165,7 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
     let (sender, mut receiver) = mpsc::channel::<Chunk>(2);
     let decoder = tokio::task::spawn_blocking(move || -> std::io::Result<i64> {
         let mut decoder = Decoder::new(table, input);
-        let mut chunk = Chunk { valid: Columns::with_capacity(CHUNK_ROWS), rejects: Vec::new() };
+        let mut chunk = Chunk::new();
         let mut rows = 0i64;
         while let Some(decoded) = decoder.next_record()? {
             rows += 1;
@@ -163,24 +174,28 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
                 Err(violation) => chunk.rejects.push(Reject::new(decoded.line, violation, decoder.raw())),
             }
             if chunk.valid.len() + chunk.rejects.len() >= CHUNK_ROWS {
-                let full = std::mem::replace(
-                    &mut chunk,
-                    Chunk { valid: Columns::with_capacity(CHUNK_ROWS), rejects: Vec::new() },
-                );
+                let mut full = std::mem::replace(&mut chunk, Chunk::new());
+                full.copy = copy_text(&full.valid);
                 if sender.blocking_send(full).is_err() {
                     // The loader stopped (it failed); its error is the one reported.
                     return Ok(rows);
                 }
             }
         }
+        chunk.copy = copy_text(&chunk.valid);
         let _ = sender.blocking_send(chunk);
         Ok(rows)
     });
 
-    let mut counts = Counts::default();
+    let mut writer = Writer::new(table);
     let mut failure = None;
     while let Some(chunk) = receiver.recv().await {
-        if let Err(e) = write_chunk(&mut tx, id, table, &chunk, &mut counts).await {
+        let written = async {
+            writer.write(&mut tx, &chunk.valid, Some(&chunk.copy)).await?;
+            writer.counts.rejected += chunk.rejects.len() as i64;
+            insert_rejects(&mut tx, id, &chunk.rejects).await
+        };
+        if let Err(e) = written.await {
             failure = Some(e);
             break;
         }
@@ -190,20 +205,13 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
     if let Some(e) = failure {
         return Err(e);
     }
-    counts.rows = decoded?;
-    let report = counts.report(id, table);
+    writer.counts.rows = decoded?;
+    writer.flush_rollup(&mut tx).await?;
+    let report = writer.counts.report(id, table);
     finish_ingestion(&mut tx, &report).await?;
     tx.commit().await?;
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
     Ok(report)
-}
-
-async fn write_chunk(tx: &mut PgConnection, id: i64, table: Table, chunk: &Chunk, counts: &mut Counts) -> Result<()> {
-    let (inserted, updated) = upsert(tx, table, &chunk.valid).await?;
-    counts.inserted += inserted;
-    counts.updated += updated;
-    counts.rejected += chunk.rejects.len() as i64;
-    insert_rejects(tx, id, &chunk.rejects).await
 }
 
 /// Loads a JSON batch of 1..=[`MAX_BATCH_ROWS`] rows in one transaction. Invalid rows are not
@@ -242,10 +250,13 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
             Err(violation) => rejects.push(Reject::new(index as i64, violation, value.to_string().as_bytes())),
         }
     }
-    let (inserted, updated) = upsert(&mut tx, table, &valid).await?;
+    let mut writer = Writer::new(table);
+    writer.write(&mut tx, &valid, None).await?;
+    writer.flush_rollup(&mut tx).await?;
     insert_rejects(&mut tx, id, &rejects).await?;
-    let counts = Counts { rows: rows.len() as i64, inserted, updated, rejected: rejects.len() as i64 };
-    let report = counts.report(id, table);
+    writer.counts.rows = rows.len() as i64;
+    writer.counts.rejected = rejects.len() as i64;
+    let report = writer.counts.report(id, table);
     finish_ingestion(&mut tx, &report).await?;
     tx.commit().await?;
     Ok(BatchReport { report, rejects })
@@ -289,11 +300,124 @@ async fn known_references(tx: &mut PgConnection, table: Table, candidates: Optio
     Ok(Context::new(departments, jobs))
 }
 
-/// Upserts valid rows; returns (inserted, updated). Rows equal to the stored ones are left alone.
-async fn upsert(tx: &mut PgConnection, table: Table, rows: &Columns) -> Result<(i64, i64)> {
-    if rows.is_empty() {
-        return Ok((0, 0));
+/// Writes valid rows into their table and keeps `hires_rollup` exact.
+///
+/// Rows whose ids cannot collide with stored ones (no stored id in the chunk's id range, which
+/// is the common case of a first load) go in by `COPY`, as fast as PostgreSQL takes rows, and
+/// their rollup counts are summed here and written once by [`Writer::flush_rollup`]. Other
+/// chunks are upserted in one statement that also applies their rollup deltas. Both are
+/// correct only because writers of the table hold its advisory lock.
+struct Writer {
+    table: Table,
+    counts: Counts,
+    rollup: HashMap<(i32, i32, i32, i16), i64>,
+}
+
+impl Writer {
+    fn new(table: Table) -> Self {
+        Writer { table, counts: Counts::default(), rollup: HashMap::new() }
     }
+
+    async fn write(&mut self, tx: &mut PgConnection, rows: &Columns, copy: Option<&[u8]>) -> Result<()> {
+        let (Some(&low), Some(&high)) = (rows.ids.iter().min(), rows.ids.iter().max()) else {
+            return Ok(());
+        };
+        let overlaps: bool =
+            sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {} WHERE id BETWEEN $1 AND $2)", self.table))
+                .bind(low)
+                .bind(high)
+                .fetch_one(&mut *tx)
+                .await?;
+        if overlaps {
+            let (inserted, updated) = upsert(tx, self.table, rows).await?;
+            self.counts.inserted += inserted;
+            self.counts.updated += updated;
+            return Ok(());
+        }
+        let encoded;
+        let copy = match copy {
+            Some(copy) => copy,
+            None => {
+                encoded = copy_text(rows);
+                &encoded
+            }
+        };
+        let columns = self.table.columns().join(", ");
+        let mut sink = tx.copy_in_raw(&format!("COPY {} ({columns}) FROM STDIN", self.table)).await?;
+        sink.send(copy).await?;
+        sink.finish().await?;
+        self.counts.inserted += rows.len() as i64;
+        for ((datetime, department_id), job_id) in rows.datetimes.iter().zip(&rows.department_ids).zip(&rows.job_ids) {
+            let quarter = (datetime.month0() / 3 + 1) as i16;
+            *self.rollup.entry((datetime.year(), *department_id, *job_id, quarter)).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds the counts of the rows copied so far to `hires_rollup`.
+    async fn flush_rollup(&mut self, tx: &mut PgConnection) -> Result<()> {
+        if self.rollup.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<_> = std::mem::take(&mut self.rollup).into_iter().collect();
+        // A fixed order keeps concurrent writers of the rollup from deadlocking.
+        keys.sort_unstable();
+        let (mut years, mut departments, mut jobs, mut quarters, mut hires) = (vec![], vec![], vec![], vec![], vec![]);
+        for ((year, department_id, job_id, quarter), count) in keys {
+            years.push(year);
+            departments.push(department_id);
+            jobs.push(job_id);
+            quarters.push(quarter);
+            hires.push(count);
+        }
+        sqlx::query(
+            "INSERT INTO hires_rollup AS r (year, department_id, job_id, quarter, hires)
+             SELECT * FROM UNNEST($1::integer[], $2::integer[], $3::integer[], $4::smallint[], $5::bigint[])
+             ON CONFLICT (year, department_id, job_id, quarter) DO UPDATE SET hires = r.hires + excluded.hires",
+        )
+        .bind(years)
+        .bind(departments)
+        .bind(jobs)
+        .bind(quarters)
+        .bind(hires)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Encodes rows in PostgreSQL's COPY text format (tab-separated, backslash escapes, UTC times).
+fn copy_text(rows: &Columns) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(rows.len() * 64);
+    for (index, id) in rows.ids.iter().enumerate() {
+        let _ = write!(out, "{id}\t");
+        for &byte in rows.texts[index].as_bytes() {
+            match byte {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                other => out.push(other),
+            }
+        }
+        if let Some(datetime) = rows.datetimes.get(index) {
+            let _ = write!(
+                out,
+                "\t{}+00\t{}\t{}",
+                datetime.format("%Y-%m-%d %H:%M:%S%.6f"),
+                rows.department_ids[index],
+                rows.job_ids[index]
+            );
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Upserts rows that may collide with stored ids; returns (inserted, updated). Rows equal to
+/// the stored ones are left alone.
+async fn upsert(tx: &mut PgConnection, table: Table, rows: &Columns) -> Result<(i64, i64)> {
     let statement = match table {
         Table::Departments => UPSERT_DEPARTMENTS,
         Table::Jobs => UPSERT_JOBS,
@@ -328,16 +452,43 @@ WITH written AS (
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
 
+// Hires also move their rollup counts: -1 for each replaced row's old values (all CTEs read
+// the snapshot from before the statement), +1 for each written row's new values.
 const UPSERT_HIRES: &str = "
-WITH written AS (
-    INSERT INTO hired_employees AS t (id, name, datetime, department_id, job_id)
+WITH input AS (
     SELECT * FROM UNNEST($1::integer[], $2::text[], $3::timestamptz[], $4::integer[], $5::integer[])
+        AS u (id, name, datetime, department_id, job_id)
+),
+replaced AS (
+    SELECT h.datetime, h.department_id, h.job_id
+    FROM hired_employees h JOIN input i ON i.id = h.id
+    WHERE (h.name, h.datetime, h.department_id, h.job_id)
+        IS DISTINCT FROM (i.name, i.datetime, i.department_id, i.job_id)
+),
+written AS (
+    INSERT INTO hired_employees AS t (id, name, datetime, department_id, job_id)
+    SELECT * FROM input
     ON CONFLICT (id) DO UPDATE SET
         name = excluded.name, datetime = excluded.datetime,
         department_id = excluded.department_id, job_id = excluded.job_id
     WHERE (t.name, t.datetime, t.department_id, t.job_id)
         IS DISTINCT FROM (excluded.name, excluded.datetime, excluded.department_id, excluded.job_id)
-    RETURNING xmax = 0 AS inserted
+    RETURNING xmax = 0 AS inserted, datetime, department_id, job_id
+),
+deltas AS (
+    SELECT datetime, department_id, job_id, -1 AS delta FROM replaced
+    UNION ALL
+    SELECT datetime, department_id, job_id, 1 FROM written
+),
+rolled_up AS (
+    INSERT INTO hires_rollup AS r (year, department_id, job_id, quarter, hires)
+    SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer, department_id, job_id,
+           extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint, sum(delta)
+    FROM deltas
+    GROUP BY 1, 2, 3, 4
+    HAVING sum(delta) <> 0
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (year, department_id, job_id, quarter) DO UPDATE SET hires = r.hires + excluded.hires
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
 

@@ -22,6 +22,8 @@ pub enum Reason {
     DuplicateId,
     /// The row is not valid UTF-8.
     InvalidUtf8,
+    /// A text field holds a NUL character, which PostgreSQL text cannot store.
+    InvalidCharacter,
     /// A text field is longer than [`crate::validate::MAX_TEXT_BYTES`].
     FieldTooLong,
     /// A JSON field has the wrong type (an id given as a string or a float, a name as a number…).
@@ -44,6 +46,7 @@ impl Reason {
             Reason::UnknownJob => "unknown_job",
             Reason::DuplicateId => "duplicate_id",
             Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::InvalidCharacter => "invalid_character",
             Reason::FieldTooLong => "field_too_long",
             Reason::WrongType => "wrong_type",
             Reason::UnexpectedField => "unexpected_field",

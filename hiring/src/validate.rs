@@ -161,6 +161,9 @@ pub fn parse_text(column: &str, text: &str) -> Result<String, Violation> {
             format!("{column} is {} bytes long; the limit is {MAX_TEXT_BYTES}", text.len()),
         ));
     }
+    if text.contains('\0') {
+        return Err(Violation::new(Reason::InvalidCharacter, format!("{column} contains a NUL character")));
+    }
     Ok(text.to_owned())
 }
 

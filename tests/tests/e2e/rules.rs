@@ -148,3 +148,13 @@ async fn a_json_row_that_is_not_an_object_is_rejected(pool: PgPool) {
     assert_eq!(stored[0]["index"], 0);
     assert_eq!(stored[0]["raw"], "[1,\"Analyst\"]");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_text_field_with_a_nul_character_is_rejected(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let report = app.upload_csv("jobs", "1,Ana\0lyst\n2,Tab\there \\ back\\slash\n").await;
+    let rejects = app.rejects(&report).await;
+    assert_eq!(rejects, [(1, "invalid_character".into(), "1,Ana\u{FFFD}lyst".into())]);
+    let stored: String = sqlx::query_scalar("SELECT job FROM jobs WHERE id = 2").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, "Tab\there \\ back\\slash", "tabs and backslashes survive COPY");
+}
