@@ -23,14 +23,8 @@ pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// The API's router.
 pub fn app(state: AppState) -> Router {
     let writes = Router::new()
-        .route(
-            "/upload",
-            post(routes::upload::upload).layer(DefaultBodyLimit::max(state.settings.max_upload_bytes)),
-        )
-        .route(
-            "/batch/{table}",
-            post(routes::batch::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
-        )
+        .route("/upload", post(routes::upload::upload).layer(DefaultBodyLimit::max(state.settings.max_upload_bytes)))
+        .route("/batch/{table}", post(routes::batch::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     let reads = Router::new()
         .route("/health", get(routes::health::health))

@@ -25,9 +25,9 @@ async fn main() -> anyhow::Result<()> {
         .connect_lazy(settings.database_url.expose())
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
     api::migrate(&pool).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("could not listen on {} (HIRING_LISTEN); is another server there?", settings.listen))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
+        format!("could not listen on {} (HIRING_LISTEN); is another server there?", settings.listen)
+    })?;
     tracing::info!(
         address = %listener.local_addr()?,
         writes = if settings.api_token.is_some() { "enabled" } else { "disabled (read-only: HIRING_API_TOKEN is not set)" },

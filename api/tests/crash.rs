@@ -43,7 +43,8 @@ impl Server {
     }
 
     async fn upload(&self, client: &reqwest::Client, table: &str, csv: Vec<u8>) -> reqwest::Result<reqwest::Response> {
-        let form = reqwest::multipart::Form::new().part(table.to_owned(), reqwest::multipart::Part::bytes(csv).file_name(format!("{table}.csv")));
+        let form = reqwest::multipart::Form::new()
+            .part(table.to_owned(), reqwest::multipart::Part::bytes(csv).file_name(format!("{table}.csv")));
         client.post(format!("{}/upload", self.base)).bearer_auth(TOKEN).multipart(form).send().await
     }
 }
@@ -76,17 +77,25 @@ async fn a_server_killed_during_a_large_upload_keeps_the_table_as_before(pool: P
     // A large file that replaces the two rows above and adds a million more.
     let mut big = Vec::with_capacity(50 << 20);
     for id in 1..=1_000_000 {
-        big.extend_from_slice(format!("{id},Person {id},2021-06-{:02}T12:00:00Z,{},1\n", id % 28 + 1, id % 2 + 1).as_bytes());
+        big.extend_from_slice(
+            format!("{id},Person {id},2021-06-{:02}T12:00:00Z,{},1\n", id % 28 + 1, id % 2 + 1).as_bytes(),
+        );
     }
     let upload = {
         let (client, base) = (client.clone(), server.base.clone());
-        let form = reqwest::multipart::Form::new().part("hired_employees", reqwest::multipart::Part::bytes(big).file_name("big.csv"));
-        tokio::spawn(async move { client.post(format!("{base}/upload")).bearer_auth(TOKEN).multipart(form).send().await })
+        let form = reqwest::multipart::Form::new()
+            .part("hired_employees", reqwest::multipart::Part::bytes(big).file_name("big.csv"));
+        tokio::spawn(
+            async move { client.post(format!("{base}/upload")).bearer_auth(TOKEN).multipart(form).send().await },
+        )
     };
     // Kill it once the load is under way inside its transaction.
     let deadline = Instant::now() + Duration::from_secs(60);
     let running: i64 = loop {
-        let running: Option<i64> = sqlx::query_scalar("SELECT id FROM ingestions WHERE status = 'running'").fetch_optional(&pool).await.unwrap();
+        let running: Option<i64> = sqlx::query_scalar("SELECT id FROM ingestions WHERE status = 'running'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
         if let Some(id) = running {
             break id;
         }
@@ -113,7 +122,8 @@ async fn a_server_killed_during_a_large_upload_keeps_the_table_as_before(pool: P
     server.child.wait().unwrap();
     assert!(upload.await.unwrap().is_err(), "the client saw the connection drop");
 
-    let rows: Vec<(i32, String)> = sqlx::query_as("SELECT id, name FROM hired_employees ORDER BY id").fetch_all(&pool).await.unwrap();
+    let rows: Vec<(i32, String)> =
+        sqlx::query_as("SELECT id, name FROM hired_employees ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(rows, [(1, "Ann".to_owned()), (2, "Bob".to_owned())], "no partial rows after the kill");
     let rollup: i64 = sqlx::query_scalar("SELECT sum(hires)::bigint FROM hires_rollup").fetch_one(&pool).await.unwrap();
     assert_eq!(rollup, 2);
@@ -134,5 +144,8 @@ async fn a_server_killed_during_a_large_upload_keeps_the_table_as_before(pool: P
     };
     assert_eq!(ingestion["status"], "failed", "{ingestion}");
     assert!(ingestion["error"].as_str().unwrap().contains("upload the file again"));
-    assert_eq!(rows.len() as i64, sqlx::query_scalar::<_, i64>("SELECT count(*) FROM hired_employees").fetch_one(&pool).await.unwrap());
+    assert_eq!(
+        rows.len() as i64,
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM hired_employees").fetch_one(&pool).await.unwrap()
+    );
 }

@@ -84,8 +84,19 @@ mod tests {
     #[test]
     fn shape_errors_have_their_reasons() {
         assert_eq!(reason(json!([1, "a"])), Reason::NotAnObject);
-        assert_eq!(reason(json!({"id": 1, "name": "a", "datetime": "2021-01-01T00:00:00Z", "department_id": 1})), Reason::MissingField);
-        assert_eq!(reason(json!({"id": 1, "name": "a", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1, "x": 1})), Reason::UnexpectedField);
-        assert_eq!(reason(json!({"id": 1, "name": 7, "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1})), Reason::WrongType);
+        assert_eq!(
+            reason(json!({"id": 1, "name": "a", "datetime": "2021-01-01T00:00:00Z", "department_id": 1})),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(
+                json!({"id": 1, "name": "a", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1, "x": 1})
+            ),
+            Reason::UnexpectedField
+        );
+        assert_eq!(
+            reason(json!({"id": 1, "name": 7, "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1})),
+            Reason::WrongType
+        );
     }
 }

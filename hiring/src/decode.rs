@@ -38,10 +38,7 @@ pub struct Decoder<R: Read> {
 impl<R: Read> Decoder<R> {
     /// A decoder of `table`'s rows.
     pub fn new(table: Table, input: R) -> Self {
-        let reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(Tee::new(input));
+        let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(Tee::new(input));
         Decoder { reader, table, record: ByteRecord::new(), raw: (0, 0), lines: LineCounter::default(), first: true }
     }
 

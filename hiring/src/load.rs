@@ -268,10 +268,7 @@ async fn lock_table(tx: &mut PgConnection, table: Table) -> Result<()> {
         // Hires are checked against the departments and jobs read now; holding their locks
         // too keeps any writer that could remove an id out until this load commits.
         for dimension in [Table::Departments, Table::Jobs] {
-            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                .bind(dimension.lock_key())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(dimension.lock_key()).execute(&mut *tx).await?;
         }
     }
     Ok(())

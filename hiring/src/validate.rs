@@ -65,12 +65,7 @@ pub fn parse_row(table: Table, fields: &[&str]) -> Result<Row, Violation> {
     if fields.len() != columns.len() {
         return Err(Violation::new(
             Reason::WrongFieldCount,
-            format!(
-                "expected {} fields ({}), found {}",
-                columns.len(),
-                columns.join(","),
-                fields.len()
-            ),
+            format!("expected {} fields ({}), found {}", columns.len(), columns.join(","), fields.len()),
         ));
     }
     // Report the first missing field before any malformed one, so the reason of a row does
@@ -79,10 +74,9 @@ pub fn parse_row(table: Table, fields: &[&str]) -> Result<Row, Violation> {
         return Err(missing(columns[position]));
     }
     Ok(match table {
-        Table::Departments => Row::Department {
-            id: parse_id("id", fields[0])?,
-            department: parse_text("department", fields[1])?,
-        },
+        Table::Departments => {
+            Row::Department { id: parse_id("id", fields[0])?, department: parse_text("department", fields[1])? }
+        }
         Table::Jobs => Row::Job { id: parse_id("id", fields[0])?, job: parse_text("job", fields[1])? },
         Table::HiredEmployees => Row::Hire(Hire {
             id: parse_id("id", fields[0])?,
@@ -106,10 +100,7 @@ pub fn parse_id(column: &str, text: &str) -> Result<i32, Violation> {
     }
     let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Violation::new(
-            Reason::InvalidId,
-            format!("{column} `{}` is not an integer", shorten(text)),
-        ));
+        return Err(Violation::new(Reason::InvalidId, format!("{column} `{}` is not an integer", shorten(text))));
     }
     match text.parse::<i32>() {
         Ok(id) if id > 0 => Ok(id),
@@ -141,10 +132,7 @@ pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, Violation> {
         Ok(datetime) if (1..=9999).contains(&datetime.year()) => Ok(datetime),
         _ => Err(Violation::new(
             Reason::InvalidDatetime,
-            format!(
-                "datetime `{}` is not an ISO-8601 date and time such as 2021-07-27T16:02:08Z",
-                shorten(text)
-            ),
+            format!("datetime `{}` is not an ISO-8601 date and time such as 2021-07-27T16:02:08Z", shorten(text)),
         )),
     }
 }
@@ -277,11 +265,9 @@ mod tests {
 
     #[test]
     fn a_valid_hire_is_parsed_trimmed_and_in_utc() {
-        let row = parse_row(
-            Table::HiredEmployees,
-            &[" 4535 ", " Marcelo Gonzalez ", "2021-07-27T16:02:08-03:00", "1", "2"],
-        )
-        .unwrap();
+        let row =
+            parse_row(Table::HiredEmployees, &[" 4535 ", " Marcelo Gonzalez ", "2021-07-27T16:02:08-03:00", "1", "2"])
+                .unwrap();
         let Row::Hire(hire) = row else { panic!("not a hire") };
         assert_eq!(hire.id, 4535);
         assert_eq!(hire.name, "Marcelo Gonzalez");
@@ -311,7 +297,10 @@ mod tests {
         assert_eq!(reason(t, &["x", "a", "2021-01-01T00:00:00Z", "1", "1"]), Reason::InvalidId);
         assert_eq!(reason(t, &["1", "a", "2021-13-01T00:00:00Z", "1", "1"]), Reason::InvalidDatetime);
         assert_eq!(reason(t, &["1", "a", "yesterday", "1", "1"]), Reason::InvalidDatetime);
-        assert_eq!(reason(t, &["1", &"n".repeat(MAX_TEXT_BYTES + 1), "2021-01-01T00:00:00Z", "1", "1"]), Reason::FieldTooLong);
+        assert_eq!(
+            reason(t, &["1", &"n".repeat(MAX_TEXT_BYTES + 1), "2021-01-01T00:00:00Z", "1", "1"]),
+            Reason::FieldTooLong
+        );
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub struct BatchReject {
 }
 
 /// Validates and loads a batch in one transaction.
-pub async fn batch(State(state): State<AppState>, Path(table): Path<String>, body: Bytes) -> Result<Json<BatchResponse>, ApiError> {
+pub async fn batch(
+    State(state): State<AppState>,
+    Path(table): Path<String>,
+    body: Bytes,
+) -> Result<Json<BatchResponse>, ApiError> {
     let table = super::table(&table)?;
     let rows: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(rows)) => rows,

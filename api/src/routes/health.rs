@@ -23,6 +23,8 @@ fn unhealthy(reason: String) -> (StatusCode, Json<Value>) {
     tracing::warn!(reason, "health check failed: database unreachable");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database is unreachable; retry later"}})),
+        Json(
+            json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database is unreachable; retry later"}}),
+        ),
     )
 }

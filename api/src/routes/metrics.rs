@@ -41,13 +41,21 @@ impl MetricQuery {
 }
 
 /// Hires per department and job, by quarter, for a year.
-pub async fn hires(State(state): State<AppState>, Query(query): Query<MetricQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn hires(
+    State(state): State<AppState>,
+    Query(query): Query<MetricQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let rows = hiring::metrics::hires_by_quarter(&state.pool, query.year()?).await?;
     respond(&rows, &["department", "job", "Q1", "Q2", "Q3", "Q4"], query.wants_csv(&headers)?)
 }
 
 /// Departments that hired more than the mean in a year.
-pub async fn departments(State(state): State<AppState>, Query(query): Query<MetricQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn departments(
+    State(state): State<AppState>,
+    Query(query): Query<MetricQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let rows = hiring::metrics::departments_above_mean(&state.pool, query.year()?).await?;
     respond(&rows, &["id", "department", "hired"], query.wants_csv(&headers)?)
 }

@@ -88,7 +88,11 @@ async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Par
             UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let mut file = tokio::fs::File::create(&path).await.map_err(|e| internal(e, &path))?;
-        parts.push(Part { table, file_name: if file_name.is_empty() { field_name } else { file_name }, path: path.clone() });
+        parts.push(Part {
+            table,
+            file_name: if file_name.is_empty() { field_name } else { file_name },
+            path: path.clone(),
+        });
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             file.write_all(&chunk).await.map_err(|e| internal(e, &path))?;
         }
@@ -108,6 +112,9 @@ fn multipart_error(error: MultipartError) -> ApiError {
             error.body_text()
         ))
     } else {
-        ApiError::bad_request("invalid_multipart", format!("the body is not valid multipart/form-data: {}", error.body_text()))
+        ApiError::bad_request(
+            "invalid_multipart",
+            format!("the body is not valid multipart/form-data: {}", error.body_text()),
+        )
     }
 }

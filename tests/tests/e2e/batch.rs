@@ -19,8 +19,14 @@ async fn a_batch_inserts_valid_rows_and_logs_the_rest(pool: PgPool) {
     let (status, body) = app.batch("hired_employees", &Value::Array(rows)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["table"], "hired_employees");
-    assert_eq!((body["rows"].as_i64(), body["inserted"].as_i64(), body["rejected"].as_i64()), (Some(1000), Some(998), Some(2)));
-    assert_eq!(body["rejects"][0], json!({"index": 998, "reason": "missing_field", "message": "job_id is required but empty"}));
+    assert_eq!(
+        (body["rows"].as_i64(), body["inserted"].as_i64(), body["rejected"].as_i64()),
+        (Some(1000), Some(998), Some(2))
+    );
+    assert_eq!(
+        body["rejects"][0],
+        json!({"index": 998, "reason": "missing_field", "message": "job_id is required but empty"})
+    );
     assert_eq!(body["rejects"][1]["reason"], "duplicate_id");
     assert_eq!(app.count("hired_employees").await, 998);
     let (_, ingestion) = app.get_json(&format!("/ingestions/{}", body["id"])).await;
@@ -69,6 +75,11 @@ async fn a_batch_for_an_unknown_table_is_a_400(pool: PgPool) {
 async fn a_batch_replaces_existing_ids(pool: PgPool) {
     let app = TestApp::start(pool).await;
     app.batch("departments", &json!([{"id": 1, "department": "Sales"}, {"id": 2, "department": "Support"}])).await;
-    let (_, body) = app.batch("departments", &json!([{"id": 1, "department": "Sales"}, {"id": 2, "department": "Help Desk"}])).await;
-    assert_eq!((body["inserted"].as_i64(), body["updated"].as_i64(), body["unchanged"].as_i64()), (Some(0), Some(1), Some(1)));
+    let (_, body) = app
+        .batch("departments", &json!([{"id": 1, "department": "Sales"}, {"id": 2, "department": "Help Desk"}]))
+        .await;
+    assert_eq!(
+        (body["inserted"].as_i64(), body["updated"].as_i64(), body["unchanged"].as_i64()),
+        (Some(0), Some(1), Some(1))
+    );
 }

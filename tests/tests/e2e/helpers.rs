@@ -66,7 +66,8 @@ impl TestApp {
         for (name, file_name, bytes) in parts {
             form = form.part(name.to_string(), Part::bytes(bytes.clone()).file_name(file_name.to_string()));
         }
-        let response = self.client.post(self.url("/upload")).bearer_auth(TOKEN).multipart(form).send().await.expect("upload sent");
+        let response =
+            self.client.post(self.url("/upload")).bearer_auth(TOKEN).multipart(form).send().await.expect("upload sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON answer"))
     }

@@ -22,7 +22,9 @@ async fn expected_hires(pool: &PgPool, year: i32) -> Vec<Value> {
     .fetch_all(pool)
     .await
     .unwrap();
-    rows.into_iter().map(|(d, j, q1, q2, q3, q4)| json!({"department": d, "job": j, "Q1": q1, "Q2": q2, "Q3": q3, "Q4": q4})).collect()
+    rows.into_iter()
+        .map(|(d, j, q1, q2, q3, q4)| json!({"department": d, "job": j, "Q1": q1, "Q2": q2, "Q3": q3, "Q4": q4}))
+        .collect()
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
@@ -35,7 +37,12 @@ async fn the_sample_metrics_match_the_raw_hires(pool: PgPool) {
         assert_eq!(body.as_array().unwrap(), &expected_hires(&app.pool, year).await, "year {year}");
     }
     let (_, hires) = app.get_json("/metrics/hires").await;
-    let total: i64 = hires.as_array().unwrap().iter().map(|r| ["Q1", "Q2", "Q3", "Q4"].iter().map(|q| r[q].as_i64().unwrap()).sum::<i64>()).sum();
+    let total: i64 = hires
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ["Q1", "Q2", "Q3", "Q4"].iter().map(|q| r[q].as_i64().unwrap()).sum::<i64>())
+        .sum();
     // 1,685 sample rows fall in 2021; 16 of them lack a name, 15 a department, 11 a job.
     assert_eq!(total, 1685 - 16 - 15 - 11);
 }
@@ -56,7 +63,8 @@ async fn departments_above_the_mean_use_every_department_in_the_table(pool: PgPo
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    let expected: Vec<Value> = expected.into_iter().map(|(id, d, h)| json!({"id": id, "department": d, "hired": h})).collect();
+    let expected: Vec<Value> =
+        expected.into_iter().map(|(id, d, h)| json!({"id": id, "department": d, "hired": h})).collect();
     assert_eq!(body.as_array().unwrap(), &expected);
     assert_eq!(body[0], json!({"id": 8, "department": "Support", "hired": 216}));
     assert_eq!(expected.len(), 7);
@@ -81,8 +89,12 @@ async fn hires_are_ordered_by_department_then_job_in_byte_order(pool: PgPool) {
     app.upload_csv("jobs", "1,b\n2,B\n3,a\n").await;
     app.upload_csv("hired_employees", "1,A,2021-05-01T00:00:00Z,1,1\n2,B,2021-05-01T00:00:00Z,3,1\n3,C,2021-05-01T00:00:00Z,2,2\n4,D,2021-05-01T00:00:00Z,2,3\n5,E,2021-05-01T00:00:00Z,2,1\n").await;
     let (_, body) = app.get_json("/metrics/hires").await;
-    let order: Vec<(String, String)> =
-        body.as_array().unwrap().iter().map(|r| (r["department"].as_str().unwrap().into(), r["job"].as_str().unwrap().into())).collect();
+    let order: Vec<(String, String)> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["department"].as_str().unwrap().into(), r["job"].as_str().unwrap().into()))
+        .collect();
     let expected = [("Alpha", "B"), ("Alpha", "a"), ("Alpha", "b"), ("alpha", "b"), ("beta", "b")];
     assert_eq!(order, expected.map(|(d, j)| (d.to_owned(), j.to_owned())));
 }
@@ -110,7 +122,8 @@ async fn metrics_are_served_as_csv_on_request(pool: PgPool) {
     let by_query = app.client.get(app.url("/metrics/hires?format=csv")).send().await.unwrap();
     assert_eq!(by_query.headers()["content-type"], "text/csv; charset=utf-8");
     assert_eq!(by_query.text().await.unwrap(), "department,job,Q1,Q2,Q3,Q4\n\"Sales, EMEA\",Analyst,0,1,0,0\n");
-    let by_accept = app.client.get(app.url("/metrics/departments?year=2021")).header("accept", "text/csv").send().await.unwrap();
+    let by_accept =
+        app.client.get(app.url("/metrics/departments?year=2021")).header("accept", "text/csv").send().await.unwrap();
     assert_eq!(by_accept.text().await.unwrap(), "id,department,hired\n1,\"Sales, EMEA\",1\n");
     let empty = app.client.get(app.url("/metrics/departments?year=1990&format=csv")).send().await.unwrap();
     assert_eq!(empty.text().await.unwrap(), "id,department,hired\n");

@@ -23,7 +23,10 @@ async fn a_row_with_the_wrong_number_of_fields_is_rejected(pool: PgPool) {
     assert_eq!((report["inserted"].as_i64(), report["rejected"].as_i64()), (Some(1), Some(2)));
     assert_eq!(
         rejects,
-        [(2, "wrong_field_count".into(), format!("2,Bob,{GOOD},1")), (3, "wrong_field_count".into(), format!("3,Cy,{GOOD},1,1,9"))]
+        [
+            (2, "wrong_field_count".into(), format!("2,Bob,{GOOD},1")),
+            (3, "wrong_field_count".into(), format!("3,Cy,{GOOD},1,1,9"))
+        ]
     );
     assert_eq!(app.count("hired_employees").await, 1);
 }
@@ -31,7 +34,8 @@ async fn a_row_with_the_wrong_number_of_fields_is_rejected(pool: PgPool) {
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_row_with_an_empty_or_blank_field_is_rejected(pool: PgPool) {
     let app = TestApp::start(pool).await;
-    let (_, rejects) = upload_hires(&app, &format!("1,   ,{GOOD},1,1\n2,Bob,,1,1\n3,Cy,{GOOD},,1\n4,Di,{GOOD},1,\"  \"\n")).await;
+    let (_, rejects) =
+        upload_hires(&app, &format!("1,   ,{GOOD},1,1\n2,Bob,,1,1\n3,Cy,{GOOD},,1\n4,Di,{GOOD},1,\"  \"\n")).await;
     assert_eq!(rejects.len(), 4);
     assert!(rejects.iter().all(|r| r.1 == "missing_field"), "{rejects:?}");
     assert_eq!(app.count("hired_employees").await, 0);
@@ -56,11 +60,15 @@ async fn a_datetime_that_is_not_iso_8601_is_rejected(pool: PgPool) {
     let csv = "1,Ann,2021-13-40T99:00:00Z,1,1\n2,Bob,yesterday,1,1\n3,Cy,2021-02-30T10:00:00Z,1,1\n4,Di,2021-07-27,1,1\n5,Ed,2021-07-27T16:02:08+02:00,1,1\n";
     let (_, rejects) = upload_hires(&app, csv).await;
     let positions: Vec<(i64, &str)> = rejects.iter().map(|r| (r.0, r.1.as_str())).collect();
-    assert_eq!(positions, [(1, "invalid_datetime"), (2, "invalid_datetime"), (3, "invalid_datetime"), (4, "invalid_datetime")]);
-    let stored: String = sqlx::query_scalar("SELECT to_char(datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM hired_employees")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        positions,
+        [(1, "invalid_datetime"), (2, "invalid_datetime"), (3, "invalid_datetime"), (4, "invalid_datetime")]
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT to_char(datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM hired_employees")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(stored, "2021-07-27 14:02:08", "an offset converts to UTC");
 }
 
@@ -83,9 +91,11 @@ async fn a_hire_in_an_unknown_job_is_rejected(pool: PgPool) {
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn an_id_repeated_in_the_same_file_keeps_the_first_row(pool: PgPool) {
     let app = TestApp::start(pool).await;
-    let (_, rejects) = upload_hires(&app, &format!("7,First,{GOOD},1,1\n8,Other,{GOOD},1,1\n7,Second,{GOOD},2,2\n")).await;
+    let (_, rejects) =
+        upload_hires(&app, &format!("7,First,{GOOD},1,1\n8,Other,{GOOD},1,1\n7,Second,{GOOD},2,2\n")).await;
     assert_eq!(rejects, [(3, "duplicate_id".into(), format!("7,Second,{GOOD},2,2"))]);
-    let name: String = sqlx::query_scalar("SELECT name FROM hired_employees WHERE id = 7").fetch_one(&app.pool).await.unwrap();
+    let name: String =
+        sqlx::query_scalar("SELECT name FROM hired_employees WHERE id = 7").fetch_one(&app.pool).await.unwrap();
     assert_eq!(name, "First");
 }
 
@@ -119,11 +129,17 @@ async fn a_field_over_one_megabyte_is_a_rejected_row_not_a_crash(pool: PgPool) {
 async fn json_ids_given_as_strings_or_floats_are_wrong_types(pool: PgPool) {
     let app = TestApp::start(pool).await;
     app.load_dimensions().await;
-    let row = |id: serde_json::Value| json!({"id": id, "name": "Ann", "datetime": GOOD, "department_id": 1, "job_id": 1});
-    let (status, body) = app.batch("hired_employees", &json!([row(json!("1")), row(json!(2.5)), row(json!(3.0)), row(json!(4))])).await;
+    let row =
+        |id: serde_json::Value| json!({"id": id, "name": "Ann", "datetime": GOOD, "department_id": 1, "job_id": 1});
+    let (status, body) =
+        app.batch("hired_employees", &json!([row(json!("1")), row(json!(2.5)), row(json!(3.0)), row(json!(4))])).await;
     assert_eq!(status, 200, "{body}");
-    let reasons: Vec<(i64, &str)> =
-        body["rejects"].as_array().unwrap().iter().map(|r| (r["index"].as_i64().unwrap(), r["reason"].as_str().unwrap())).collect();
+    let reasons: Vec<(i64, &str)> = body["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_i64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
     assert_eq!(reasons, [(0, "wrong_type"), (1, "wrong_type"), (2, "wrong_type")]);
     assert_eq!(app.count("hired_employees").await, 1);
 }

@@ -42,7 +42,11 @@ async fn parts_load_in_dependency_order_whatever_order_they_arrive_in(pool: PgPo
     let read = |t: &str| std::fs::read(sample(&format!("{t}.csv"))).unwrap();
     // Named by file name only (the field names say nothing), hires first.
     let (status, body) = app
-        .upload(&[("file", "hired_employees.csv", read("hired_employees")), ("file", "jobs.csv", read("jobs")), ("file", "departments.csv", read("departments"))])
+        .upload(&[
+            ("file", "hired_employees.csv", read("hired_employees")),
+            ("file", "jobs.csv", read("jobs")),
+            ("file", "departments.csv", read("departments")),
+        ])
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ingestions"][0]["table"], "departments");
@@ -54,7 +58,11 @@ async fn the_crlf_variant_of_the_sample_loads_the_same(pool: PgPool) {
     let app = TestApp::start(pool).await;
     let read = |t: &str| std::fs::read(fixture(&format!("crlf/{t}.csv"))).unwrap();
     let (status, body) = app
-        .upload(&[("departments", "d.csv", read("departments")), ("jobs", "j.csv", read("jobs")), ("hired_employees", "h.csv", read("hired_employees"))])
+        .upload(&[
+            ("departments", "d.csv", read("departments")),
+            ("jobs", "j.csv", read("jobs")),
+            ("hired_employees", "h.csv", read("hired_employees")),
+        ])
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(counts(&body["ingestions"][2]), [1999, 1929, 0, 0, 70]);
@@ -68,7 +76,8 @@ async fn bom_crlf_header_quoted_commas_and_embedded_quotes_are_read(pool: PgPool
     let csv = "\u{feff}id,department\r\n1,\"Sales, EMEA\"\r\n2,\"The \"\"Best\"\" Team\"\r\n3,  Padded  \r\n";
     let report = app.upload_csv("departments", csv).await;
     assert_eq!(counts(&report), [3, 3, 0, 0, 0]);
-    let names: Vec<String> = sqlx::query_scalar("SELECT department FROM departments ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT department FROM departments ORDER BY id").fetch_all(&app.pool).await.unwrap();
     assert_eq!(names, ["Sales, EMEA", "The \"Best\" Team", "Padded"]);
 }
 
@@ -102,7 +111,12 @@ async fn an_empty_file_is_an_ingestion_of_zero_rows(pool: PgPool) {
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_part_naming_no_table_is_a_400_and_loads_nothing(pool: PgPool) {
     let app = TestApp::start(pool).await;
-    let (status, body) = app.upload(&[("departments", "departments.csv", b"1,Sales\n".to_vec()), ("salaries", "salaries.csv", b"1,2\n".to_vec())]).await;
+    let (status, body) = app
+        .upload(&[
+            ("departments", "departments.csv", b"1,Sales\n".to_vec()),
+            ("salaries", "salaries.csv", b"1,2\n".to_vec()),
+        ])
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "unknown_table");
     assert!(body["error"]["message"].as_str().unwrap().contains("salaries"));
@@ -124,17 +138,19 @@ async fn an_upload_over_the_limit_is_a_413(pool: PgPool) {
 async fn loading_the_same_file_twice_changes_nothing_the_second_time(pool: PgPool) {
     let app = TestApp::start(pool).await;
     app.load_sample().await;
-    let before: Vec<(i32, String, String)> = sqlx::query_as("SELECT id, name, datetime::text FROM hired_employees ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let before: Vec<(i32, String, String)> =
+        sqlx::query_as("SELECT id, name, datetime::text FROM hired_employees ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     let again = app.load_sample().await;
     assert_eq!(counts(&again["ingestions"][0]), [12, 0, 0, 12, 0]);
     assert_eq!(counts(&again["ingestions"][2]), [1999, 0, 0, 1929, 70]);
-    let after: Vec<(i32, String, String)> = sqlx::query_as("SELECT id, name, datetime::text FROM hired_employees ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let after: Vec<(i32, String, String)> =
+        sqlx::query_as("SELECT id, name, datetime::text FROM hired_employees ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(before, after);
 }
 
@@ -144,7 +160,8 @@ async fn a_changed_row_replaces_the_stored_one_and_counts_as_updated(pool: PgPoo
     app.upload_csv("departments", "1,Sales\n2,Support\n").await;
     let report = app.upload_csv("departments", "1,Sales\n2,Customer Support\n3,Legal\n").await;
     assert_eq!(counts(&report), [3, 1, 1, 1, 0]);
-    let name: String = sqlx::query_scalar("SELECT department FROM departments WHERE id = 2").fetch_one(&app.pool).await.unwrap();
+    let name: String =
+        sqlx::query_scalar("SELECT department FROM departments WHERE id = 2").fetch_one(&app.pool).await.unwrap();
     assert_eq!(name, "Customer Support");
 }
 
@@ -152,13 +169,16 @@ async fn a_changed_row_replaces_the_stored_one_and_counts_as_updated(pool: PgPoo
 async fn two_identical_uploads_at_once_insert_each_row_once(pool: PgPool) {
     let app = TestApp::start(pool).await;
     app.load_dimensions().await;
-    let csv: String = (1..=20_000).map(|id| format!("{id},Person {id},2021-0{}-15T10:00:00Z,{},{}\n", id % 9 + 1, id % 3 + 1, id % 3 + 1)).collect();
+    let csv: String = (1..=20_000)
+        .map(|id| format!("{id},Person {id},2021-0{}-15T10:00:00Z,{},{}\n", id % 9 + 1, id % 3 + 1, id % 3 + 1))
+        .collect();
     let (a, b) = tokio::join!(app.upload_csv("hired_employees", csv.clone()), app.upload_csv("hired_employees", csv));
     let mut both = [counts(&a), counts(&b)];
     both.sort();
     assert_eq!(both, [[20_000, 0, 0, 20_000, 0], [20_000, 20_000, 0, 0, 0]]);
     assert_eq!(app.count("hired_employees").await, 20_000);
-    let rollup: i64 = sqlx::query_scalar("SELECT sum(hires)::bigint FROM hires_rollup").fetch_one(&app.pool).await.unwrap();
+    let rollup: i64 =
+        sqlx::query_scalar("SELECT sum(hires)::bigint FROM hires_rollup").fetch_one(&app.pool).await.unwrap();
     assert_eq!(rollup, 20_000, "the metrics rollup counts each hire once");
 }
 
@@ -184,7 +204,14 @@ async fn writes_need_the_bearer_token(pool: PgPool) {
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn without_a_configured_token_the_server_is_read_only(pool: PgPool) {
     let app = TestApp::start_with(pool, |s| s.api_token = None).await;
-    let response = app.client.post(app.url("/batch/jobs")).bearer_auth(TOKEN).json(&serde_json::json!([{"id": 1, "job": "x"}])).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/batch/jobs"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!([{"id": 1, "job": "x"}]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 403);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "read_only");
