@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -44,20 +44,8 @@ impl GenData {
         let out = self.out.unwrap_or_else(|| {
             crate::target_dir().join("data").join(format!("gen-{}-{}-{}", spec.rows, spec.bad, spec.seed))
         });
-        std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
         let started = Instant::now();
-
-        write_file(&out, "departments.csv", write_departments)?;
-        write_file(&out, "jobs.csv", write_jobs)?;
-        let mut manifest = None;
-        write_file(&out, "hired_employees.csv", |file| {
-            manifest = Some(write_hires(&spec, file)?);
-            Ok(())
-        })?;
-        let manifest = manifest.expect("write_file ran the writer");
-        let json = serde_json::to_string_pretty(&manifest).context("failed to serialize the manifest")?;
-        std::fs::write(out.join("manifest.json"), json + "\n").context("failed to write manifest.json")?;
-
+        let manifest = generate(&spec, &out)?;
         println!(
             "wrote {} hire rows ({} valid, {} broken; {} valid in 2021) in {:.1}s",
             manifest.rows,
@@ -71,17 +59,32 @@ impl GenData {
     }
 }
 
+/// Writes the three CSV files and `manifest.json` into `out` (created if missing) and returns
+/// the manifest.
+pub fn generate(spec: &Spec, out: &Path) -> anyhow::Result<Manifest> {
+    std::fs::create_dir_all(out).with_context(|| format!("failed to create {}", out.display()))?;
+    write_file(out, "departments.csv", write_departments)?;
+    write_file(out, "jobs.csv", write_jobs)?;
+    let mut manifest = None;
+    write_file(out, "hired_employees.csv", |file| {
+        manifest = Some(write_hires(spec, file)?);
+        Ok(())
+    })?;
+    let manifest = manifest.expect("write_file ran the writer");
+    let json = serde_json::to_string_pretty(&manifest).context("failed to serialize the manifest")?;
+    std::fs::write(out.join("manifest.json"), json + "\n").context("failed to write manifest.json")?;
+    Ok(manifest)
+}
+
 fn write_file(
-    dir: &std::path::Path,
+    dir: &Path,
     name: &str,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> anyhow::Result<()> {
     let path = dir.join(name);
     let file = File::create(&path).with_context(|| format!("failed to create {}", path.display()))?;
     let mut file = BufWriter::with_capacity(1 << 20, file);
-    write(&mut file)
-        .and_then(|()| file.flush())
-        .with_context(|| format!("failed to write {}", path.display()))
+    write(&mut file).and_then(|()| file.flush()).with_context(|| format!("failed to write {}", path.display()))
 }
 
 /// What to generate.
@@ -174,19 +177,105 @@ const JOB_LEVELS: [&str; 5] = ["", " I", " II", " III", " IV"];
 pub const JOBS: usize = JOB_TITLES.len() * JOB_LEVELS.len();
 
 const FIRST_NAMES: [&str; 48] = [
-    "Aaron", "Abigail", "Adrian", "Aisha", "Alejandro", "Amelia", "Andrea", "Ben", "Camila", "Carlos",
-    "Chen", "Chloe", "Daniel", "Diego", "Elena", "Emma", "Fatima", "Felipe", "Grace", "Hannah",
-    "Hiroshi", "Isabella", "Ivan", "Jamal", "Julia", "Kenji", "Laura", "Liam", "Lucas", "Maria",
-    "Mateo", "Mei", "Miguel", "Nadia", "Noah", "Olivia", "Omar", "Priya", "Rafael", "Sara",
-    "Sofia", "Tomas", "Valentina", "Victor", "William", "Yara", "Yusuf", "Zoe",
+    "Aaron",
+    "Abigail",
+    "Adrian",
+    "Aisha",
+    "Alejandro",
+    "Amelia",
+    "Andrea",
+    "Ben",
+    "Camila",
+    "Carlos",
+    "Chen",
+    "Chloe",
+    "Daniel",
+    "Diego",
+    "Elena",
+    "Emma",
+    "Fatima",
+    "Felipe",
+    "Grace",
+    "Hannah",
+    "Hiroshi",
+    "Isabella",
+    "Ivan",
+    "Jamal",
+    "Julia",
+    "Kenji",
+    "Laura",
+    "Liam",
+    "Lucas",
+    "Maria",
+    "Mateo",
+    "Mei",
+    "Miguel",
+    "Nadia",
+    "Noah",
+    "Olivia",
+    "Omar",
+    "Priya",
+    "Rafael",
+    "Sara",
+    "Sofia",
+    "Tomas",
+    "Valentina",
+    "Victor",
+    "William",
+    "Yara",
+    "Yusuf",
+    "Zoe",
 ];
 
 const LAST_NAMES: [&str; 48] = [
-    "Abbott", "Alvarez", "Andersen", "Baker", "Brown", "Castillo", "Chen", "Costa", "Diaz", "Dubois",
-    "Evans", "Fernandez", "Fischer", "Garcia", "Gomez", "Gonzalez", "Hansen", "Hernandez", "Ito",
-    "Jensen", "Kim", "Kowalski", "Lee", "Lopez", "Martin", "Martinez", "Meyer", "Moreau", "Nakamura",
-    "Nguyen", "Novak", "Okafor", "Patel", "Perez", "Ramirez", "Rossi", "Sanchez", "Santos", "Schmidt",
-    "Silva", "Singh", "Smith", "Suzuki", "Torres", "Vargas", "Wagner", "Wang", "Williams",
+    "Abbott",
+    "Alvarez",
+    "Andersen",
+    "Baker",
+    "Brown",
+    "Castillo",
+    "Chen",
+    "Costa",
+    "Diaz",
+    "Dubois",
+    "Evans",
+    "Fernandez",
+    "Fischer",
+    "Garcia",
+    "Gomez",
+    "Gonzalez",
+    "Hansen",
+    "Hernandez",
+    "Ito",
+    "Jensen",
+    "Kim",
+    "Kowalski",
+    "Lee",
+    "Lopez",
+    "Martin",
+    "Martinez",
+    "Meyer",
+    "Moreau",
+    "Nakamura",
+    "Nguyen",
+    "Novak",
+    "Okafor",
+    "Patel",
+    "Perez",
+    "Ramirez",
+    "Rossi",
+    "Sanchez",
+    "Santos",
+    "Schmidt",
+    "Silva",
+    "Singh",
+    "Smith",
+    "Suzuki",
+    "Torres",
+    "Vargas",
+    "Wagner",
+    "Wang",
+    "Williams",
 ];
 
 /// Names as a Latin-1 file would carry them: not valid UTF-8.
@@ -286,9 +375,7 @@ impl Bad {
             | Bad::EmptyJobId
             | Bad::BlankName => "missing_field",
             Bad::TooFewFields | Bad::TooManyFields => "wrong_field_count",
-            Bad::IdNotInteger | Bad::IdZero | Bad::IdNegative | Bad::IdBeyondI32 | Bad::IdFloat => {
-                "invalid_id"
-            }
+            Bad::IdNotInteger | Bad::IdZero | Bad::IdNegative | Bad::IdBeyondI32 | Bad::IdFloat => "invalid_id",
             Bad::ImpossibleDatetime | Bad::NotADatetime => "invalid_datetime",
             Bad::UnknownDepartment => "unknown_department",
             Bad::UnknownJob => "unknown_job",
@@ -532,9 +619,7 @@ pub fn write_hires(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
         rejects_by_reason,
         valid_hires_2021,
         valid_hires_2021_by_quarter: hires_2021_by_quarter,
-        valid_hires_2021_by_department: (1..=DEPARTMENTS.len() as u32)
-            .zip(hires_2021_by_department)
-            .collect(),
+        valid_hires_2021_by_department: (1..=DEPARTMENTS.len() as u32).zip(hires_2021_by_department).collect(),
         departments_above_mean_2021: above.into_iter().map(|(_, id)| id).collect(),
     })
 }
@@ -550,7 +635,7 @@ fn day_table() -> Vec<Day> {
     let mut days = Vec::with_capacity(DAYS as usize);
     let mut year = FIRST_YEAR;
     while days.len() < DAYS as usize {
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
         let lengths = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         for (month, length) in (1..=12u32).zip(lengths) {
             for day in 1..=length {
@@ -605,7 +690,7 @@ mod tests {
 
     use super::*;
 
-    fn generate(rows: u64, bad: f64, seed: u64) -> (Vec<u8>, Manifest) {
+    fn in_memory(rows: u64, bad: f64, seed: u64) -> (Vec<u8>, Manifest) {
         let mut bytes = Vec::new();
         let manifest = write_hires(&Spec::new(rows, bad, seed).unwrap(), &mut bytes).unwrap();
         (bytes, manifest)
@@ -613,18 +698,18 @@ mod tests {
 
     #[test]
     fn the_same_arguments_give_the_same_bytes() {
-        let (first, first_manifest) = generate(20_000, 0.1, 7);
-        let (second, second_manifest) = generate(20_000, 0.1, 7);
+        let (first, first_manifest) = in_memory(20_000, 0.1, 7);
+        let (second, second_manifest) = in_memory(20_000, 0.1, 7);
         assert!(first == second, "two runs with the same seed differ");
         assert_eq!(first_manifest, second_manifest);
-        let (other_seed, _) = generate(20_000, 0.1, 8);
+        let (other_seed, _) = in_memory(20_000, 0.1, 8);
         assert!(first != other_seed, "a different seed gives the same bytes");
     }
 
     #[test]
     fn the_output_never_changes_for_a_given_seed() {
         // If this fails, every data set generated before the change is different now.
-        let (bytes, _) = generate(3, 0.0, 42);
+        let (bytes, _) = in_memory(3, 0.0, 42);
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             "1,Jamal Sanchez,2021-12-22T12:26:17Z,5,80\n\
@@ -632,11 +717,29 @@ mod tests {
              3,Omar Suzuki,2022-12-04T12:40:55Z,6,8\n"
         );
         // FNV-1a of a file with every kind of broken row.
-        let (bytes, _) = generate(10_000, 0.2, 42);
-        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let (bytes, _) = in_memory(10_000, 0.2, 42);
+        let hash = bytes
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
         assert_eq!(format!("{hash:016x}"), "43fcd49179c92612");
+    }
+
+    #[test]
+    fn generate_writes_the_same_four_files_every_time() {
+        let base = std::env::temp_dir().join(format!("xtask-gen-data-test-{}", std::process::id()));
+        let spec = Spec::new(2_000, 0.1, 1).unwrap();
+        let first = generate(&spec, &base.join("first")).unwrap();
+        let second = generate(&spec, &base.join("second")).unwrap();
+        assert_eq!(first, second);
+        for name in ["departments.csv", "jobs.csv", "hired_employees.csv", "manifest.json"] {
+            let first = std::fs::read(base.join("first").join(name)).unwrap();
+            assert!(first == std::fs::read(base.join("second").join(name)).unwrap(), "{name} differs");
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(base.join("first").join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["rows"], 2_000);
+        assert_eq!(manifest["bad_rows"], 200);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
@@ -656,8 +759,8 @@ mod tests {
 
     #[test]
     fn valid_rows_do_not_depend_on_the_bad_fraction() {
-        let (clean, _) = generate(5_000, 0.0, 3);
-        let (dirty, manifest) = generate(5_000, 0.25, 3);
+        let (clean, _) = in_memory(5_000, 0.0, 3);
+        let (dirty, manifest) = in_memory(5_000, 0.25, 3);
         let clean: Vec<&[u8]> = clean.split(|&b| b == b'\n').collect();
         let dirty: Vec<&[u8]> = dirty.split(|&b| b == b'\n').collect();
         assert_eq!(clean.len(), dirty.len());
@@ -669,7 +772,7 @@ mod tests {
     #[test]
     fn the_manifest_matches_an_independent_check_of_the_rows() {
         for (rows, bad) in [(10_000, 0.0), (10_000, 0.05), (1_000, 1.0), (7, 0.5), (0, 0.5)] {
-            let (bytes, manifest) = generate(rows, bad, 11);
+            let (bytes, manifest) = in_memory(rows, bad, 11);
             let check = check_rows(&bytes);
             assert_eq!(check.rows, rows, "rows for {rows}/{bad}");
             assert_eq!(manifest.bad_rows, (rows as f64 * bad).round() as u64);
@@ -677,8 +780,7 @@ mod tests {
             assert_eq!(check.valid, manifest.valid_rows, "valid rows for {rows}/{bad}");
             assert_eq!(check.hires_2021, manifest.valid_hires_2021, "2021 hires for {rows}/{bad}");
             assert_eq!(
-                check.hires_2021_by_department,
-                manifest.valid_hires_2021_by_department,
+                check.hires_2021_by_department, manifest.valid_hires_2021_by_department,
                 "2021 hires by department for {rows}/{bad}"
             );
             assert_eq!(check.rejects_by_reason, manifest.rejects_by_reason, "reasons for {rows}/{bad}");
@@ -688,7 +790,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_broken_row_appears_evenly() {
-        let (_, manifest) = generate(100_000, 0.01, 5);
+        let (_, manifest) = in_memory(100_000, 0.01, 5);
         assert_eq!(manifest.bad_rows, 1_000);
         for (kind, count) in &manifest.bad_by_kind {
             assert_eq!(*count, 50, "{kind}");
@@ -697,7 +799,7 @@ mod tests {
 
     #[test]
     fn the_data_has_the_announced_shape() {
-        let (_, manifest) = generate(100_000, 0.0, 9);
+        let (_, manifest) = in_memory(100_000, 0.0, 9);
         let share_2021 = manifest.valid_hires_2021 as f64 / 100_000.0;
         assert!((0.32..0.35).contains(&share_2021), "2021 share {share_2021}");
         let above = manifest.departments_above_mean_2021.len();
@@ -722,10 +824,7 @@ mod tests {
     }
 
     fn check_rows(bytes: &[u8]) -> Check {
-        let mut check = Check {
-            hires_2021_by_department: (1..=12).map(|id| (id, 0)).collect(),
-            ..Check::default()
-        };
+        let mut check = Check { hires_2021_by_department: (1..=12).map(|id| (id, 0)).collect(), ..Check::default() };
         let mut seen = HashSet::new();
         let lines = bytes.strip_suffix(b"\n").map(|b| b.split(|&c| c == b'\n'));
         for line in lines.into_iter().flatten() {

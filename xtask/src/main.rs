@@ -4,11 +4,13 @@
 //! cargo xtask dev        # PostgreSQL + the API on 127.0.0.1:8080, sample data loaded
 //! cargo xtask test       # fmt, clippy, then every test against a real PostgreSQL
 //! cargo xtask gen-data --rows 1000000 --bad 0.01   # deterministic synthetic CSV files
+//! cargo xtask bench      # ingest, batch and metric figures against the targets
 //! ```
 //!
 //! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
 //! PostgreSQL discovery (an existing server, or a private throwaway cluster under `target/`).
 
+mod bench;
 mod dev;
 mod gen_data;
 mod pg;
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project automation for the hiring workspace")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Project automation for the hiring workspace")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +36,8 @@ enum Command {
     Test(test::Test),
     /// Write deterministic synthetic CSV files (optionally with broken rows) and a manifest.
     GenData(gen_data::GenData),
+    /// Measure ingest, batch and metric performance against the targets; writes target/bench/report.json.
+    Bench(bench::Bench),
     /// Find or start PostgreSQL the way `dev` and `test` do, check it answers, and stop it.
     #[command(hide = true)]
     PgCheck(pg_check::PgCheck),
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(command) => command.run(),
         Command::Test(command) => command.run(),
         Command::GenData(command) => command.run(),
+        Command::Bench(command) => command.run(),
         Command::PgCheck(command) => command.run(),
     }
 }
@@ -60,9 +65,7 @@ pub fn project_root() -> PathBuf {
 /// reads it) or `<root>/target`.
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir))
-        }
+        Some(dir) if !dir.is_empty() => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
         _ => project_root().join("target"),
     }
 }

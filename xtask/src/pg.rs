@@ -10,17 +10,17 @@
 //! `HIRING_PG=private` skips 1 and 2, so the private cluster can be used (and tested) on a
 //! machine that also runs a server.
 
-mod wire;
+mod client;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::pg::wire::Connection;
+use crate::pg::client::Connection;
 
 /// The superuser every server is reached as (`initdb -U postgres` for the private cluster).
 const SUPERUSER: &str = "postgres";
@@ -79,25 +79,36 @@ impl Postgres {
         masked(self.url.clone())
     }
 
-    /// [`Postgres::admin_url`] with any password masked, for printing.
-    pub fn display_admin_url(&self) -> String {
-        let mut url = self.url.clone();
-        url.set_path("/postgres");
-        masked(url)
-    }
-
     /// How the server was found.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// Drops the database (closing its sessions) and creates it empty. Refused for a
+    /// `DATABASE_URL`, which may name a database that matters.
+    pub fn recreate(&self) -> anyhow::Result<()> {
+        if matches!(self.source, Source::DatabaseUrl) {
+            bail!("refusing to drop the database of DATABASE_URL; drop it yourself if you mean it");
+        }
+        let port = self.url.port().unwrap_or(SYSTEM_PORT);
+        let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
+        let database = client::quote_identifier(self.url.path().trim_start_matches('/'));
+        let mut connection =
+            Connection::connect(address, SUPERUSER, "postgres").context("failed to connect to the server")?;
+        connection
+            .query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .with_context(|| format!("failed to drop {database}"))?;
+        connection
+            .query(&format!("CREATE DATABASE {database}"))
+            .with_context(|| format!("failed to create {database}"))?;
+        Ok(())
     }
 }
 
 /// Finds a server as the module documentation describes and makes sure `database` exists on
 /// it (except with `DATABASE_URL`, whose database is used as it is).
 pub fn find_or_start(database: &str) -> anyhow::Result<Postgres> {
-    if database.is_empty()
-        || !database.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
+    if database.is_empty() || !database.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
         bail!("database name `{database}` must be lowercase letters, digits and underscores");
     }
     let force_private = match std::env::var("HIRING_PG").unwrap_or_default().as_str() {
@@ -114,14 +125,10 @@ pub fn find_or_start(database: &str) -> anyhow::Result<Postgres> {
         let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, SYSTEM_PORT).into();
         match create_database(address, database) {
             Ok(()) => {
-                return Ok(Postgres {
-                    url: url_for(SYSTEM_PORT, database),
-                    source: Source::System,
-                    _cluster: None,
-                });
+                return Ok(Postgres { url: url_for(SYSTEM_PORT, database), source: Source::System, _cluster: None });
             }
             // Nothing listens: the usual case on a machine without a system-wide server.
-            Err(wire::Error::Io(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(client::Error::Io(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
             Err(error) => eprintln!(
                 "note: 127.0.0.1:{SYSTEM_PORT} does not let user `{SUPERUSER}` create database \
                  `{database}` ({error}); using a private cluster instead (set DATABASE_URL to use \
@@ -132,21 +139,23 @@ pub fn find_or_start(database: &str) -> anyhow::Result<Postgres> {
     start_private(database, force_private)
 }
 
-/// Connects to the database itself and asks for the server's version and the database's name.
-/// Only for servers found on 127.0.0.1 (`DATABASE_URL` may need a password this cannot send).
-pub fn server_version(postgres: &Postgres) -> anyhow::Result<String> {
-    let port = postgres.url.port().unwrap_or(SYSTEM_PORT);
-    let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
-    let database = postgres.url.path().trim_start_matches('/');
-    let mut connection = Connection::connect(address, SUPERUSER, database)
-        .with_context(|| format!("failed to connect to {}", postgres.display_url()))?;
+/// Connects to `url` and names the database and the server's version: a check that the URL
+/// really works.
+pub fn describe(url: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(url).context("not a valid URL")?;
+    let host = url.host_str().context("the URL has no host")?;
+    let address = (host, url.port().unwrap_or(SYSTEM_PORT))
+        .to_socket_addrs()
+        .with_context(|| format!("failed to resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let user = if url.username().is_empty() { SUPERUSER } else { url.username() };
+    let mut connection = Connection::connect(address, user, url.path().trim_start_matches('/'))
+        .with_context(|| format!("failed to connect to {}", masked(url.clone())))?;
     let rows = connection
         .query("SELECT current_database() || ' on PostgreSQL ' || current_setting('server_version')")
         .context("failed to query the server version")?;
-    rows.into_iter()
-        .next()
-        .and_then(|row| row.into_iter().next().flatten())
-        .context("the server returned no version")
+    rows.into_iter().next().and_then(|row| row.into_iter().next().flatten()).context("the server returned no version")
 }
 
 fn masked(mut url: reqwest::Url) -> String {
@@ -163,16 +172,14 @@ fn url_for(port: u16, database: &str) -> reqwest::Url {
 }
 
 /// Creates `database` unless it exists (a concurrent creation counts as existing).
-fn create_database(address: SocketAddr, database: &str) -> Result<(), wire::Error> {
+fn create_database(address: SocketAddr, database: &str) -> Result<(), client::Error> {
     let mut connection = Connection::connect(address, SUPERUSER, "postgres")?;
-    let exists = connection.query(&format!(
-        "SELECT 1 FROM pg_database WHERE datname = '{database}'"
-    ))?;
+    let exists = connection.query(&format!("SELECT datname::text FROM pg_database WHERE datname = '{database}'"))?;
     if exists.is_empty() {
-        let create = format!("CREATE DATABASE {}", wire::quote_identifier(database));
+        let create = format!("CREATE DATABASE {}", client::quote_identifier(database));
         match connection.query(&create) {
             // 42P04: duplicate_database, another process created it meanwhile.
-            Err(error) if error.code() == Some("42P04") => {}
+            Err(error) if error.code().as_deref() == Some("42P04") => {}
             other => other.map(drop)?,
         }
     }
@@ -191,7 +198,10 @@ impl Drop for PrivateCluster {
         eprintln!("stopping the private PostgreSQL cluster");
         let stop = self
             .runner
-            .command(&self.pg_ctl, &["-D".as_ref(), self.data.as_os_str(), "-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()])
+            .command(
+                &self.pg_ctl,
+                &["-D".as_ref(), self.data.as_os_str(), "-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()],
+            )
             .stdin(Stdio::null())
             .output();
         match stop {
@@ -274,7 +284,7 @@ impl Runner {
 fn start_private(database: &str, forced: bool) -> anyhow::Result<Postgres> {
     let Some(tools) = find_tools() else {
         let why = if forced {
-            "HIRING_PG=private needs initdb and pg_ctl".to_owned()
+            "HIRING_PG=private needs initdb and pg_ctl, which are".to_owned()
         } else {
             format!(
                 "DATABASE_URL is not set, nothing lets user `{SUPERUSER}` in on \
@@ -305,8 +315,7 @@ fn start_private(database: &str, forced: bool) -> anyhow::Result<Postgres> {
             let port = running_port(&data)?;
             let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
             wait_until_ready(address, Duration::from_secs(30))?;
-            create_database(address, database)
-                .with_context(|| format!("failed to create database `{database}`"))?;
+            create_database(address, database).with_context(|| format!("failed to create database `{database}`"))?;
             eprintln!(
                 "note: reusing the private PostgreSQL cluster running in {} on port {port}; stop \
                  it with `pg_ctl -D {} stop`",
@@ -368,8 +377,7 @@ fn start_private(database: &str, forced: bool) -> anyhow::Result<Postgres> {
 
     let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
     wait_until_ready(address, Duration::from_secs(30))?;
-    create_database(address, database)
-        .with_context(|| format!("failed to create database `{database}`"))?;
+    create_database(address, database).with_context(|| format!("failed to create database `{database}`"))?;
     Ok(Postgres {
         url: url_for(port, database),
         source: Source::Private { dir, started: true },
@@ -383,8 +391,7 @@ fn start_private(database: &str, forced: bool) -> anyhow::Result<Postgres> {
 fn init_cluster(tools: &Tools, runner: Runner, data: &Path) -> anyhow::Result<()> {
     if data.exists() {
         // A half-made cluster from an interrupted initdb.
-        std::fs::remove_dir_all(data)
-            .with_context(|| format!("failed to remove {}", data.display()))?;
+        std::fs::remove_dir_all(data).with_context(|| format!("failed to remove {}", data.display()))?;
     }
     eprintln!("creating a private PostgreSQL cluster in {}", data.display());
     let arg = |s: &'static str| std::ffi::OsStr::new(s);
@@ -419,8 +426,7 @@ fn init_cluster(tools: &Tools, runner: Runner, data: &Path) -> anyhow::Result<()
          full_page_writes = off\n"
     );
     let conf = data.join("postgresql.conf");
-    let mut text = std::fs::read_to_string(&conf)
-        .with_context(|| format!("failed to read {}", conf.display()))?;
+    let mut text = std::fs::read_to_string(&conf).with_context(|| format!("failed to read {}", conf.display()))?;
     text.push_str(&settings);
     // Root writes into the postgres-owned file; writing in place keeps its owner.
     std::fs::write(&conf, text).with_context(|| format!("failed to write {}", conf.display()))
@@ -437,12 +443,10 @@ fn cluster_dir(major: &str, runner: Runner) -> anyhow::Result<PathBuf> {
         Err(problem) => problem,
     };
     let root = crate::project_root();
-    let fallback = std::env::temp_dir()
-        .join(format!("hiring-pg-{:016x}", fnv1a(root.as_os_str().as_encoded_bytes())))
-        .join(major);
-    prepare_dir(&fallback, runner).with_context(|| {
-        format!("{problem:#}; the fallback {} is not usable either", fallback.display())
-    })?;
+    let fallback =
+        std::env::temp_dir().join(format!("hiring-pg-{:016x}", fnv1a(root.as_os_str().as_encoded_bytes()))).join(major);
+    prepare_dir(&fallback, runner)
+        .with_context(|| format!("{problem:#}; the fallback {} is not usable either", fallback.display()))?;
     eprintln!("note: the private cluster lives in {} because {problem:#}", fallback.display());
     Ok(fallback)
 }
@@ -498,8 +502,7 @@ fn find_tools() -> Option<Tools> {
                     let entry = entry.ok()?;
                     let version = entry.file_name().to_str()?.parse().ok()?;
                     let bin = entry.path().join("bin");
-                    (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-                        .then_some((version, bin))
+                    (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
                 })
                 .collect();
             versions.sort();
@@ -522,8 +525,7 @@ fn which(program: &str) -> Option<PathBuf> {
 /// The port of a running cluster: line 4 of `postmaster.pid`.
 fn running_port(data: &Path) -> anyhow::Result<u16> {
     let pid_file = data.join("postmaster.pid");
-    let text = std::fs::read_to_string(&pid_file)
-        .with_context(|| format!("failed to read {}", pid_file.display()))?;
+    let text = std::fs::read_to_string(&pid_file).with_context(|| format!("failed to read {}", pid_file.display()))?;
     text.lines()
         .nth(3)
         .and_then(|line| line.trim().parse().ok())
@@ -531,8 +533,7 @@ fn running_port(data: &Path) -> anyhow::Result<u16> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
     Ok(listener.local_addr().context("failed to read the free port")?.port())
 }
 
@@ -543,9 +544,8 @@ fn wait_until_ready(address: SocketAddr, timeout: Duration) -> anyhow::Result<()
         match Connection::connect(address, SUPERUSER, "postgres") {
             Ok(_) => return Ok(()),
             Err(error) if Instant::now() >= deadline => {
-                return Err(error).context(format!(
-                    "PostgreSQL on {address} did not accept connections within {timeout:?}"
-                ));
+                return Err(error)
+                    .context(format!("PostgreSQL on {address} did not accept connections within {timeout:?}"));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -574,7 +574,5 @@ fn shell_quote(word: &str) -> String {
 
 /// FNV-1a: a hash that never changes between Rust versions, unlike `DefaultHasher`.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }

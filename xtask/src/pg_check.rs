@@ -9,19 +9,24 @@ use crate::pg::{self, Source};
 #[derive(clap::Args)]
 pub struct PgCheck {
     /// The database to find or create.
-    #[arg(long, default_value = "hiring_pg_check")]
+    #[arg(long, default_value = "hiring_dev")]
     database: String,
 }
 
 impl PgCheck {
     pub fn run(self) -> anyhow::Result<()> {
         let postgres = pg::find_or_start(&self.database).context("failed to find PostgreSQL")?;
-        println!("found:     {}", postgres.source());
-        println!("url:       {}", postgres.display_url());
-        println!("admin url: {}", postgres.display_admin_url());
-        if !matches!(postgres.source(), Source::DatabaseUrl) {
-            let version = pg::server_version(&postgres).context("failed to query the server")?;
-            println!("version:   {version}");
+        println!("url:   {}", postgres.display_url());
+        println!("found: {}", postgres.source());
+        for url in [postgres.url(), postgres.admin_url()] {
+            match pg::describe(&url) {
+                Ok(description) => println!("ok:    {description}"),
+                // A password-protected DATABASE_URL is fine for the tests; the check only logs in without one.
+                Err(error) if matches!(postgres.source(), Source::DatabaseUrl) => {
+                    println!("not checked: {error:#}")
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(())
     }

@@ -31,13 +31,12 @@ impl Test {
 
         if !self.no_lint {
             phase(&mut phases, "fmt", crate::cargo().args(["fmt", "--all", "--check"]))
-                .context("formatting differs from rustfmt; run `cargo fmt --all`")?;
+                .context("the formatting differs from rustfmt; `cargo fmt --all` fixes it")?;
             phase(
                 &mut phases,
                 "clippy",
                 crate::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
-            )
-            .context("clippy found problems")?;
+            )?;
         }
 
         let database_started = Instant::now();
@@ -52,10 +51,8 @@ impl Test {
             _ => None,
         };
 
-        let nextest = crate::cargo()
-            .args(["nextest", "--version"])
-            .output()
-            .is_ok_and(|output| output.status.success());
+        let nextest =
+            crate::cargo().args(["nextest", "--version"]).output().is_ok_and(|output| output.status.success());
         let mut tests = crate::cargo();
         if nextest {
             tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
@@ -64,13 +61,13 @@ impl Test {
             tests.args(["test", "--workspace", "--no-fail-fast"]);
         }
         tests.args(&self.args).env("DATABASE_URL", postgres.url());
-        phase(&mut phases, "tests", &mut tests).context("tests failed")?;
+        phase(&mut phases, "tests", &mut tests)?;
 
         if nextest {
             if self.args.is_empty() {
                 let mut doc = crate::cargo();
                 doc.args(["test", "--workspace", "--doc"]).env("DATABASE_URL", postgres.url());
-                phase(&mut phases, "doc tests", &mut doc).context("doc tests failed")?;
+                phase(&mut phases, "doc tests", &mut doc)?;
             } else {
                 println!("doc tests skipped: test runner arguments were given");
             }
@@ -88,11 +85,7 @@ impl Test {
 }
 
 /// Runs one phase with its output on the terminal, and records how long it took.
-fn phase(
-    phases: &mut Vec<(&'static str, Duration)>,
-    name: &'static str,
-    command: &mut Command,
-) -> anyhow::Result<()> {
+fn phase(phases: &mut Vec<(&'static str, Duration)>, name: &'static str, command: &mut Command) -> anyhow::Result<()> {
     println!("\n==> {name}: {}", describe(command));
     let started = Instant::now();
     let status = command.status().with_context(|| format!("failed to run {name}"))?;
@@ -100,7 +93,7 @@ fn phase(
     println!("==> {name}: {} in {}", if status.success() { "ok" } else { "FAILED" }, seconds(took));
     phases.push((name, took));
     if !status.success() {
-        bail!("{name} failed ({status})");
+        bail!("{name} failed ({status}); see its output above");
     }
     Ok(())
 }

@@ -1,0 +1,587 @@
+//! `cargo xtask bench [--rows N ...] [--clients 8] [--seconds 10] [--requests 200]`: one run,
+//! one PostgreSQL, one release build of `hiring-api`; prints a table and writes
+//! `<target>/bench/report.json`.
+//!
+//! Phases, for each `--rows` size (default 1,000,000):
+//! 1. ingest: a valid synthetic `hired_employees.csv` through `POST /upload` (rows/s, the
+//!    server's peak RSS), then the same file through `psql \copy` into an identical empty table
+//!    (the physical limit), as a ratio;
+//! 2. after the first size only: both metric endpoints (p50/p99 over `--requests` sequential
+//!    requests), then `POST /batch/hired_employees` with 1000-row batches, sequentially
+//!    (p50/p99) and from `--clients` concurrent clients for `--seconds` (rows/s).
+//!
+//! Every phase is bounded in count and time, and talks only to 127.0.0.1.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+use crate::gen_data::{self, Spec};
+use crate::pg;
+
+const TOKEN: &str = "bench-token";
+const BATCH_ROWS: i64 = 1000;
+
+#[derive(clap::Args)]
+pub struct Bench {
+    /// Rows of the ingested file; repeat to measure several sizes in one run
+    /// (e.g. `--rows 1000000 --rows 10000000` shows how cost and memory grow).
+    #[arg(long = "rows", default_values_t = [1_000_000u64])]
+    rows: Vec<u64>,
+    /// Concurrent clients of the batch throughput phase.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Duration of the batch throughput phase, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Sequential requests per latency phase (each metric, batches).
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    date: String,
+    git_commit: String,
+    machine: Machine,
+    postgres: String,
+    ingest: Vec<Ingest>,
+    metrics: Vec<Latency>,
+    batch_sequential: Option<Latency>,
+    batch_concurrent: Option<Throughput>,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gib: f64,
+    kernel: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Ingest {
+    rows: u64,
+    file_bytes: u64,
+    upload_seconds: f64,
+    upload_rows_per_s: f64,
+    copy_seconds: f64,
+    copy_rows_per_s: f64,
+    ratio_to_copy: f64,
+    peak_rss_mb: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    name: String,
+    requests: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Throughput {
+    clients: usize,
+    seconds: f64,
+    batches: u64,
+    rows: u64,
+    rows_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Target {
+    name: &'static str,
+    target: String,
+    measured: String,
+    met: bool,
+}
+
+impl Bench {
+    pub fn run(self) -> anyhow::Result<()> {
+        ensure!(!self.rows.is_empty() && self.rows.iter().all(|&r| r > 0), "--rows must be positive");
+        ensure!(
+            self.clients > 0 && self.requests > 0 && self.seconds > 0,
+            "--clients, --requests and --seconds must be positive"
+        );
+        let status = crate::cargo()
+            .args(["build", "--release", "--package", "api", "--bin", "hiring-api"])
+            .status()
+            .context("failed to run cargo build")?;
+        ensure!(status.success(), "building hiring-api in release mode failed");
+        let postgres = pg::find_or_start("hiring_bench").context("failed to find PostgreSQL")?;
+        if !matches!(postgres.source(), pg::Source::DatabaseUrl) {
+            postgres.recreate().context("failed to recreate the bench database")?;
+        }
+        println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("failed to build the tokio runtime")?
+            .block_on(self.measure(&postgres.url()))
+    }
+
+    async fn measure(self, database_url: &str) -> anyhow::Result<()> {
+        let bench_dir = crate::target_dir().join("bench");
+        let binary = crate::target_dir().join("release").join("hiring-api");
+        let mut db = PgConnection::connect(database_url).await.context("failed to connect to the bench database")?;
+        let postgres: String = sqlx::query_scalar("SELECT version()").fetch_one(&mut db).await?;
+        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+
+        let mut report = Report {
+            date: chrono_free_now(),
+            git_commit: git_commit(),
+            machine: machine(),
+            postgres,
+            ingest: Vec::new(),
+            metrics: Vec::new(),
+            batch_sequential: None,
+            batch_concurrent: None,
+            targets: Vec::new(),
+        };
+
+        for (index, &rows) in self.rows.iter().enumerate() {
+            let data = bench_dir.join(format!("data-{rows}"));
+            let spec = Spec::new(rows, 0.0, 42)?;
+            if !data.join("manifest.json").exists() {
+                println!("generating {rows} rows in {}", data.display());
+                gen_data::generate(&spec, &data)?;
+            }
+            // A clean slate for every size, and a new server so its peak RSS is this size's.
+            sqlx::query("DROP TABLE IF EXISTS hired_employees, departments, jobs, rejects, ingestions, hires_rollup, copy_baseline, _sqlx_migrations CASCADE")
+                .execute(&mut db)
+                .await?;
+            let server = Server::start(&binary, database_url, &bench_dir.join("server-data")).await?;
+            let form = |table: &str| -> anyhow::Result<reqwest::multipart::Form> {
+                let bytes = std::fs::read(data.join(format!("{table}.csv")))?;
+                Ok(reqwest::multipart::Form::new()
+                    .part(table.to_owned(), reqwest::multipart::Part::bytes(bytes).file_name(format!("{table}.csv"))))
+            };
+            for table in ["departments", "jobs"] {
+                let response =
+                    client.post(server.url("/upload")).bearer_auth(TOKEN).multipart(form(table)?).send().await?;
+                ensure!(response.status() == 200, "loading {table} failed: {}", response.text().await?);
+            }
+
+            println!("ingest {rows} rows through POST /upload");
+            let file = data.join("hired_employees.csv");
+            let file_bytes = std::fs::metadata(&file)?.len();
+            let started = Instant::now();
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                tokio::fs::File::open(&file).await?,
+                1 << 16,
+            ));
+            let part = reqwest::multipart::Part::stream_with_length(body, file_bytes).file_name("hired_employees.csv");
+            let response = client
+                .post(server.url("/upload"))
+                .bearer_auth(TOKEN)
+                .multipart(reqwest::multipart::Form::new().part("hired_employees", part))
+                .send()
+                .await?;
+            let status = response.status();
+            let answer: Value = response.json().await?;
+            let upload_seconds = started.elapsed().as_secs_f64();
+            ensure!(status == 200, "the upload failed: {answer}");
+            ensure!(
+                answer["ingestions"][0]["inserted"].as_u64() == Some(rows),
+                "the upload did not insert every row: {answer}"
+            );
+            let peak_rss_mb = server.peak_rss_mb()?;
+
+            println!("load the same file with psql \\copy");
+            sqlx::query("CREATE TABLE copy_baseline (LIKE hired_employees INCLUDING ALL)").execute(&mut db).await?;
+            let copy_seconds = psql_copy(database_url, &file).await?;
+            let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM copy_baseline").fetch_one(&mut db).await?;
+            ensure!(copied as u64 == rows, "psql copied {copied} rows, not {rows}");
+            sqlx::query("DROP TABLE copy_baseline").execute(&mut db).await?;
+            let ingest = Ingest {
+                rows,
+                file_bytes,
+                upload_seconds,
+                upload_rows_per_s: rows as f64 / upload_seconds,
+                copy_seconds,
+                copy_rows_per_s: rows as f64 / copy_seconds,
+                ratio_to_copy: copy_seconds / upload_seconds,
+                peak_rss_mb,
+            };
+            println!(
+                "  upload {:.2} s ({:.0} rows/s), psql \\copy {:.2} s ({:.0} rows/s), ratio {:.2}, peak RSS {:.1} MB",
+                ingest.upload_seconds,
+                ingest.upload_rows_per_s,
+                ingest.copy_seconds,
+                ingest.copy_rows_per_s,
+                ingest.ratio_to_copy,
+                ingest.peak_rss_mb
+            );
+            report.ingest.push(ingest);
+
+            if index == 0 {
+                for (name, path) in [
+                    ("GET /metrics/hires", "/metrics/hires?year=2021"),
+                    ("GET /metrics/departments", "/metrics/departments?year=2021"),
+                ] {
+                    let latency = latencies(name, self.requests, || {
+                        let request = client.get(server.url(path));
+                        async move {
+                            let response = request.send().await?;
+                            ensure!(response.status() == 200, "{name} answered {}", response.status());
+                            response.bytes().await?;
+                            Ok(())
+                        }
+                    })
+                    .await?;
+                    println!("  {name}: p50 {:.2} ms, p99 {:.2} ms", latency.p50_ms, latency.p99_ms);
+                    report.metrics.push(latency);
+                }
+                let next_id = Arc::new(AtomicI64::new(rows as i64 + 1));
+                let sequential =
+                    latencies("POST /batch/hired_employees (1000 rows, sequential)", self.requests, || {
+                        send_batch(&client, &server, &next_id)
+                    })
+                    .await?;
+                println!("  batches, sequential: p50 {:.2} ms, p99 {:.2} ms", sequential.p50_ms, sequential.p99_ms);
+                report.batch_sequential = Some(sequential);
+                let concurrent =
+                    throughput(&client, &server, &next_id, self.clients, Duration::from_secs(self.seconds)).await?;
+                println!(
+                    "  batches, {} clients: {:.0} rows/s (p50 {:.2} ms, p99 {:.2} ms)",
+                    concurrent.clients, concurrent.rows_per_s, concurrent.p50_ms, concurrent.p99_ms
+                );
+                let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM hired_employees").fetch_one(&mut db).await?;
+                let sent = next_id.load(Ordering::Relaxed) - 1;
+                ensure!(stored == sent, "the table holds {stored} rows; {sent} were sent and accepted");
+                report.batch_concurrent = Some(concurrent);
+            }
+            server.stop().await;
+        }
+
+        report.targets = targets(&report);
+        print_table(&report);
+        std::fs::create_dir_all(&bench_dir)?;
+        let path = bench_dir.join("report.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        println!("\nwrote {}", path.display());
+        Ok(())
+    }
+}
+
+/// One `hiring-api` process of the benchmark.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(binary: &Path, database_url: &str, data_dir: &Path) -> anyhow::Result<Server> {
+        let _ = std::fs::remove_dir_all(data_dir);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(binary)
+            .env("DATABASE_URL", database_url)
+            .env("HIRING_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HIRING_DATA_DIR", data_dir)
+            .env("HIRING_API_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {}", binary.display()))?;
+        let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = client.get(server.url("/health")).send().await
+                && response.status() == 200
+            {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!("hiring-api did not answer GET /health within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The process's peak resident memory so far (VmHWM), in MB.
+    fn peak_rss_mb(&self) -> anyhow::Result<f64> {
+        let pid = self.child.id().context("hiring-api has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in /proc/<pid>/status")?;
+        Ok(kib * 1024.0 / 1e6)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn psql_copy(database_url: &str, file: &Path) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let output = Command::new("psql")
+        .arg(database_url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("\\copy copy_baseline FROM '{}' WITH (FORMAT csv)", file.display()))
+        .output()
+        .await
+        .context("failed to run psql (install the PostgreSQL client: apt-get install postgresql-client)")?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(output.status.success(), "psql \\copy failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(seconds)
+}
+
+/// A body of 1000 new, valid hires with consecutive ids.
+fn batch_body(first_id: i64) -> String {
+    let mut body = String::with_capacity(100 * BATCH_ROWS as usize);
+    body.push('[');
+    for id in first_id..first_id + BATCH_ROWS {
+        if id > first_id {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"id":{id},"name":"Batch Person {id}","datetime":"2021-{:02}-{:02}T10:00:00Z","department_id":{},"job_id":{}}}"#,
+            id % 12 + 1,
+            id % 28 + 1,
+            id % 12 + 1,
+            id % 150 + 1
+        ));
+    }
+    body.push(']');
+    body
+}
+
+async fn send_batch(client: &reqwest::Client, server: &Server, next_id: &AtomicI64) -> anyhow::Result<()> {
+    let first = next_id.fetch_add(BATCH_ROWS, Ordering::Relaxed);
+    let response = client
+        .post(server.url("/batch/hired_employees"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(batch_body(first))
+        .send()
+        .await?;
+    ensure!(response.status() == 200, "a batch answered {}", response.status());
+    let answer: Value = response.json().await?;
+    ensure!(answer["inserted"].as_i64() == Some(BATCH_ROWS), "a batch did not insert every row: {answer}");
+    Ok(())
+}
+
+async fn latencies<F, Fut>(name: &str, requests: usize, mut request: F) -> anyhow::Result<Latency>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..requests.min(20) {
+        request().await?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let started = Instant::now();
+        request().await?;
+        samples.push(started.elapsed());
+    }
+    let (p50_ms, p99_ms, max_ms) = percentiles(&mut samples);
+    Ok(Latency { name: name.to_owned(), requests, p50_ms, p99_ms, max_ms })
+}
+
+async fn throughput(
+    client: &reqwest::Client,
+    server: &Server,
+    next_id: &Arc<AtomicI64>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Throughput> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let batches = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, next_id, stop, batches) =
+            (client.clone(), server.url("/batch/hired_employees"), next_id.clone(), stop.clone(), batches.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let first = next_id.fetch_add(BATCH_ROWS, Ordering::Relaxed);
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(batch_body(first))
+                    .send()
+                    .await?;
+                ensure!(response.status() == 200, "a batch answered {}", response.status());
+                response.bytes().await?;
+                samples.push(sent.elapsed());
+                batches.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let batches = batches.load(Ordering::Relaxed);
+    let (p50_ms, p99_ms, _) = percentiles(&mut samples);
+    Ok(Throughput {
+        clients,
+        seconds,
+        batches,
+        rows: batches * BATCH_ROWS as u64,
+        rows_per_s: (batches * BATCH_ROWS as u64) as f64 / seconds,
+        p50_ms,
+        p99_ms,
+    })
+}
+
+/// (p50, p99, max) in milliseconds, nearest-rank.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    samples.sort_unstable();
+    let rank =
+        |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1].as_secs_f64() * 1e3;
+    (rank(0.50), rank(0.99), rank(1.0))
+}
+
+fn targets(report: &Report) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for ingest in &report.ingest {
+        targets.push(Target {
+            name: "ingest vs psql \\copy",
+            target: format!(">= 0.80x at {} rows", ingest.rows),
+            measured: format!("{:.2}x", ingest.ratio_to_copy),
+            met: ingest.ratio_to_copy >= 0.8,
+        });
+        targets.push(Target {
+            name: "hiring-api peak RSS",
+            target: format!("<= 100 MB at {} rows", ingest.rows),
+            measured: format!("{:.1} MB", ingest.peak_rss_mb),
+            met: ingest.peak_rss_mb <= 100.0,
+        });
+    }
+    if let Some(batch) = &report.batch_sequential {
+        targets.push(Target {
+            name: "batch p99 (sequential)",
+            target: "<= 50 ms".into(),
+            measured: format!("{:.1} ms", batch.p99_ms),
+            met: batch.p99_ms <= 50.0,
+        });
+    }
+    if let Some(batch) = &report.batch_concurrent {
+        targets.push(Target {
+            name: "batch throughput",
+            target: format!(">= 100000 rows/s at {} clients", batch.clients),
+            measured: format!("{:.0} rows/s", batch.rows_per_s),
+            met: batch.rows_per_s >= 100_000.0,
+        });
+    }
+    for metric in &report.metrics {
+        targets.push(Target {
+            name: "metric p50",
+            target: format!("<= 10 ms: {}", metric.name),
+            measured: format!("{:.2} ms", metric.p50_ms),
+            met: metric.p50_ms <= 10.0,
+        });
+    }
+    targets
+}
+
+fn print_table(report: &Report) {
+    println!("\n| target | goal | measured | met |\n|---|---|---|---|");
+    for t in &report.targets {
+        println!("| {} | {} | {} | {} |", t.name, t.target, t.measured, if t.met { "yes" } else { "NO" });
+    }
+    println!(
+        "\n| ingest rows | upload s | upload rows/s | psql \\copy s | copy rows/s | ratio | peak RSS MB |\n|---|---|---|---|---|---|---|"
+    );
+    for i in &report.ingest {
+        println!(
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} |",
+            i.rows,
+            i.upload_seconds,
+            i.upload_rows_per_s,
+            i.copy_seconds,
+            i.copy_rows_per_s,
+            i.ratio_to_copy,
+            i.peak_rss_mb
+        );
+    }
+    println!("\n| latency | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
+    for l in report.metrics.iter().chain(&report.batch_sequential) {
+        println!("| {} | {} | {:.2} | {:.2} | {:.2} |", l.name, l.requests, l.p50_ms, l.p99_ms, l.max_ms);
+    }
+    if let Some(t) = &report.batch_concurrent {
+        println!(
+            "\nbatches from {} clients for {:.1} s: {} rows, {:.0} rows/s, p50 {:.2} ms, p99 {:.2} ms",
+            t.clients, t.seconds, t.rows, t.rows_per_s, t.p50_ms, t.p99_ms
+        );
+    }
+    println!(
+        "\nmachine: {} ({} cores, {:.0} GiB), {}",
+        report.machine.cpu, report.machine.cores, report.machine.memory_gib, report.postgres
+    );
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_gib: kib / 1024.0 / 1024.0,
+        kernel,
+    }
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(crate::project_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(|| "unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+/// The current UTC time as RFC 3339, from `date` (xtask does not otherwise need a date library).
+fn chrono_free_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map_or_else(|_| "unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
