@@ -5,6 +5,7 @@
 //! `main.rs` only wires telemetry, settings and the pool, then serves it.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod routes;
@@ -61,6 +62,21 @@ pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
         tracing::warn!(failed, "marked ingestions left running by a previous stop as failed");
     }
     Ok(())
+}
+
+/// Folds the metrics rollup's deltas every `period` (batches append some on every call), for as
+/// long as the process runs.
+pub fn spawn_rollup_compaction(pool: sqlx::PgPool, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = hiring::metrics::compact_rollup(&pool).await {
+                tracing::warn!(%error, "could not compact the metrics rollup; retrying later");
+            }
+        }
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         .connect_lazy(settings.database_url.expose())
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
     api::migrate(&pool).await?;
+    api::spawn_rollup_compaction(pool.clone(), Duration::from_secs(5));
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
         format!("could not listen on {} (HIRING_LISTEN); is another server there?", settings.listen)
     })?;
@@ -33,7 +34,9 @@ async fn main() -> anyhow::Result<()> {
         writes = if settings.api_token.is_some() { "enabled" } else { "disabled (read-only: HIRING_API_TOKEN is not set)" },
         "hiring-api listening"
     );
-    axum::serve(listener, api::app(AppState::new(pool, settings)))
+    let state = AppState::new(pool, settings);
+    state.metrics_cache.clone().spawn_listener(state.pool.clone());
+    axum::serve(listener, api::app(state))
         .with_graceful_shutdown(api::shutdown_signal())
         .await
         .context("the server stopped with an error")

@@ -50,26 +50,47 @@ CREATE TABLE rejects (
     PRIMARY KEY (ingestion_id, position)
 );
 
--- Hires per (year, quarter, department, job), by UTC month, so the metrics read a few thousand
--- rows instead of every hire. The loader keeps it exact in the same transaction as every write
--- to hired_employees (see hiring/src/load.rs). Anything else that writes hires directly must
--- call hires_rollup_refresh() in its transaction.
+-- Hire counts per (year, department, job), one column per quarter by UTC month, so the metrics
+-- read a few thousand rows instead of every hire.
+--
+-- It is an append-only log of deltas: every write to hired_employees appends, in the same
+-- transaction, one row per key it changed (+1 per new hire, -1 and +1 per replaced one), and
+-- readers sum by key. Appending takes no row locks, so concurrent loads never wait on each other
+-- here; hires_rollup_compact() folds the deltas into one row per key from time to time.
+-- Anything else that writes hires directly must call hires_rollup_refresh() in its transaction.
 CREATE TABLE hires_rollup (
     year integer NOT NULL,
     department_id integer NOT NULL,
     job_id integer NOT NULL,
-    quarter smallint NOT NULL CHECK (quarter BETWEEN 1 AND 4),
-    hires bigint NOT NULL,
-    PRIMARY KEY (year, department_id, job_id, quarter)
+    q1 integer NOT NULL DEFAULT 0,
+    q2 integer NOT NULL DEFAULT 0,
+    q3 integer NOT NULL DEFAULT 0,
+    q4 integer NOT NULL DEFAULT 0
 );
+CREATE INDEX hires_rollup_key ON hires_rollup (year, department_id, job_id);
 
 CREATE FUNCTION hires_rollup_refresh() RETURNS void LANGUAGE sql AS $$
     DELETE FROM hires_rollup;
-    INSERT INTO hires_rollup (year, department_id, job_id, quarter, hires)
-    SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer,
-           department_id, job_id,
-           extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint,
-           count(*)
+    INSERT INTO hires_rollup (year, department_id, job_id, q1, q2, q3, q4)
+    SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer AS year, department_id, job_id,
+           count(*) FILTER (WHERE extract(quarter FROM datetime AT TIME ZONE 'UTC') = 1),
+           count(*) FILTER (WHERE extract(quarter FROM datetime AT TIME ZONE 'UTC') = 2),
+           count(*) FILTER (WHERE extract(quarter FROM datetime AT TIME ZONE 'UTC') = 3),
+           count(*) FILTER (WHERE extract(quarter FROM datetime AT TIME ZONE 'UTC') = 4)
     FROM hired_employees
-    GROUP BY 1, 2, 3, 4;
+    GROUP BY 1, 2, 3;
+$$;
+
+-- Folds the deltas into one row per key (dropping keys whose counts are all zero). Rows appended
+-- by transactions that commit meanwhile are not in this statement's snapshot: they stay, as
+-- deltas, so nothing is lost or counted twice, and no lock is needed.
+CREATE FUNCTION hires_rollup_compact() RETURNS void LANGUAGE sql AS $$
+    WITH folded AS (
+        DELETE FROM hires_rollup RETURNING *
+    )
+    INSERT INTO hires_rollup (year, department_id, job_id, q1, q2, q3, q4)
+    SELECT year, department_id, job_id, sum(q1), sum(q2), sum(q3), sum(q4)
+    FROM folded
+    GROUP BY 1, 2, 3
+    HAVING sum(q1) <> 0 OR sum(q2) <> 0 OR sum(q3) <> 0 OR sum(q4) <> 0;
 $$;

@@ -110,7 +110,7 @@ async fn fail_if_abandoned(pool: &PgPool, id: i64) -> Result<bool> {
         return Ok(false);
     }
     let marked = sqlx::query(
-        "UPDATE ingestions SET status = 'failed', finished_at = now(),
+        "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(),
              error = 'the load stopped before it finished (the server stopped or lost the database); nothing was kept: upload the file again'
          WHERE id = $1 AND status = 'running'",
     )

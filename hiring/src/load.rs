@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use chrono::Datelike;
+use chrono::{Datelike, Timelike};
 
 use roaring::RoaringBitmap;
 use serde::Serialize;
@@ -119,7 +119,7 @@ pub async fn load_file<R: Read + Send + 'static>(
     if let Err(error) = &result {
         tracing::warn!(ingestion = id, %table, %error, "load failed");
         let marked = sqlx::query(
-            "UPDATE ingestions SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1 AND status = 'running'",
+            "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(), error = $2 WHERE id = $1 AND status = 'running'",
         )
         .bind(id)
         .bind(error.to_string())
@@ -159,8 +159,7 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
     input: R,
 ) -> Result<LoadReport> {
     let mut tx = connection.begin().await?;
-    lock_table(&mut tx, table).await?;
-    let mut context = known_references(&mut tx, table, None).await?;
+    let mut context = lock_and_read_references(&mut tx, table, Scope::File).await?;
 
     let (sender, mut receiver) = mpsc::channel::<Chunk>(2);
     let decoder = tokio::task::spawn_blocking(move || -> std::io::Result<i64> {
@@ -222,7 +221,7 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
         return Err(Error::BatchSize { got: rows.len() });
     }
     let parsed: Vec<_> = rows.iter().map(|value| parse_json_row(table, value)).collect();
-    let referenced: Vec<i32> = parsed
+    let mut referenced: Vec<i32> = parsed
         .iter()
         .filter_map(|row| match row {
             Ok(Row::Hire(hire)) => Some([hire.department_id, hire.job_id]),
@@ -230,9 +229,10 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
         })
         .flatten()
         .collect();
+    referenced.sort_unstable();
+    referenced.dedup();
 
     let mut tx = pool.begin().await?;
-    lock_table(&mut tx, table).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'batch', $2, 'running') RETURNING id",
     )
@@ -240,7 +240,9 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
     .bind(source)
     .fetch_one(&mut *tx)
     .await?;
-    let mut context = known_references(&mut tx, table, Some(&referenced)).await?;
+    let ids: Vec<i32> = parsed.iter().filter_map(|row| row.as_ref().ok().map(Row::id)).collect();
+    let mut context =
+        lock_and_read_references(&mut tx, table, Scope::Batch { ids: &ids, referenced: &referenced }).await?;
 
     let mut valid = Columns::with_capacity(rows.len());
     let mut rejects = Vec::new();
@@ -262,24 +264,75 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
     Ok(BatchReport { report, rejects })
 }
 
-async fn lock_table(tx: &mut PgConnection, table: Table) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(table.lock_key()).execute(&mut *tx).await?;
-    if table == Table::HiredEmployees {
-        // Hires are checked against the departments and jobs read now; holding their locks
-        // too keeps any writer that could remove an id out until this load commits.
+/// What a load will write, which decides how it locks the table.
+enum Scope<'a> {
+    /// A whole file: any ids.
+    File,
+    /// A batch, with the ids it may write and the department and job ids it references.
+    Batch { ids: &'a [i32], referenced: &'a [i32] },
+}
+
+/// Ids per block of the batch locks: a 1000-row batch of consecutive ids touches one or two.
+const ID_BLOCK_BITS: u32 = 10;
+/// A batch touching more blocks than this locks the whole table instead (each lock takes a
+/// slot of PostgreSQL's shared lock table).
+const MAX_ID_BLOCKS: usize = 64;
+
+/// Takes the locks of a load of `table` and reads the references its rows may use.
+///
+/// Writers of a table exclude each other where their ids may meet: a file load holds the table's
+/// advisory lock exclusively; a batch holds it shared, plus an exclusive lock per block of
+/// 1024 ids it may write, so batches of different ids run side by side while a batch and a file
+/// load, or two batches sharing a block, take turns. Every write path relies on this (the COPY
+/// fast path checks that no stored id is in range; the upsert path reads the rows it replaces).
+///
+/// Hires are checked against the departments and jobs read here, so a load of hires also holds
+/// their locks in shared mode until it commits: any writer that could remove an id waits. Locks
+/// are always taken in the same order (dimensions, table, blocks in ascending order), so loads
+/// cannot deadlock one another.
+async fn lock_and_read_references(tx: &mut PgConnection, table: Table, scope: Scope<'_>) -> Result<Context> {
+    let context = if table == Table::HiredEmployees {
         for dimension in [Table::Departments, Table::Jobs] {
             sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(dimension.lock_key()).execute(&mut *tx).await?;
         }
+        let candidates = match scope {
+            Scope::File => None,
+            Scope::Batch { referenced, .. } => Some(referenced),
+        };
+        known_references(tx, candidates).await?
+    } else {
+        Context::default()
+    };
+    let blocks = match scope {
+        Scope::File => None,
+        Scope::Batch { ids, .. } => {
+            let mut blocks: Vec<i32> = ids.iter().map(|id| id >> ID_BLOCK_BITS).collect();
+            blocks.sort_unstable();
+            blocks.dedup();
+            (blocks.len() <= MAX_ID_BLOCKS).then_some(blocks)
+        }
+    };
+    match blocks {
+        Some(blocks) => {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(table.lock_key()).execute(&mut *tx).await?;
+            // The two-key form is a key space of its own, apart from the one-key locks. UNNEST
+            // yields the (sorted) array in order, so the locks are taken in ascending order.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, block) FROM UNNEST($2::integer[]) AS block")
+                .bind(table.block_lock_class())
+                .bind(blocks)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(table.lock_key()).execute(&mut *tx).await?;
+        }
     }
-    Ok(())
+    Ok(context)
 }
 
 /// The department and job ids a load of hires may reference: all of them, or only those among
 /// `candidates` (for small batches).
-async fn known_references(tx: &mut PgConnection, table: Table, candidates: Option<&[i32]>) -> Result<Context> {
-    if table != Table::HiredEmployees {
-        return Ok(Context::default());
-    }
+async fn known_references(tx: &mut PgConnection, candidates: Option<&[i32]>) -> Result<Context> {
     let mut sets = [RoaringBitmap::new(), RoaringBitmap::new()];
     for (set, dimension) in sets.iter_mut().zip(["departments", "jobs"]) {
         let ids: Vec<i32> = match candidates {
@@ -307,7 +360,8 @@ async fn known_references(tx: &mut PgConnection, table: Table, candidates: Optio
 struct Writer {
     table: Table,
     counts: Counts,
-    rollup: HashMap<(i32, i32, i32, i16), i64>,
+    /// Hires copied so far by (year, department, job), per quarter.
+    rollup: HashMap<(i32, i32, i32), [i32; 4]>,
 }
 
 impl Writer {
@@ -345,38 +399,41 @@ impl Writer {
         sink.finish().await?;
         self.counts.inserted += rows.len() as i64;
         for ((datetime, department_id), job_id) in rows.datetimes.iter().zip(&rows.department_ids).zip(&rows.job_ids) {
-            let quarter = (datetime.month0() / 3 + 1) as i16;
-            *self.rollup.entry((datetime.year(), *department_id, *job_id, quarter)).or_default() += 1;
+            let quarter = (datetime.month0() / 3) as usize;
+            self.rollup.entry((datetime.year(), *department_id, *job_id)).or_default()[quarter] += 1;
         }
         Ok(())
     }
 
-    /// Adds the counts of the rows copied so far to `hires_rollup`.
+    /// Appends the counts of the rows copied so far to `hires_rollup`.
     async fn flush_rollup(&mut self, tx: &mut PgConnection) -> Result<()> {
         if self.rollup.is_empty() {
             return Ok(());
         }
-        let mut keys: Vec<_> = std::mem::take(&mut self.rollup).into_iter().collect();
-        // A fixed order keeps concurrent writers of the rollup from deadlocking.
-        keys.sort_unstable();
-        let (mut years, mut departments, mut jobs, mut quarters, mut hires) = (vec![], vec![], vec![], vec![], vec![]);
-        for ((year, department_id, job_id, quarter), count) in keys {
+        let keys = std::mem::take(&mut self.rollup);
+        let (mut years, mut departments, mut jobs) = (vec![], vec![], vec![]);
+        let mut quarters: [Vec<i32>; 4] = Default::default();
+        for ((year, department_id, job_id), counts) in keys {
             years.push(year);
             departments.push(department_id);
             jobs.push(job_id);
-            quarters.push(quarter);
-            hires.push(count);
+            for (column, count) in quarters.iter_mut().zip(counts) {
+                column.push(count);
+            }
         }
+        let [q1, q2, q3, q4] = quarters;
         sqlx::query(
-            "INSERT INTO hires_rollup AS r (year, department_id, job_id, quarter, hires)
-             SELECT * FROM UNNEST($1::integer[], $2::integer[], $3::integer[], $4::smallint[], $5::bigint[])
-             ON CONFLICT (year, department_id, job_id, quarter) DO UPDATE SET hires = r.hires + excluded.hires",
+            "INSERT INTO hires_rollup (year, department_id, job_id, q1, q2, q3, q4)
+             SELECT * FROM UNNEST($1::integer[], $2::integer[], $3::integer[],
+                                  $4::integer[], $5::integer[], $6::integer[], $7::integer[])",
         )
         .bind(years)
         .bind(departments)
         .bind(jobs)
-        .bind(quarters)
-        .bind(hires)
+        .bind(q1)
+        .bind(q2)
+        .bind(q3)
+        .bind(q4)
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -401,11 +458,19 @@ fn copy_text(rows: &Columns) -> Vec<u8> {
         if let Some(datetime) = rows.datetimes.get(index) {
             let _ = write!(
                 out,
-                "\t{}+00\t{}\t{}",
-                datetime.format("%Y-%m-%d %H:%M:%S%.6f"),
-                rows.department_ids[index],
-                rows.job_ids[index]
+                "\t{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                datetime.year(),
+                datetime.month(),
+                datetime.day(),
+                datetime.hour(),
+                datetime.minute(),
+                datetime.second()
             );
+            let micros = datetime.timestamp_subsec_micros();
+            if micros != 0 {
+                let _ = write!(out, ".{micros:06}");
+            }
+            let _ = write!(out, "+00\t{}\t{}", rows.department_ids[index], rows.job_ids[index]);
         }
         out.push(b'\n');
     }
@@ -478,14 +543,17 @@ deltas AS (
     SELECT datetime, department_id, job_id, 1 FROM written
 ),
 rolled_up AS (
-    INSERT INTO hires_rollup AS r (year, department_id, job_id, quarter, hires)
-    SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer, department_id, job_id,
-           extract(quarter FROM datetime AT TIME ZONE 'UTC')::smallint, sum(delta)
-    FROM deltas
-    GROUP BY 1, 2, 3, 4
-    HAVING sum(delta) <> 0
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (year, department_id, job_id, quarter) DO UPDATE SET hires = r.hires + excluded.hires
+    INSERT INTO hires_rollup (year, department_id, job_id, q1, q2, q3, q4)
+    SELECT year, department_id, job_id,
+           coalesce(sum(delta) FILTER (WHERE quarter = 1), 0)::integer, coalesce(sum(delta) FILTER (WHERE quarter = 2), 0)::integer,
+           coalesce(sum(delta) FILTER (WHERE quarter = 3), 0)::integer, coalesce(sum(delta) FILTER (WHERE quarter = 4), 0)::integer
+    FROM (
+        SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer AS year, department_id, job_id,
+               extract(quarter FROM datetime AT TIME ZONE 'UTC')::integer AS quarter, delta
+        FROM deltas
+    ) AS keyed
+    GROUP BY 1, 2, 3
+    HAVING count(*) FILTER (WHERE delta <> 0) > 0
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
 
@@ -513,7 +581,7 @@ async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Reject]) -> R
 
 async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport) -> Result<()> {
     let updated = sqlx::query(
-        "UPDATE ingestions SET status = 'succeeded', finished_at = now(),
+        "UPDATE ingestions SET status = 'succeeded', finished_at = clock_timestamp(),
              rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6
          WHERE id = $1 AND status = 'running'",
     )
@@ -525,9 +593,16 @@ async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport) -> Result<
     .bind(report.rejected)
     .execute(&mut *tx)
     .await?;
-    if updated.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(Error::Interrupted(format!("ingestion {} is no longer running (it was marked failed)", report.id)))
+    if updated.rows_affected() != 1 {
+        return Err(Error::Interrupted(format!("ingestion {} is no longer running (it was marked failed)", report.id)));
     }
+    if report.inserted + report.updated > 0 {
+        // Delivered to listeners only if and when this transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::metrics::CHANGES_CHANNEL)
+            .bind(report.table.name())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }

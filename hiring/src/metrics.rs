@@ -1,4 +1,5 @@
-//! The two metrics, read from the `hires_rollup` table that triggers keep exact on every write.
+//! The two metrics, read from the `hires_rollup` deltas that every load appends to in its own
+//! transaction (see the migration), and the compaction that keeps those deltas few.
 //!
 //! Years are UTC calendar years and quarters UTC months, which is the same as filtering hires
 //! on the half-open range `>= 'Y-01-01' AND < 'Y+1-01-01'` in UTC.
@@ -7,6 +8,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::error::Result;
+
+/// The channel every load notifies (`NOTIFY`, delivered at commit) when it changed data, so
+/// readers holding derived results (caches) know to drop them.
+pub const CHANGES_CHANNEL: &str = "hiring_data_changed";
 
 /// Hires of one (department, job) pair in one year, by quarter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -44,17 +49,15 @@ pub struct DepartmentHires {
 /// then job in byte order.
 pub async fn hires_by_quarter(pool: &PgPool, year: i32) -> Result<Vec<QuarterlyHires>> {
     Ok(sqlx::query_as(
-        r#"SELECT d.department, j.job,
-                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 1), 0)::bigint AS q1,
-                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 2), 0)::bigint AS q2,
-                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 3), 0)::bigint AS q3,
-                  coalesce(sum(r.hires) FILTER (WHERE r.quarter = 4), 0)::bigint AS q4
-           FROM hires_rollup r
+        r#"SELECT d.department, j.job, r.q1, r.q2, r.q3, r.q4
+           FROM (
+               SELECT department_id, job_id, sum(q1) AS q1, sum(q2) AS q2, sum(q3) AS q3, sum(q4) AS q4
+               FROM hires_rollup WHERE year = $1
+               GROUP BY department_id, job_id
+           ) AS r
            JOIN departments d ON d.id = r.department_id
            JOIN jobs j ON j.id = r.job_id
-           WHERE r.year = $1
-           GROUP BY d.id, j.id
-           HAVING sum(r.hires) > 0
+           WHERE r.q1 + r.q2 + r.q3 + r.q4 > 0
            ORDER BY d.department COLLATE "C", j.job COLLATE "C", d.id, j.id"#,
     )
     .bind(year)
@@ -68,7 +71,7 @@ pub async fn departments_above_mean(pool: &PgPool, year: i32) -> Result<Vec<Depa
     // `hired * departments > total` is `hired > total / departments` without rounding.
     Ok(sqlx::query_as(
         "WITH per_department AS (
-             SELECT department_id, sum(hires)::bigint AS hired
+             SELECT department_id, sum(q1 + q2 + q3 + q4)::bigint AS hired
              FROM hires_rollup WHERE year = $1
              GROUP BY department_id
          ),
@@ -86,4 +89,11 @@ pub async fn departments_above_mean(pool: &PgPool, year: i32) -> Result<Vec<Depa
     .bind(year)
     .fetch_all(pool)
     .await?)
+}
+
+/// Folds the rollup's deltas into one row per key. Safe to run at any time, concurrently with
+/// loads and reads; the API runs it periodically and after each file load.
+pub async fn compact_rollup(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT hires_rollup_compact()").execute(pool).await?;
+    Ok(())
 }

@@ -48,6 +48,13 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The first key of the per-id-block locks of batches (`pg_advisory_xact_lock(class, block)`).
+    pub(crate) fn block_lock_class(self) -> i32 {
+        0x4849_0000 + self as i32
+    }
+}
+
 impl std::fmt::Display for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

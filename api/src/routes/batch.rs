@@ -47,6 +47,7 @@ pub async fn batch(
     // Like uploads, a batch is finished even if the client hangs up.
     let loaded = tokio::spawn(async move { hiring::load::load_batch(&pool, table, "batch", &rows).await });
     let batch = loaded.await.map_err(|e| ApiError::Internal(e.into()))??;
+    state.metrics_cache.invalidate();
     let rejects = batch
         .rejects
         .into_iter()

@@ -46,7 +46,9 @@ pub async fn hires(
     Query(query): Query<MetricQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let rows = hiring::metrics::hires_by_quarter(&state.pool, query.year()?).await?;
+    let year = query.year()?;
+    let rows =
+        state.metrics_cache.get_or_compute("hires", year, hiring::metrics::hires_by_quarter(&state.pool, year)).await?;
     respond(&rows, &["department", "job", "Q1", "Q2", "Q3", "Q4"], query.wants_csv(&headers)?)
 }
 
@@ -56,7 +58,11 @@ pub async fn departments(
     Query(query): Query<MetricQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let rows = hiring::metrics::departments_above_mean(&state.pool, query.year()?).await?;
+    let year = query.year()?;
+    let rows = state
+        .metrics_cache
+        .get_or_compute("departments", year, hiring::metrics::departments_above_mean(&state.pool, year))
+        .await?;
     respond(&rows, &["id", "department", "hired"], query.wants_csv(&headers)?)
 }
 

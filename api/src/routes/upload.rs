@@ -58,9 +58,17 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
             let started = hiring::load::start_ingestion(&pool, part.table, &source).await?;
             reports.push(hiring::load::load_file(&pool, started, part.table, file).await?);
         }
+        // A file load appends up to one rollup delta per key; fold them now so the metrics
+        // stay fast (failure here loses nothing: the deltas stay until the next compaction).
+        if let Err(error) = hiring::metrics::compact_rollup(&pool).await {
+            tracing::warn!(%error, "could not compact the metrics rollup");
+        }
         Ok::<_, hiring::error::Error>(reports)
     });
-    let reports = loads.await.map_err(|e| ApiError::Internal(e.into()))??;
+    let reports = loads.await.map_err(|e| ApiError::Internal(e.into()));
+    // Even a failed upload may have committed its first files.
+    state.metrics_cache.invalidate();
+    let reports = reports??;
     Ok(Json(UploadResponse { ingestions: reports }))
 }
 

@@ -83,3 +83,46 @@ async fn a_batch_replaces_existing_ids(pool: PgPool) {
         (Some(0), Some(1), Some(1))
     );
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn concurrent_batches_with_overlapping_ids_keep_table_and_metrics_exact(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_dimensions().await;
+    let mut clients = Vec::new();
+    for client in 0..8i64 {
+        let (http, url) = (app.client.clone(), app.url("/batch/hired_employees"));
+        clients.push(tokio::spawn(async move {
+            for round in 0..6i64 {
+                // Clients 0-3 share one id range and 4-7 another; ranges also straddle id blocks.
+                let first = (client % 2) * 700 + round * 50;
+                let rows: Vec<Value> = (first..first + 300)
+                    .map(|id| {
+                        json!({"id": id + 1, "name": format!("C{client}R{round}"),
+                               "datetime": format!("2021-{:02}-10T00:00:00Z", (id + client + round) % 12 + 1),
+                               "department_id": (id + client) % 3 + 1, "job_id": (id + round) % 3 + 1})
+                    })
+                    .collect();
+                let response = http.post(&url).bearer_auth(crate::helpers::TOKEN).json(&rows).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let distinct: i64 = sqlx::query_scalar("SELECT count(*) FROM hired_employees").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(distinct, 2 * 550, "ids 1..=550 and 701..=1250 were each written at least once");
+    let rollup: Vec<(i32, i32, i32, i64)> = sqlx::query_as(
+        "SELECT year, department_id, job_id, sum(q1 + q2 + q3 + q4)::bigint FROM hires_rollup GROUP BY 1, 2, 3 HAVING sum(q1 + q2 + q3 + q4) <> 0 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let truth: Vec<(i32, i32, i32, i64)> = sqlx::query_as(
+        "SELECT extract(year FROM datetime AT TIME ZONE 'UTC')::integer, department_id, job_id, count(*) FROM hired_employees GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rollup, truth, "the rollup counts every stored hire exactly once");
+}

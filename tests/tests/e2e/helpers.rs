@@ -51,7 +51,9 @@ impl TestApp {
         adjust(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let app = api::app(AppState::new(pool.clone(), settings));
+        let state = AppState::new(pool.clone(), settings);
+        state.metrics_cache.clone().spawn_listener(pool.clone());
+        let app = api::app(state);
         tokio::spawn(async move { axum::serve(listener, app).await.expect("server runs") });
         TestApp { base, pool, client: reqwest::Client::new(), data_dir }
     }

@@ -128,3 +128,64 @@ async fn metrics_are_served_as_csv_on_request(pool: PgPool) {
     let empty = app.client.get(app.url("/metrics/departments?year=1990&format=csv")).send().await.unwrap();
     assert_eq!(empty.text().await.unwrap(), "id,department,hired\n");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn compacting_the_rollup_keeps_the_metrics_and_folds_the_deltas(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_sample().await;
+    // Replace some hires so negative deltas exist too (a file upload compacts once it is done).
+    app.upload_csv("hired_employees", "1,Moved,2021-02-01T00:00:00Z,3,3\n3,Moved,2021-12-01T00:00:00Z,4,4\n").await;
+    for id in 1..=40 {
+        let rows: Vec<Value> = (0..25)
+            .map(|i| json!({"id": 10_000 + id * 25 + i, "name": "N", "datetime": "2021-08-01T00:00:00Z", "department_id": i % 12 + 1, "job_id": 7}))
+            .collect();
+        assert_eq!(app.batch("hired_employees", &Value::Array(rows)).await.0, 200);
+    }
+    assert_eq!(
+        app.batch(
+            "hired_employees",
+            &json!([{"id": 5, "name": "Moved", "datetime": "2022-01-01T00:00:00Z", "department_id": 1, "job_id": 1}])
+        )
+        .await
+        .0,
+        200
+    );
+    let before = (app.get_json("/metrics/hires").await, app.get_json("/metrics/departments").await);
+    let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM hires_rollup").fetch_one(&app.pool).await.unwrap();
+    hiring::metrics::compact_rollup(&app.pool).await.unwrap();
+    let folded: i64 = sqlx::query_scalar("SELECT count(*) FROM hires_rollup").fetch_one(&app.pool).await.unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT count(DISTINCT (year, department_id, job_id)) FROM hires_rollup")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(folded < deltas, "{folded} rows after compaction, {deltas} before");
+    assert_eq!(folded, keys, "one row per key");
+    assert_eq!((app.get_json("/metrics/hires").await, app.get_json("/metrics/departments").await), before);
+    assert_eq!(app.get_json("/metrics/hires").await.1.as_array().unwrap(), &expected_hires(&app.pool, 2021).await);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn cached_metrics_follow_changes_made_by_another_server(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_sample().await;
+    let (_, before) = app.get_json("/metrics/departments").await;
+    assert_eq!(app.get_json("/metrics/departments").await.1, before, "served again (from the cache)");
+    // Another server's batch: straight through the domain, so this server only hears of it
+    // through PostgreSQL's notification.
+    let rows: Vec<Value> = (0..300)
+        .map(|i| json!({"id": 50_000 + i, "name": "N", "datetime": "2021-05-05T00:00:00Z", "department_id": 1, "job_id": 1}))
+        .collect();
+    hiring::load::load_batch(&app.pool, hiring::table::Table::HiredEmployees, "elsewhere", &rows).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after = loop {
+        let (_, now) = app.get_json("/metrics/departments").await;
+        if now != before || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        after[0],
+        json!({"id": 1, "department": "Product Management", "hired": 300 + before.as_array().unwrap().iter().find(|d| d["id"] == 1).map_or(0, |d| d["hired"].as_i64().unwrap())})
+    );
+}
