@@ -33,7 +33,14 @@ impl MetricsCache {
     }
 
     /// The cached result of `metric` for `year`, or `compute`'s, cached when that is safe.
-    pub async fn get_or_compute<T, F, E>(&self, metric: &'static str, year: i32, compute: F) -> Result<Arc<T>, E>
+    /// `fresh` skips the cached entry (a request's `Cache-Control: no-cache`).
+    pub async fn get_or_compute<T, F, E>(
+        &self,
+        metric: &'static str,
+        year: i32,
+        fresh: bool,
+        compute: F,
+    ) -> Result<Arc<T>, E>
     where
         T: Send + Sync + 'static,
         F: Future<Output = Result<T, E>>,
@@ -44,7 +51,8 @@ impl MetricsCache {
         // Read the generation before computing: a change during the computation bumps it, and
         // the entry stored below is then never served.
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some((cached_generation, value)) = self.entries.lock().expect("cache lock").get(&(metric, year))
+        if !fresh
+            && let Some((cached_generation, value)) = self.entries.lock().expect("cache lock").get(&(metric, year))
             && *cached_generation == generation
             && let Ok(value) = value.clone().downcast::<T>()
         {

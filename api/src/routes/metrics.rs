@@ -47,8 +47,10 @@ pub async fn hires(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let year = query.year()?;
-    let rows =
-        state.metrics_cache.get_or_compute("hires", year, hiring::metrics::hires_by_quarter(&state.pool, year)).await?;
+    let rows = state
+        .metrics_cache
+        .get_or_compute("hires", year, wants_fresh(&headers), hiring::metrics::hires_by_quarter(&state.pool, year))
+        .await?;
     respond(&rows, &["department", "job", "Q1", "Q2", "Q3", "Q4"], query.wants_csv(&headers)?)
 }
 
@@ -61,9 +63,19 @@ pub async fn departments(
     let year = query.year()?;
     let rows = state
         .metrics_cache
-        .get_or_compute("departments", year, hiring::metrics::departments_above_mean(&state.pool, year))
+        .get_or_compute(
+            "departments",
+            year,
+            wants_fresh(&headers),
+            hiring::metrics::departments_above_mean(&state.pool, year),
+        )
         .await?;
     respond(&rows, &["id", "department", "hired"], query.wants_csv(&headers)?)
+}
+
+/// `Cache-Control: no-cache` asks for a result computed now rather than a cached one.
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CACHE_CONTROL).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")))
 }
 
 fn respond<T: Serialize>(rows: &[T], columns: &[&str], csv: bool) -> Result<Response, ApiError> {
