@@ -18,12 +18,15 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+/// A result and the generation it was computed in.
+type Entry = (u64, Arc<dyn Any + Send + Sync>);
+
 /// Cached metric results by (metric, year).
 #[derive(Default)]
 pub struct MetricsCache {
     generation: AtomicU64,
     listening: AtomicBool,
-    entries: Mutex<HashMap<(&'static str, i32), (u64, Arc<dyn Any + Send + Sync>)>>,
+    entries: Mutex<HashMap<(&'static str, i32), Entry>>,
 }
 
 impl MetricsCache {

@@ -8,11 +8,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber; `RUST_LOG` filters (default `info`).
+/// Installs the global subscriber; `RUST_LOG` filters (default `info`). Logs are JSON unless
+/// stderr is a terminal; `HIRING_LOG_FORMAT=text` or `json` overrides that (`cargo xtask dev`
+/// asks for text when it shows the logs on a terminal).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal);
+    let text = match std::env::var("HIRING_LOG_FORMAT").as_deref() {
+        Ok("text") => true,
+        Ok("json") => false,
+        _ => terminal,
+    };
+    if text {
         builder.init();
     } else {
         builder.json().flatten_event(true).with_current_span(false).init();

@@ -90,20 +90,21 @@ impl<R: Read> Decoder<R> {
     }
 
     fn check(&self) -> Result<Row, Violation> {
-        let mut fields = Vec::with_capacity(self.record.len());
-        for (index, field) in self.record.iter().enumerate() {
-            match std::str::from_utf8(field) {
-                Ok(text) => fields.push(text),
-                Err(e) => {
-                    let column = self.table.columns().get(index).copied().unwrap_or("an extra field");
-                    return Err(Violation::new(
-                        Reason::InvalidUtf8,
-                        format!("{column} is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-                    ));
-                }
-            }
+        let columns = self.table.columns();
+        if self.record.len() != columns.len() {
+            return Err(crate::validate::wrong_field_count(self.table, self.record.len()));
         }
-        parse_row(self.table, &fields)
+        // At most five columns: no allocation per row.
+        let mut fields = [""; 5];
+        for (index, field) in self.record.iter().enumerate() {
+            fields[index] = std::str::from_utf8(field).map_err(|e| {
+                Violation::new(
+                    Reason::InvalidUtf8,
+                    format!("{} is not valid UTF-8 (invalid byte at offset {})", columns[index], e.valid_up_to()),
+                )
+            })?;
+        }
+        parse_row(self.table, &fields[..columns.len()])
     }
 }
 
@@ -123,14 +124,15 @@ impl Default for LineCounter {
 
 impl LineCounter {
     fn advance(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            match byte {
-                b'\r' => self.current += 1,
-                b'\n' if !self.after_cr => self.current += 1,
-                _ => {}
+        let Some(&last) = bytes.last() else { return };
+        for at in memchr::memchr2_iter(b'\r', b'\n', bytes) {
+            // A `\n` right after a `\r` ends the same line the `\r` already counted.
+            let after_cr = if at == 0 { self.after_cr } else { bytes[at - 1] == b'\r' };
+            if bytes[at] == b'\r' || !after_cr {
+                self.current += 1;
             }
-            self.after_cr = byte == b'\r';
         }
+        self.after_cr = last == b'\r';
     }
 }
 

@@ -91,6 +91,10 @@ impl Dev {
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
+        // The logs pass through a pipe to this terminal: ask for readable lines there.
+        if std::io::stderr().is_terminal() {
+            command.env("HIRING_LOG_FORMAT", "text");
+        }
         let mut server = command.spawn().with_context(|| format!("failed to start {}", binary.display()))?;
         let output = Output::capture(&mut server);
 
@@ -338,7 +342,6 @@ enum Stream {
 }
 
 async fn forward(from: impl AsyncRead + Unpin, to: Stream, tail: Arc<Mutex<VecDeque<String>>>) {
-    let readable = std::io::stderr().is_terminal();
     let mut from = BufReader::new(from);
     let mut bytes = Vec::new();
     // Bytes, not `lines()`: one line of invalid UTF-8 must not stop the forwarding (the server
@@ -346,7 +349,7 @@ async fn forward(from: impl AsyncRead + Unpin, to: Stream, tail: Arc<Mutex<VecDe
     while from.read_until(b'\n', &mut bytes).await.is_ok_and(|read| read > 0) {
         let raw = String::from_utf8_lossy(&bytes);
         let raw = raw.trim_end_matches(['\n', '\r']);
-        let line = if readable { readable_log(raw).unwrap_or_else(|| raw.to_owned()) } else { raw.to_owned() };
+        let line = raw.to_owned();
         // A blocking write of one line to our own terminal is short enough for a runtime thread.
         let _ = match to {
             Stream::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
@@ -358,45 +361,5 @@ async fn forward(from: impl AsyncRead + Unpin, to: Stream, tail: Arc<Mutex<VecDe
         }
         tail.push_back(line);
         bytes.clear();
-    }
-}
-
-/// The API logs JSON when its stderr is not a terminal, as here, where it is a pipe; for a
-/// person at a terminal, one JSON event becomes `time LEVEL message key=value …`.
-fn readable_log(line: &str) -> Option<String> {
-    let serde_json::Value::Object(mut event) = serde_json::from_str(line).ok()? else {
-        return None;
-    };
-    let text = |value: Option<serde_json::Value>| match value {
-        Some(serde_json::Value::String(text)) => text,
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    let time = text(event.remove("timestamp"));
-    let level = text(event.remove("level"));
-    let message = text(event.remove("message"));
-    event.remove("target");
-    event.remove("spans");
-    let mut readable = format!("{} {level:>5} {message}", time.get(11..19).unwrap_or(&time));
-    for (key, value) in event {
-        readable.push_str(&format!(" {key}={}", text(Some(value))));
-    }
-    Some(readable)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::readable_log;
-
-    #[test]
-    fn a_json_log_event_becomes_one_readable_line() {
-        let line = r#"{"timestamp":"2026-11-27T17:05:02.135456Z","level":"INFO","message":"request","method":"GET","path":"/health","status":200,"target":"api::telemetry"}"#;
-        assert_eq!(readable_log(line).as_deref(), Some("17:05:02  INFO request method=GET path=/health status=200"));
-    }
-
-    #[test]
-    fn other_lines_are_left_alone() {
-        assert_eq!(readable_log("Error: could not listen on 127.0.0.1:8080"), None);
-        assert_eq!(readable_log("[1, 2]"), None);
     }
 }

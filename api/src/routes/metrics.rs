@@ -83,11 +83,10 @@ fn respond<T: Serialize>(rows: &[T], columns: &[&str], csv: bool) -> Result<Resp
         return Ok(Json(rows).into_response());
     }
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-    let written = writer
+    writer
         .write_record(columns)
         .and_then(|()| rows.iter().try_for_each(|row| writer.serialize(row)))
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let () = written;
     let body = writer.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], body).into_response())
 }
