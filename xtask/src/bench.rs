@@ -247,9 +247,10 @@ impl Bench {
                     report.metrics.push(latency);
                 }
                 let next_id = Arc::new(AtomicI64::new(rows as i64 + 1));
+                let batch_url = server.url("/batch/hired_employees");
                 let sequential =
                     latencies("POST /batch/hired_employees (1000 rows, sequential)", self.requests, || {
-                        send_batch(&client, &server, &next_id)
+                        send_batch(&client, &batch_url, &next_id)
                     })
                     .await?;
                 println!("  batches, sequential: p50 {:.2} ms, p99 {:.2} ms", sequential.p50_ms, sequential.p99_ms);
@@ -407,10 +408,11 @@ fn batch_body(first_id: i64) -> String {
     body
 }
 
-async fn send_batch(client: &reqwest::Client, server: &Server, next_id: &AtomicI64) -> anyhow::Result<()> {
+/// Posts 1000 new hires and checks they were all inserted.
+async fn send_batch(client: &reqwest::Client, url: &str, next_id: &AtomicI64) -> anyhow::Result<()> {
     let first = next_id.fetch_add(BATCH_ROWS, Ordering::Relaxed);
     let response = client
-        .post(server.url("/batch/hired_employees"))
+        .post(url)
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")
         .body(batch_body(first))
@@ -457,17 +459,8 @@ async fn throughput(
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let first = next_id.fetch_add(BATCH_ROWS, Ordering::Relaxed);
                 let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .header("content-type", "application/json")
-                    .body(batch_body(first))
-                    .send()
-                    .await?;
-                ensure!(response.status() == 200, "a batch answered {}", response.status());
-                response.bytes().await?;
+                send_batch(&client, &url, &next_id).await?;
                 samples.push(sent.elapsed());
                 batches.fetch_add(1, Ordering::Relaxed);
             }

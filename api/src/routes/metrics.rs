@@ -42,35 +42,50 @@ impl MetricQuery {
 
 /// Hires per department and job, by quarter, for a year.
 pub async fn hires(
-    State(state): State<AppState>,
-    Query(query): Query<MetricQuery>,
+    state: State<AppState>,
+    query: Query<MetricQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let year = query.year()?;
-    let rows = state
-        .metrics_cache
-        .get_or_compute("hires", year, wants_fresh(&headers), hiring::metrics::hires_by_quarter(&state.pool, year))
-        .await?;
-    respond(&rows, &["department", "job", "Q1", "Q2", "Q3", "Q4"], query.wants_csv(&headers)?)
+    let columns = ["department", "job", "Q1", "Q2", "Q3", "Q4"];
+    serve(state, query, headers, "hires", &columns, |pool, year| async move {
+        hiring::metrics::hires_by_quarter(&pool, year).await
+    })
+    .await
 }
 
 /// Departments that hired more than the mean in a year.
 pub async fn departments(
+    state: State<AppState>,
+    query: Query<MetricQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    serve(state, query, headers, "departments", &["id", "department", "hired"], |pool, year| async move {
+        hiring::metrics::departments_above_mean(&pool, year).await
+    })
+    .await
+}
+
+/// Answers a metric for the requested year, from the cache when it may, as JSON or CSV.
+async fn serve<T, F, Fut>(
     State(state): State<AppState>,
     Query(query): Query<MetricQuery>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+    metric: &'static str,
+    columns: &[&str],
+    compute: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize + Send + Sync + 'static,
+    F: FnOnce(sqlx::PgPool, i32) -> Fut,
+    Fut: Future<Output = hiring::error::Result<Vec<T>>>,
+{
     let year = query.year()?;
+    let csv = query.wants_csv(&headers)?;
     let rows = state
         .metrics_cache
-        .get_or_compute(
-            "departments",
-            year,
-            wants_fresh(&headers),
-            hiring::metrics::departments_above_mean(&state.pool, year),
-        )
+        .get_or_compute(metric, year, wants_fresh(&headers), compute(state.pool.clone(), year))
         .await?;
-    respond(&rows, &["id", "department", "hired"], query.wants_csv(&headers)?)
+    respond(&rows, columns, csv)
 }
 
 /// `Cache-Control: no-cache` asks for a result computed now rather than a cached one.
