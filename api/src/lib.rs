@@ -52,6 +52,11 @@ pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
                 tracing::warn!(error = %e, "database not ready; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
+            Err(sqlx::migrate::MigrateError::VersionMismatch(version)) => anyhow::bail!(
+                "migration {version} was changed after this database applied it, so the database was made by \
+                 another (development) build: recreate it (`cargo xtask dev --fresh` does) or point DATABASE_URL \
+                 at an empty database"
+            ),
             Err(e) => {
                 return Err(e).context("could not apply the migrations: is DATABASE_URL right and PostgreSQL running?");
             }

@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 /// stderr is a terminal; `HIRING_LOG_FORMAT=text` or `json` overrides that (`cargo xtask dev`
 /// asks for text when it shows the logs on a terminal).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices ("relation … already exists, skipping") are not worth an info line.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal);
     let text = match std::env::var("HIRING_LOG_FORMAT").as_deref() {

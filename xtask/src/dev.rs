@@ -63,13 +63,19 @@ impl Dev {
         // private PostgreSQL cluster is never left running.
         let mut interrupt = signal(SignalKind::interrupt()).context("failed to listen for Ctrl-C")?;
 
-        let postgres = tokio::task::spawn_blocking(|| pg::find_or_start("hiring_dev"))
-            .await
-            .context("PostgreSQL discovery panicked")?
-            .context("failed to find PostgreSQL")?;
+        // `pg` blocks (it has its own small runtime), so it runs off this runtime's threads.
+        let fresh = self.fresh;
+        let postgres = tokio::task::spawn_blocking(move || {
+            let postgres = pg::find_or_start("hiring_dev").context("failed to find PostgreSQL")?;
+            if fresh {
+                postgres.recreate().context("failed to recreate the database")?;
+            }
+            anyhow::Ok(postgres)
+        })
+        .await
+        .context("PostgreSQL discovery panicked")??;
         println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
-        if self.fresh {
-            postgres.recreate().context("failed to recreate the database")?;
+        if fresh {
             println!("database recreated empty");
         }
 
