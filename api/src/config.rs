@@ -42,11 +42,22 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// `HIRING_DB_MAX_CONNECTIONS`: the pool's size (default 16).
     pub db_max_connections: u32,
+    /// `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`:
+    /// where each zone lives, a directory or `s3://bucket/prefix` (default: `<data dir>/<zone>`).
+    pub zone_urls: Vec<(hiring::zones::ZoneName, String)>,
 }
 
 impl Settings {
     /// The default `HIRING_MAX_UPLOAD_BYTES`.
     pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 2 * 1024 * 1024 * 1024;
+
+    /// Opens the zones named by the settings.
+    pub fn open_zones(&self) -> anyhow::Result<hiring::zones::Zones> {
+        let url_of = |zone| {
+            self.zone_urls.iter().find(|(name, _)| *name == zone).map(|(_, url)| url.clone()).unwrap_or_default()
+        };
+        hiring::zones::Zones::open(url_of).context("could not open the storage zones (HIRING_*_URL)")
+    }
 
     /// Reads the settings from the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -73,10 +84,22 @@ impl Settings {
             Some(v) => v.parse().with_context(|| format!("HIRING_DB_MAX_CONNECTIONS `{v}` is not a number"))?,
             None => 16,
         };
+        let data_dir: PathBuf = lookup("HIRING_DATA_DIR").unwrap_or_else(|| "./data/local".into()).into();
+        let zone_urls = hiring::zones::ZoneName::ALL
+            .into_iter()
+            .map(|zone| {
+                let variable = format!("HIRING_{}_URL", zone.name().to_uppercase());
+                let url = lookup(&variable)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| data_dir.join(zone.name()).display().to_string());
+                (zone, url)
+            })
+            .collect();
         Ok(Settings {
             database_url: Secret::new(database_url),
             listen,
-            data_dir: lookup("HIRING_DATA_DIR").unwrap_or_else(|| "./data/local".into()).into(),
+            zone_urls,
+            data_dir,
             api_token: lookup("HIRING_API_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
             max_upload_bytes,
             db_max_connections,

@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
         writes = if settings.api_token.is_some() { "enabled" } else { "disabled (read-only: HIRING_API_TOKEN is not set)" },
         "hiring-api listening"
     );
-    let state = AppState::new(pool, settings);
+    let state = AppState::new(pool, settings)?;
     state.metrics_cache.clone().spawn_listener(state.pool.clone());
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(api::shutdown_signal())

@@ -16,11 +16,14 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Metric results, served while no change was notified (see [`crate::cache`]).
     pub metrics_cache: Arc<MetricsCache>,
+    /// The storage zones: raw, rejects, processed, backups.
+    pub zones: Arc<hiring::zones::Zones>,
 }
 
 impl AppState {
-    /// State over a pool and settings.
-    pub fn new(pool: PgPool, settings: Settings) -> Self {
-        AppState { pool, settings: Arc::new(settings), metrics_cache: Arc::default() }
+    /// State over a pool and settings; opens the zones the settings name.
+    pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
+        let zones = Arc::new(settings.open_zones()?);
+        Ok(AppState { pool, settings: Arc::new(settings), metrics_cache: Arc::default(), zones })
     }
 }

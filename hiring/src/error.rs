@@ -21,6 +21,12 @@ pub enum Error {
     /// An unknown table name.
     #[error("unknown table `{0}`: expected one of departments, jobs, hired_employees")]
     UnknownTable(String),
+    /// A storage zone could not be opened, read or written.
+    #[error("storage error: {0}")]
+    Zone(String),
+    /// An object does not exist in its zone.
+    #[error("no such object: {0}")]
+    ObjectNotFound(String),
     /// A requested ingestion does not exist.
     #[error("ingestion {0} does not exist")]
     IngestionNotFound(i64),

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod reject;
 pub mod table;
 pub mod validate;
+pub mod zones;
 
 /// The schema migrations, embedded at compile time; run them with `MIGRATOR.run(&pool)`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

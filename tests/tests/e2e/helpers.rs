@@ -21,13 +21,14 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub fn settings(pool: &PgPool, data_dir: &Path) -> Settings {
-    let mut settings = Settings::from_lookup(|name| match name {
+    let settings = Settings::from_lookup(|name| match name {
         "DATABASE_URL" => Some("postgres://unused".into()),
         "HIRING_LISTEN" => Some("127.0.0.1:0".into()),
+        "HIRING_DATA_DIR" => Some(data_dir.display().to_string()),
         _ => None,
     })
     .expect("test settings are valid");
-    settings.data_dir = data_dir.to_owned();
+    let mut settings = settings;
     settings.api_token = Some(Secret::new(TOKEN));
     let _ = pool;
     settings
@@ -51,7 +52,7 @@ impl TestApp {
         adjust(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let state = AppState::new(pool.clone(), settings);
+        let state = AppState::new(pool.clone(), settings).expect("the zones open");
         state.metrics_cache.clone().spawn_listener(pool.clone());
         let app = api::app(state);
         tokio::spawn(async move { axum::serve(listener, app).await.expect("server runs") });
