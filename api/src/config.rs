@@ -27,6 +27,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The AWS variables the storage zones read.
+const AWS_SETTINGS: [&str; 7] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+];
+
 /// The API's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -45,6 +56,9 @@ pub struct Settings {
     /// `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`:
     /// where each zone lives, a directory or `s3://bucket/prefix` (default: `<data dir>/<zone>`).
     pub zone_urls: Vec<(hiring::zones::ZoneName, String)>,
+    /// The AWS settings the zones read (`AWS_ENDPOINT_URL`, credentials, region), as given to
+    /// [`Settings::from_lookup`]; secrets are wrapped.
+    pub aws: Vec<(String, Secret)>,
 }
 
 impl Settings {
@@ -56,7 +70,8 @@ impl Settings {
         let url_of = |zone| {
             self.zone_urls.iter().find(|(name, _)| *name == zone).map(|(_, url)| url.clone()).unwrap_or_default()
         };
-        hiring::zones::Zones::open(url_of).context("could not open the storage zones (HIRING_*_URL)")
+        let aws = |name: &str| self.aws.iter().find(|(n, _)| *n == name).map(|(_, v)| v.expose().to_owned());
+        hiring::zones::Zones::open(url_of, aws).context("could not open the storage zones (HIRING_*_URL)")
     }
 
     /// Reads the settings from the process environment.
@@ -95,10 +110,17 @@ impl Settings {
                 (zone, url)
             })
             .collect();
+        let aws = AWS_SETTINGS
+            .iter()
+            .filter_map(|&name| {
+                lookup(name).filter(|v| !v.is_empty()).map(|value| (name.to_owned(), Secret::new(value)))
+            })
+            .collect();
         Ok(Settings {
             database_url: Secret::new(database_url),
             listen,
             zone_urls,
+            aws,
             data_dir,
             api_token: lookup("HIRING_API_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
             max_upload_bytes,

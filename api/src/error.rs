@@ -26,6 +26,14 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request conflicts with the stored data; nothing was changed.
+    #[error("{message}")]
+    Conflict {
+        /// The stable code.
+        code: &'static str,
+        /// What conflicts and how to resolve it.
+        message: String,
+    },
     /// 413: the body is over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -62,6 +70,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::ReadOnly => (StatusCode::FORBIDDEN, "read_only"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
@@ -76,7 +85,11 @@ impl From<hiring::error::Error> for ApiError {
         match error {
             Error::BatchSize { .. } => ApiError::unprocessable("batch_size", error.to_string()),
             Error::UnknownTable(_) => ApiError::bad_request("unknown_table", error.to_string()),
-            Error::IngestionNotFound(_) => ApiError::NotFound(error.to_string()),
+            Error::IngestionNotFound(_) | Error::ObjectNotFound(_) => ApiError::NotFound(error.to_string()),
+            Error::InvalidBackup(_) => ApiError::unprocessable("invalid_backup", error.to_string()),
+            Error::RestoreConflict { .. } => {
+                ApiError::Conflict { code: "restore_conflict", message: error.to_string() }
+            }
             e if e.is_retryable() => ApiError::Unavailable(e),
             e => ApiError::Internal(e.into()),
         }

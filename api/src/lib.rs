@@ -26,9 +26,12 @@ pub fn app(state: AppState) -> Router {
     let writes = Router::new()
         .route("/upload", post(routes::upload::upload).layer(DefaultBodyLimit::max(state.settings.max_upload_bytes)))
         .route("/batch/{table}", post(routes::batch::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
+        .route("/backups/{table}", post(routes::backups::backup))
+        .route("/restore/{table}", post(routes::backups::restore))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     let reads = Router::new()
         .route("/health", get(routes::health::health))
+        .route("/backups", get(routes::backups::list))
         .route("/ingestions/{id}", get(routes::ingestions::ingestion))
         .route("/ingestions/{id}/rejects", get(routes::ingestions::rejects))
         .route("/metrics/hires", get(routes::metrics::hires))

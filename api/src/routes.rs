@@ -1,5 +1,6 @@
 //! One module per group of endpoints.
 
+pub mod backups;
 pub mod batch;
 pub mod health;
 pub mod ingestions;

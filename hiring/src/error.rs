@@ -33,6 +33,26 @@ pub enum Error {
     /// The load was interrupted (the decoder thread panicked or was cancelled).
     #[error("the load was interrupted: {0}")]
     Interrupted(String),
+    /// A backup cannot be restored: it is not an Avro file, its schema is not the table's, or a
+    /// row breaks a rule (the message names the first). Nothing was changed.
+    #[error("invalid backup: {0}")]
+    InvalidBackup(String),
+    /// Restoring `table` (departments or jobs) would leave stored hires referencing ids the
+    /// backup does not have. Nothing was changed.
+    #[error(
+        "restoring {table} would orphan stored hires: {count} referenced id(s) are not in the backup: {ids}{more}; \
+         restore hired_employees without those hires first, or use a backup that has them",
+        ids = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        more = if *count > ids.len() as i64 { format!(" and {} more", *count - ids.len() as i64) } else { String::new() }
+    )]
+    RestoreConflict {
+        /// The table whose restore was refused.
+        table: crate::table::Table,
+        /// The first missing ids, ascending (at most [`crate::backup::MAX_CONFLICT_IDS`]).
+        ids: Vec<i32>,
+        /// How many ids are missing in all.
+        count: i64,
+    },
 }
 
 impl Error {

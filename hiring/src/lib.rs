@@ -4,12 +4,14 @@
 //! This crate knows nothing of HTTP, Lambda or CloudFormation; the API and the pipeline
 //! functions call into it.
 
+pub mod backup;
 pub mod batch;
 pub mod decode;
 pub mod error;
 pub mod ingestions;
 pub mod load;
 pub mod metrics;
+pub mod processed;
 pub mod reject;
 pub mod table;
 pub mod validate;

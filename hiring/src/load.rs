@@ -21,9 +21,11 @@ use tokio::sync::mpsc;
 use crate::batch::{MAX_BATCH_ROWS, parse_json_row};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
+use crate::processed::ParquetSink;
 use crate::reject::Reject;
 use crate::table::Table;
 use crate::validate::{Columns, Context, Row};
+use crate::zones::{Zone, Zones};
 
 /// Rows sent to PostgreSQL per statement while loading a file.
 pub const CHUNK_ROWS: usize = 16 * 1024;
@@ -107,15 +109,21 @@ pub async fn start_ingestion(pool: &PgPool, table: Table, source: &str) -> Resul
 
 /// Loads a CSV file of `table` as the ingestion `started` in one transaction. On failure the
 /// ingestion is marked failed with the error and no row is kept.
+///
+/// With `outputs`, the accepted rows also go to the processed zone as Parquet
+/// (`<table>/ingest_date=YYYY-MM-DD/<ingestion id>.parquet`) and the rejects to the rejects zone
+/// as JSON lines (`<table>/<ingestion id>.jsonl`), both written before the commit (and removed
+/// again if it fails), so a committed ingestion always has its files.
 #[tracing::instrument(skip(pool, started, input), fields(ingestion = started.id))]
 pub async fn load_file<R: Read + Send + 'static>(
     pool: &PgPool,
     mut started: Started,
     table: Table,
     input: R,
+    outputs: Option<&Zones>,
 ) -> Result<LoadReport> {
     let id = started.id;
-    let result = load_file_in_transaction(&mut started.connection, id, table, input).await;
+    let result = load_file_in_transaction(&mut started.connection, id, table, input, outputs).await;
     if let Err(error) = &result {
         tracing::warn!(ingestion = id, %table, %error, "load failed");
         let marked = sqlx::query(
@@ -157,12 +165,15 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
     id: i64,
     table: Table,
     input: R,
+    outputs: Option<&Zones>,
 ) -> Result<LoadReport> {
+    let files = outputs.map(|_| OutputFiles::create(table)).transpose()?;
     let mut tx = connection.begin().await?;
     let mut context = lock_and_read_references(&mut tx, table, Scope::File).await?;
 
     let (sender, mut receiver) = mpsc::channel::<Chunk>(2);
-    let decoder = tokio::task::spawn_blocking(move || -> std::io::Result<i64> {
+    let decoder = tokio::task::spawn_blocking(move || -> Result<(i64, Option<OutputFiles>)> {
+        let mut files = files;
         let mut decoder = Decoder::new(table, input);
         let mut chunk = Chunk::new();
         let mut rows = 0i64;
@@ -175,15 +186,21 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
             if chunk.valid.len() + chunk.rejects.len() >= CHUNK_ROWS {
                 let mut full = std::mem::replace(&mut chunk, Chunk::new());
                 full.copy = copy_text(&full.valid);
+                if let Some(files) = &mut files {
+                    files.write(&full)?;
+                }
                 if sender.blocking_send(full).is_err() {
                     // The loader stopped (it failed); its error is the one reported.
-                    return Ok(rows);
+                    return Ok((rows, None));
                 }
             }
         }
         chunk.copy = copy_text(&chunk.valid);
+        if let Some(files) = &mut files {
+            files.write(&chunk)?;
+        }
         let _ = sender.blocking_send(chunk);
-        Ok(rows)
+        Ok((rows, files))
     });
 
     let mut writer = Writer::new(table);
@@ -204,13 +221,89 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
     if let Some(e) = failure {
         return Err(e);
     }
-    writer.counts.rows = decoded?;
+    let (rows, files) = decoded?;
+    writer.counts.rows = rows;
     writer.flush_rollup(&mut tx).await?;
     let report = writer.counts.report(id, table);
     finish_ingestion(&mut tx, &report).await?;
-    tx.commit().await?;
+    let written = match (files, outputs) {
+        (Some(files), Some(zones)) => files.publish(zones, id, table).await?,
+        _ => Vec::new(),
+    };
+    if let Err(error) = tx.commit().await {
+        for (zone, key) in written {
+            let _ = zone.delete(&key).await;
+        }
+        return Err(error.into());
+    }
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
     Ok(report)
+}
+
+/// The processed and rejects files of a load, written on the decoding thread.
+struct OutputFiles {
+    parquet: ParquetSink,
+    parquet_file: tempfile::TempPath,
+    rejects: std::io::BufWriter<std::fs::File>,
+    rejects_file: tempfile::TempPath,
+    rejected: usize,
+}
+
+impl OutputFiles {
+    fn create(table: Table) -> Result<OutputFiles> {
+        let (parquet, parquet_file) = tempfile::NamedTempFile::new()?.into_parts();
+        let (rejects, rejects_file) = tempfile::NamedTempFile::new()?.into_parts();
+        Ok(OutputFiles {
+            parquet: ParquetSink::create(table, parquet)?,
+            parquet_file,
+            rejects: std::io::BufWriter::new(rejects),
+            rejects_file,
+            rejected: 0,
+        })
+    }
+
+    fn write(&mut self, chunk: &Chunk) -> Result<()> {
+        use std::io::Write;
+        self.parquet.write(&chunk.valid)?;
+        for reject in &chunk.rejects {
+            let line = serde_json::json!({
+                "line": reject.position,
+                "reason": reject.violation.reason.code(),
+                "message": reject.violation.message,
+                "raw": reject.raw,
+            });
+            serde_json::to_writer(&mut self.rejects, &line).map_err(std::io::Error::from)?;
+            self.rejects.write_all(b"\n")?;
+        }
+        self.rejected += chunk.rejects.len();
+        Ok(())
+    }
+
+    /// Uploads the files to their zones; returns what it wrote, to undo if the commit fails.
+    async fn publish(self, zones: &Zones, id: i64, table: Table) -> Result<Vec<(&Zone, String)>> {
+        use std::io::Write;
+        let OutputFiles { parquet, parquet_file, mut rejects, rejects_file, rejected } = self;
+        let accepted = parquet.finish()?;
+        rejects.flush()?;
+        let mut written = Vec::new();
+        if accepted > 0 {
+            let date = chrono::Utc::now().format("%Y-%m-%d");
+            let key = format!("{table}/ingest_date={date}/{id}.parquet");
+            zones.processed.put_file(&key, &parquet_file).await?;
+            written.push((&zones.processed, key));
+        }
+        if rejected > 0 {
+            let key = format!("{table}/{id}.jsonl");
+            if let Err(error) = zones.rejects.put_file(&key, &rejects_file).await {
+                for (zone, key) in &written {
+                    let _ = zone.delete(key).await;
+                }
+                return Err(error);
+            }
+            written.push((&zones.rejects, key));
+        }
+        Ok(written)
+    }
 }
 
 /// Loads a JSON batch of 1..=[`MAX_BATCH_ROWS`] rows in one transaction. Invalid rows are not

@@ -61,37 +61,51 @@ impl std::fmt::Debug for Zone {
 
 impl Zone {
     /// Opens the zone at `url`: `s3://bucket[/prefix]`, `file:///dir`, or a directory path
-    /// (created if missing).
+    /// (created if missing). S3 settings come from the process environment.
     pub fn open(url: &str) -> Result<Zone> {
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(Error::Zone(format!("`{url}` names no bucket: use s3://bucket/prefix")));
-            }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"));
-            if let Ok(endpoint) = endpoint.as_deref()
-                && !endpoint.is_empty()
-            {
-                builder = builder
-                    .with_endpoint(endpoint)
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_virtual_hosted_style_request(false);
-            }
-            if std::env::var("AWS_DEFAULT_REGION").is_err() && std::env::var("AWS_REGION").is_err() {
-                builder = builder.with_region("us-east-1");
-            } else if let Ok(region) = std::env::var("AWS_REGION") {
-                builder = builder.with_region(region);
-            }
-            let s3 = builder.build().map_err(|e| Error::Zone(format!("cannot open `{url}`: {e}")))?;
-            let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
-                "" => Arc::new(s3),
-                prefix => Arc::new(PrefixStore::new(s3, prefix)),
-            };
-            return Ok(Zone { store, url: url.to_owned() });
+        Zone::open_with(url, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Zone::open`], with the AWS settings this module reads (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_DEFAULT_REGION`,
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`) taken from `lookup` over the environment's,
+    /// so callers (and tests) can point zones at an emulator without touching the process
+    /// environment. Everything else (container or web-identity credentials) still comes from
+    /// the environment.
+    pub fn open_with(url: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Zone> {
+        let Some(rest) = url.strip_prefix("s3://") else {
+            let directory = url.strip_prefix("file://").unwrap_or(url);
+            return Zone::local(Path::new(directory));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Zone(format!("`{url}` names no bucket: use s3://bucket/prefix")));
         }
-        let directory = url.strip_prefix("file://").unwrap_or(url);
-        Zone::local(Path::new(directory))
+        let setting = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(key) = setting("AWS_ACCESS_KEY_ID") {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = setting("AWS_SECRET_ACCESS_KEY") {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = setting("AWS_SESSION_TOKEN") {
+            builder = builder.with_token(token);
+        }
+        let region = setting("AWS_REGION").or_else(|| setting("AWS_DEFAULT_REGION"));
+        builder = builder.with_region(region.unwrap_or_else(|| "us-east-1".into()));
+        if let Some(endpoint) = setting("AWS_ENDPOINT_URL_S3").or_else(|| setting("AWS_ENDPOINT_URL")) {
+            builder = builder
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        let s3 = builder.build().map_err(|e| Error::Zone(format!("cannot open `{url}`: {e}")))?;
+        let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+            "" => Arc::new(s3),
+            prefix => Arc::new(PrefixStore::new(s3, prefix)),
+        };
+        Ok(Zone { store, url: url.to_owned() })
     }
 
     /// A zone in a local directory, created if missing.
@@ -116,6 +130,34 @@ impl Zone {
     pub async fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<()> {
         self.store.put(&Key::from(key), PutPayload::from(bytes.into())).await.map_err(|e| self.error(key, e))?;
         Ok(())
+    }
+
+    /// Writes a local file as an object, streaming it in parts (multipart on S3), so memory
+    /// stays bounded whatever the file's size.
+    pub async fn put_file(&self, key: &str, file: &Path) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let mut source = tokio::fs::File::open(file).await?;
+        let upload = self.store.put_multipart(&Key::from(key)).await.map_err(|e| self.error(key, e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = source.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await.map_err(|e| self.error(key, e))?;
+            writer.write(&buffer[..read]);
+        }
+        writer.finish().await.map_err(|e| self.error(key, e))?;
+        Ok(())
+    }
+
+    /// Deletes an object (missing is fine).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&Key::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
     }
 
     /// Reads an object whole.
@@ -143,6 +185,7 @@ impl Zone {
     }
 
     fn error(&self, key: &str, error: object_store::Error) -> Error {
+        // NotFound on a write means the bucket (or directory) is missing, not the object.
         match error {
             object_store::Error::NotFound { .. } => Error::ObjectNotFound(format!("{}/{key}", self.url)),
             other => Error::Zone(format!("{}/{key}: {other}", self.url)),
@@ -164,18 +207,20 @@ pub struct Zones {
 }
 
 impl Zones {
-    /// Opens each zone at the URL `url_of` gives it.
-    pub fn open(url_of: impl Fn(ZoneName) -> String) -> Result<Zones> {
+    /// Opens each zone at the URL `url_of` gives it, with AWS settings from `lookup` (see
+    /// [`Zone::open_with`]).
+    pub fn open(url_of: impl Fn(ZoneName) -> String, lookup: impl Fn(&str) -> Option<String>) -> Result<Zones> {
+        let open = |zone| Zone::open_with(&url_of(zone), &lookup);
         Ok(Zones {
-            raw: Zone::open(&url_of(ZoneName::Raw))?,
-            rejects: Zone::open(&url_of(ZoneName::Rejects))?,
-            processed: Zone::open(&url_of(ZoneName::Processed))?,
-            backups: Zone::open(&url_of(ZoneName::Backups))?,
+            raw: open(ZoneName::Raw)?,
+            rejects: open(ZoneName::Rejects)?,
+            processed: open(ZoneName::Processed)?,
+            backups: open(ZoneName::Backups)?,
         })
     }
 
     /// All four zones as subdirectories of one local directory.
     pub fn local(directory: &Path) -> Result<Zones> {
-        Zones::open(|zone| directory.join(zone.name()).display().to_string())
+        Zones::open(|zone| directory.join(zone.name()).display().to_string(), |_| None)
     }
 }

@@ -1,1 +1,4 @@
-//! Black-box tests live in `tests/`; this library is intentionally empty.
+//! Support for the black-box tests in `tests/` (each subdirectory there is one test binary):
+//! [`moto`], the AWS emulator as a per-test fixture.
+
+pub mod moto;

@@ -5,6 +5,7 @@
 //! cargo xtask test       # fmt, clippy, then every test against a real PostgreSQL
 //! cargo xtask gen-data --rows 1000000 --bad 0.01   # deterministic synthetic CSV files
 //! cargo xtask bench      # ingest, batch and metric figures against the targets
+//! cargo xtask venv       # the Python venv under target/ (moto, fastavro), created once
 //! ```
 //!
 //! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
@@ -16,6 +17,7 @@ mod gen_data;
 mod pg;
 mod pg_check;
 mod test;
+mod venv;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,8 @@ enum Command {
     /// Find or start PostgreSQL the way `dev` and `test` do, check it answers, and stop it.
     #[command(hide = true)]
     PgCheck(pg_check::PgCheck),
+    /// Create or update the Python venv under target/ (moto, fastavro) and print its paths.
+    Venv(venv::VenvCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::GenData(command) => command.run(),
         Command::Bench(command) => command.run(),
         Command::PgCheck(command) => command.run(),
+        Command::Venv(command) => command.run(),
     }
 }
 

@@ -5,6 +5,9 @@
 //!
 //! The tests run under cargo-nextest when it is installed (one process per test, faster and
 //! clearer output), else under `cargo test`; nextest does not run doc tests, so they follow.
+//!
+//! Tests that need AWS run against moto from the project's Python venv (see `venv`), which is
+//! created or updated first; `HIRING_PYTHON` and `HIRING_MOTO_SERVER` tell the tests where it is.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::pg::{self, Source};
+use crate::venv;
 
 #[derive(clap::Args)]
 pub struct Test {
@@ -39,6 +43,10 @@ impl Test {
             )?;
         }
 
+        let venv_started = Instant::now();
+        let venv = venv::ensure().context("failed to prepare the Python venv (moto) the AWS tests need")?;
+        phases.push(("venv", venv_started.elapsed()));
+
         let database_started = Instant::now();
         let postgres = pg::find_or_start("hiring_test").context("failed to find PostgreSQL")?;
         println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
@@ -60,7 +68,11 @@ impl Test {
             println!("cargo-nextest is not installed; using cargo test");
             tests.args(["test", "--workspace", "--no-fail-fast"]);
         }
-        tests.args(&self.args).env("DATABASE_URL", postgres.url());
+        tests
+            .args(&self.args)
+            .env("DATABASE_URL", postgres.url())
+            .env("HIRING_PYTHON", venv.python())
+            .env("HIRING_MOTO_SERVER", venv.bin("moto_server"));
         phase(&mut phases, "tests", &mut tests)?;
 
         if nextest {

@@ -28,8 +28,8 @@ struct Part {
     path: PathBuf,
 }
 
-/// Stores every part under `<data dir>/raw/<table>/`, then loads them in dependency order
-/// (departments, jobs, hired_employees), each file in its own transaction.
+/// Stores every part in the raw zone (`<table>/<UTC time>-<pid>-<n>.csv`), then loads them in
+/// dependency order (departments, jobs, hired_employees), each file in its own transaction.
 pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> Result<Json<UploadResponse>, ApiError> {
     let mut parts: Vec<Part> = Vec::new();
     let received = receive(&state.settings.data_dir, &mut multipart, &mut parts).await;
@@ -47,16 +47,37 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     }
     parts.sort_by_key(|part| part.table);
 
+    // Parts are staged in `<data dir>/raw`, the raw zone's default place. When the raw zone is
+    // elsewhere (S3), each part is copied there before it is loaded, and the staged copy goes.
+    let staging = state.settings.data_dir.join("raw");
+    let remote_raw = state.zones.raw.url() != staging.display().to_string();
+    if remote_raw {
+        for part in &parts {
+            let key = part.path.strip_prefix(&staging).unwrap_or(&part.path).to_string_lossy().into_owned();
+            if let Err(error) = state.zones.raw.put_file(&key, &part.path).await {
+                for part in &parts {
+                    let _ = tokio::fs::remove_file(&part.path).await;
+                }
+                return Err(error.into());
+            }
+        }
+    }
+
     // The loads run in their own task so that a client hanging up does not cancel a load
     // half-way; each load is one transaction either way.
-    let pool = state.pool.clone();
+    let (pool, zones) = (state.pool.clone(), state.zones.clone());
     let loads = tokio::spawn(async move {
         let mut reports = Vec::with_capacity(parts.len());
         for part in parts {
-            let source = format!("upload:{} ({})", part.file_name, part.path.display());
+            let stored = part.path.strip_prefix(&staging).unwrap_or(&part.path).display().to_string();
+            let source = format!("upload:{} ({}/{stored})", part.file_name, zones.raw.url());
             let file = std::fs::File::open(&part.path)?;
             let started = hiring::load::start_ingestion(&pool, part.table, &source).await?;
-            reports.push(hiring::load::load_file(&pool, started, part.table, file).await?);
+            let loaded = hiring::load::load_file(&pool, started, part.table, file, Some(&zones)).await;
+            if remote_raw {
+                let _ = tokio::fs::remove_file(&part.path).await;
+            }
+            reports.push(loaded?);
         }
         // A file load appends up to one rollup delta per key; fold them now so the metrics
         // stay fast (failure here loses nothing: the deltas stay until the next compaction).

@@ -3,8 +3,10 @@
 //!
 //! Run them with `cargo xtask test`, which finds or starts PostgreSQL first.
 
+mod backup;
 mod batch;
 mod helpers;
 mod metrics;
+mod processed;
 mod rules;
 mod upload;

@@ -1,0 +1,619 @@
+//! Avro backups of the tables, and restores from them.
+//!
+//! A backup is an Avro object container file (schema embedded, deflate codec) in the backups zone
+//! at `<table>/<UTC time>.avro`. It holds the whole table as one consistent snapshot, ordered by
+//! id, with the data dictionary's field names: `id` int, `department` / `job` / `name` string,
+//! `datetime` long (`timestamp-micros`), `department_id` int, `job_id` int.
+//!
+//! A restore replaces a table's content with a backup's rows in one transaction. Every row is
+//! checked against the data contract's rules on the way in, and any problem (a file that is not
+//! Avro, a schema of another table, a row that breaks a rule, hires a restore of departments or
+//! jobs would orphan) rolls it back, so a restore either applies whole or changes nothing.
+//!
+//! Memory stays bounded on both paths: a backup streams rows from PostgreSQL into the Avro
+//! writer and hands each finished block to the zone (a multipart upload past 10 MB), and a
+//! restore streams the object through the Avro reader into chunks of [`CHUNK_ROWS`] rows.
+
+use std::io::Read;
+
+use apache_avro::schema::SchemaKind;
+use apache_avro::types::Value;
+use apache_avro::{Codec, DeflateSettings, Reader, Schema, Writer};
+use bytes::{Buf, Bytes};
+use chrono::{DateTime, Datelike, Utc};
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as Key;
+use roaring::RoaringBitmap;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, Row as _};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::reject::{Reason, Violation};
+use crate::table::Table;
+use crate::validate::{Columns, Context, Hire, Row, parse_text};
+use crate::zones::Zone;
+
+/// Rows inserted per statement while restoring.
+pub const CHUNK_ROWS: usize = 16 * 1024;
+
+/// Uncompressed bytes per Avro block: large enough for deflate to find repeats across rows,
+/// small enough to keep the writer's buffer and each reader allocation modest.
+const BLOCK_BYTES: usize = 256 * 1024;
+
+/// Encoded bytes gathered before they are handed to the zone's writer.
+const PART_BYTES: usize = 1024 * 1024;
+
+/// The most conflicting ids a [`Error::RestoreConflict`] lists.
+pub const MAX_CONFLICT_IDS: usize = 20;
+
+/// What a backup wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupReport {
+    /// The object's key in the backups zone, `<table>/<UTC time>.avro`.
+    pub key: String,
+    /// The rows written.
+    pub rows: i64,
+    /// The object's size in bytes.
+    pub bytes: u64,
+}
+
+/// One backup in the zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupInfo {
+    /// The table it holds.
+    pub table: Table,
+    /// Its key in the backups zone.
+    pub key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When it was written.
+    pub last_modified: DateTime<Utc>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The table restored.
+    pub table: Table,
+    /// The backup it was restored from.
+    pub key: String,
+    /// The rows the table holds now.
+    pub rows: i64,
+}
+
+/// The Avro type of each column of the data dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldType {
+    Int,
+    String,
+    TimestampMicros,
+}
+
+impl FieldType {
+    fn of(column: &str) -> FieldType {
+        match column {
+            "department" | "job" | "name" => FieldType::String,
+            "datetime" => FieldType::TimestampMicros,
+            _ => FieldType::Int,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FieldType::Int => "int",
+            FieldType::String => "string",
+            FieldType::TimestampMicros => "timestamp-micros",
+        }
+    }
+
+    fn schema(self) -> serde_json::Value {
+        match self {
+            FieldType::Int => "int".into(),
+            FieldType::String => "string".into(),
+            FieldType::TimestampMicros => serde_json::json!({"type": "long", "logicalType": "timestamp-micros"}),
+        }
+    }
+}
+
+/// The Avro schema of a table's backups, as JSON: a record named after the table (namespace
+/// `hiring`) with one field per column, in the data dictionary's order.
+pub fn schema_json(table: Table) -> String {
+    let fields: Vec<_> = table
+        .columns()
+        .iter()
+        .map(|column| serde_json::json!({"name": column, "type": FieldType::of(column).schema()}))
+        .collect();
+    serde_json::json!({
+        "type": "record",
+        "name": table.name(),
+        "namespace": "hiring",
+        "doc": format!("The rows of the {table} table, ordered by id"),
+        "fields": fields,
+    })
+    .to_string()
+}
+
+fn schema(table: Table) -> Schema {
+    Schema::parse_str(&schema_json(table)).expect("the backup schemas are valid Avro")
+}
+
+/// Writes the whole of `table` as of one snapshot to `zone` at `<table>/<UTC time>.avro`.
+#[tracing::instrument(skip(pool, zone))]
+pub async fn backup_table(pool: &PgPool, zone: &Zone, table: Table) -> Result<BackupReport> {
+    let schema = schema(table);
+    let mut tx = pool.begin().await?;
+    // One snapshot for the whole read, and no chance of writing anything by mistake. (A single
+    // SELECT already reads one snapshot; this keeps it so if the backup ever reads more.)
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    // Microseconds keep keys distinct for successive backups, and the fixed width sorts them
+    // by time as text.
+    let key = format!("{table}/{}.avro", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+    // The object is written as it is encoded: BufWriter keeps up to 10 MB (a typical backup of
+    // 1M hires is about that size) and switches to a multipart upload beyond, so memory does
+    // not grow with the table. An aborted backup leaves no object behind.
+    let mut upload = BufWriter::new(zone.store().clone(), Key::from(key.as_str()));
+    let written = write_rows(&mut tx, table, &schema, &mut upload, zone, &key).await;
+    let (rows, bytes) = match written {
+        Ok(counts) => counts,
+        Err(error) => {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(%table, key, error = %e, "could not clean up an aborted backup upload");
+            }
+            return Err(error);
+        }
+    };
+    upload.shutdown().await.map_err(|e| zone_error(zone, &key, e))?;
+    tx.commit().await?;
+    tracing::info!(%table, key, rows, bytes, "backup written");
+    Ok(BackupReport { key, rows, bytes })
+}
+
+/// Streams the table's rows into an Avro writer and its output into `upload`; returns the rows
+/// and bytes written.
+async fn write_rows(
+    tx: &mut PgConnection,
+    table: Table,
+    schema: &Schema,
+    upload: &mut BufWriter,
+    zone: &Zone,
+    key: &str,
+) -> Result<(i64, u64)> {
+    let avro_error = |e: apache_avro::Error| Error::Zone(format!("could not encode the backup {key}: {e}"));
+    let mut writer = Writer::builder()
+        .schema(schema)
+        .writer(Vec::with_capacity(PART_BYTES + BLOCK_BYTES))
+        .codec(Codec::Deflate(DeflateSettings::default()))
+        .block_size(BLOCK_BYTES)
+        .build()
+        .map_err(avro_error)?;
+    // One record reused for every row: only the values change, the field names stay.
+    let mut record =
+        Value::Record(table.columns().iter().map(|column| ((*column).to_owned(), Value::Null)).collect::<Vec<_>>());
+    let statement = format!("SELECT {} FROM {table} ORDER BY id", table.columns().join(", "));
+    let mut stream = sqlx::query(&statement).fetch(&mut *tx);
+    let (mut rows, mut bytes) = (0i64, 0u64);
+    while let Some(row) = stream.try_next().await? {
+        let Value::Record(fields) = &mut record else { unreachable!("the record is built above") };
+        for (index, (column, value)) in fields.iter_mut().enumerate() {
+            *value = match FieldType::of(column) {
+                FieldType::Int => Value::Int(row.try_get(index)?),
+                FieldType::String => Value::String(row.try_get(index)?),
+                FieldType::TimestampMicros => {
+                    Value::TimestampMicros(row.try_get::<DateTime<Utc>, _>(index)?.timestamp_micros())
+                }
+            };
+        }
+        writer.append_value_ref(&record).map_err(avro_error)?;
+        rows += 1;
+        if writer.get_ref().len() >= PART_BYTES {
+            let part = std::mem::take(writer.get_mut());
+            bytes += part.len() as u64;
+            upload.put(Bytes::from(part)).await.map_err(|e| zone_error(zone, key, e))?;
+        }
+    }
+    let rest = writer.into_inner().map_err(avro_error)?;
+    bytes += rest.len() as u64;
+    upload.put(Bytes::from(rest)).await.map_err(|e| zone_error(zone, key, e))?;
+    Ok((rows, bytes))
+}
+
+/// The backups in `zone`, of one table or of all, oldest first (newest last).
+pub async fn list_backups(zone: &Zone, table: Option<Table>) -> Result<Vec<BackupInfo>> {
+    let tables = match table {
+        Some(table) => vec![table],
+        None => Table::LOAD_ORDER.to_vec(),
+    };
+    let mut backups = Vec::new();
+    for table in tables {
+        for meta in zone.list(table.name()).await? {
+            let key = meta.location.to_string();
+            if key.ends_with(".avro") {
+                backups.push(BackupInfo { table, key, bytes: meta.size, last_modified: meta.last_modified });
+            }
+        }
+    }
+    // Keys hold the time too, but several tables are listed together and objects may have been
+    // copied in by hand: the store's time decides, the key breaks ties.
+    backups.sort_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)));
+    Ok(backups)
+}
+
+/// Replaces the content of `table` with the rows of the backup at `key` in `zone`, in one
+/// transaction; on any error nothing is changed.
+///
+/// Errors: [`Error::ObjectNotFound`] (no such key), [`Error::InvalidBackup`] (not Avro, another
+/// schema, or a row that breaks a rule: the first one is named), [`Error::RestoreConflict`]
+/// (stored hires reference departments or jobs the backup does not have).
+#[tracing::instrument(skip(pool, zone))]
+pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) -> Result<RestoreReport> {
+    let location = Key::parse(key).ok().filter(|location| !location.as_ref().is_empty()).ok_or_else(|| {
+        Error::InvalidBackup(format!("`{key}` is not a backup key such as {table}/20261127T181500.123456Z.avro"))
+    })?;
+    let not_found = |e: object_store::Error| match e {
+        object_store::Error::NotFound { .. } => Error::ObjectNotFound(key.to_owned()),
+        other => zone_error(zone, key, other),
+    };
+    // An unknown key is answered at once, without waiting for the locks.
+    zone.store().head(&location).await.map_err(not_found)?;
+
+    let mut tx = pool.begin().await?;
+    let context = lock_for_restore(&mut tx, table).await?;
+    // Read only once the locks are held: a download left idle while a long load finishes could
+    // time out.
+    let object = zone.store().get(&location).await.map_err(not_found)?;
+    // The object's bytes flow to the decoding thread through a small channel, so only a few
+    // chunks of the file are in memory at once.
+    let (bytes_sender, bytes_receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let mut object_stream = object.into_stream();
+    let pump = tokio::spawn(async move {
+        while let Some(chunk) = object_stream.next().await {
+            let failed = chunk.as_ref().err().map(ToString::to_string);
+            let sent = bytes_sender.send(chunk.map_err(std::io::Error::other)).await;
+            if let Some(error) = failed {
+                return Err(error);
+            }
+            if sent.is_err() {
+                // The decoder stopped; its outcome is the one reported.
+                break;
+            }
+        }
+        Ok(())
+    });
+
+    let (chunk_sender, mut chunks) = mpsc::channel::<Columns>(2);
+    let decoder = tokio::task::spawn_blocking(move || {
+        decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, context, chunk_sender)
+    });
+
+    // The table is emptied when the first valid chunk arrives, so a file that is not even Avro
+    // never costs a DELETE (which would be rolled back anyway).
+    let mut emptied = false;
+    let mut failure = None;
+    while let Some(chunk) = chunks.recv().await {
+        let written = async {
+            if !emptied {
+                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                emptied = true;
+            }
+            insert(&mut tx, table, &chunk).await
+        };
+        if let Err(e) = written.await {
+            failure = Some(e);
+            break;
+        }
+    }
+    drop(chunks);
+    let decoded = decoder.await.map_err(|e| Error::Interrupted(e.to_string()))?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let rows = match decoded {
+        Ok(rows) => rows,
+        Err(error) => {
+            // A read that failed in the store is not the file's fault: report that instead.
+            if let Ok(Err(store)) = pump.await {
+                return Err(Error::Zone(format!("{}/{key}: {store}", zone.url())));
+            }
+            return Err(error);
+        }
+    };
+    if !emptied {
+        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+    }
+    match table {
+        Table::Departments | Table::Jobs => refuse_orphans(&mut tx, table).await?,
+        // The rollup's deltas describe the rows just deleted: rebuild it from the restored rows.
+        Table::HiredEmployees => {
+            sqlx::query("SELECT hires_rollup_refresh()").execute(&mut *tx).await?;
+        }
+    }
+    // Delivered only if the restore commits; every API instance then drops its metric cache.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(crate::metrics::CHANGES_CHANNEL)
+        .bind(table.name())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(%table, key, rows, "table restored");
+    Ok(RestoreReport { table, key: key.to_owned(), rows })
+}
+
+/// Takes the locks of a restore of `table` and reads the references its rows may use.
+///
+/// A restore replaces the whole table, so it holds the table's advisory lock exclusively, like a
+/// file load: loads and batches of the table wait. For departments and jobs that lock is also
+/// the one loads of hires hold shared while they check references, so no hire can be accepted
+/// against an id this restore removes. A restore of hires holds the departments and jobs locks
+/// shared, so the references it checks stay until it commits. The order (dimensions, then the
+/// table) is the loads' order, so restores and loads cannot deadlock.
+async fn lock_for_restore(tx: &mut PgConnection, table: Table) -> Result<Context> {
+    let context = if table == Table::HiredEmployees {
+        let mut sets = [RoaringBitmap::new(), RoaringBitmap::new()];
+        for (set, dimension) in sets.iter_mut().zip([Table::Departments, Table::Jobs]) {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(dimension.lock_key()).execute(&mut *tx).await?;
+            let ids: Vec<i32> = sqlx::query_scalar(&format!("SELECT id FROM {dimension}")).fetch_all(&mut *tx).await?;
+            // Stored ids are > 0 (a CHECK constraint), so they fit u32.
+            set.extend(ids.into_iter().map(|id| id as u32));
+        }
+        let [departments, jobs] = sets;
+        Context::new(departments, jobs)
+    } else {
+        Context::default()
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(table.lock_key()).execute(&mut *tx).await?;
+    Ok(context)
+}
+
+/// Fails with [`Error::RestoreConflict`] when stored hires reference a department (or job) id
+/// the restored table no longer has.
+async fn refuse_orphans(tx: &mut PgConnection, table: Table) -> Result<()> {
+    let column = match table {
+        Table::Departments => "department_id",
+        Table::Jobs => "job_id",
+        Table::HiredEmployees => return Ok(()),
+    };
+    let (count, ids): (i64, Option<Vec<i32>>) = sqlx::query_as(&format!(
+        "WITH missing AS (
+             SELECT DISTINCT h.{column} AS id FROM hired_employees h
+             WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = h.{column})
+         )
+         SELECT count(*), (array_agg(id ORDER BY id))[1:$1] FROM missing"
+    ))
+    .bind(MAX_CONFLICT_IDS as i32)
+    .fetch_one(&mut *tx)
+    .await?;
+    if count == 0 {
+        return Ok(());
+    }
+    Err(Error::RestoreConflict { table, ids: ids.unwrap_or_default(), count })
+}
+
+/// Inserts a chunk of valid rows into the (emptied) table.
+///
+/// `INSERT … SELECT FROM UNNEST` of bound arrays, one statement per chunk: simpler than COPY
+/// and fast enough for a restore, which is rare and holds the table's lock anyway.
+async fn insert(tx: &mut PgConnection, table: Table, rows: &Columns) -> Result<()> {
+    let statement = match table {
+        Table::Departments => {
+            "INSERT INTO departments (id, department) SELECT * FROM UNNEST($1::integer[], $2::text[])"
+        }
+        Table::Jobs => "INSERT INTO jobs (id, job) SELECT * FROM UNNEST($1::integer[], $2::text[])",
+        Table::HiredEmployees => {
+            "INSERT INTO hired_employees (id, name, datetime, department_id, job_id)
+             SELECT * FROM UNNEST($1::integer[], $2::text[], $3::timestamptz[], $4::integer[], $5::integer[])"
+        }
+    };
+    let mut query = sqlx::query(statement).bind(&rows.ids).bind(&rows.texts);
+    if table == Table::HiredEmployees {
+        query = query.bind(&rows.datetimes).bind(&rows.department_ids).bind(&rows.job_ids);
+    }
+    query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Reads the backup (on a blocking thread), checks its schema and every row, and sends the
+/// valid rows in chunks; returns the number of rows. The first problem ends it.
+fn decode(table: Table, input: impl Read, mut context: Context, chunks: mpsc::Sender<Columns>) -> Result<i64> {
+    let reader = Reader::new(input)
+        .map_err(|e| Error::InvalidBackup(format!("the object is not an Avro object container file: {e}")))?;
+    check_schema(table, reader.writer_schema())?;
+    let mut chunk = Columns::with_capacity(CHUNK_ROWS);
+    let mut rows = 0i64;
+    for value in reader {
+        rows += 1;
+        let value = value.map_err(|e| Error::InvalidBackup(format!("record {rows} cannot be read: {e}")))?;
+        let id = match &value {
+            Value::Record(fields) => fields.first().and_then(|(_, id)| match id {
+                Value::Int(id) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let row = row_of(table, value).and_then(|row| context.accept(&row).map(|()| row)).map_err(|violation| {
+            let id = id.map(|id| format!(" (id {id})")).unwrap_or_default();
+            Error::InvalidBackup(format!("record {rows}{id}: {}: {}", violation.reason, violation.message))
+        })?;
+        chunk.push(row);
+        if chunk.len() >= CHUNK_ROWS {
+            let full = std::mem::replace(&mut chunk, Columns::with_capacity(CHUNK_ROWS));
+            if chunks.blocking_send(full).is_err() {
+                // The writer stopped (it failed); its error is the one reported.
+                return Ok(rows);
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.blocking_send(chunk);
+    }
+    Ok(rows)
+}
+
+/// Accepts the writer schema of a backup of `table`: a record with exactly the table's fields,
+/// in order, with their types. Names of the record itself do not matter.
+fn check_schema(table: Table, schema: &Schema) -> Result<()> {
+    let Schema::Record(record) = schema else {
+        return Err(Error::InvalidBackup(format!(
+            "the file holds {} values, not records of {table} ({})",
+            type_name(schema),
+            describe_expected(table)
+        )));
+    };
+    let found: Vec<(&str, String)> = record.fields.iter().map(|f| (f.name.as_str(), type_name(&f.schema))).collect();
+    let matches = found.len() == table.columns().len()
+        && found
+            .iter()
+            .zip(table.columns())
+            .all(|((name, kind), column)| name == column && kind == FieldType::of(column).name());
+    if matches {
+        return Ok(());
+    }
+    let found = found.iter().map(|(name, kind)| format!("{name} {kind}")).collect::<Vec<_>>().join(", ");
+    Err(Error::InvalidBackup(format!(
+        "the file's schema does not match {table}: expected fields {}, found {found}",
+        describe_expected(table)
+    )))
+}
+
+fn describe_expected(table: Table) -> String {
+    table
+        .columns()
+        .iter()
+        .map(|column| format!("{column} {}", FieldType::of(column).name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn type_name(schema: &Schema) -> String {
+    match schema {
+        Schema::Int => "int".into(),
+        Schema::Long => "long".into(),
+        Schema::String => "string".into(),
+        Schema::TimestampMicros => "timestamp-micros".into(),
+        Schema::TimestampMillis => "timestamp-millis".into(),
+        other => format!("{:?}", SchemaKind::from(other)).to_lowercase(),
+    }
+}
+
+/// The row a record of a checked schema holds, or the rule it breaks.
+fn row_of(table: Table, value: Value) -> Result<Row, Violation> {
+    let Value::Record(fields) = value else {
+        return Err(Violation::new(Reason::WrongType, "the record is not a record"));
+    };
+    let mut values = fields.into_iter();
+    let mut next = |column: &str| values.next().map(|(_, value)| value).ok_or_else(|| crate::validate::missing(column));
+    Ok(match table {
+        Table::Departments => {
+            Row::Department { id: id("id", next("id")?)?, department: text("department", next("department")?)? }
+        }
+        Table::Jobs => Row::Job { id: id("id", next("id")?)?, job: text("job", next("job")?)? },
+        Table::HiredEmployees => Row::Hire(Hire {
+            id: id("id", next("id")?)?,
+            name: text("name", next("name")?)?,
+            datetime: datetime(next("datetime")?)?,
+            department_id: id("department_id", next("department_id")?)?,
+            job_id: id("job_id", next("job_id")?)?,
+        }),
+    })
+}
+
+/// An id: > 0 (an Avro int always fits PostgreSQL `integer`).
+fn id(column: &str, value: Value) -> Result<i32, Violation> {
+    match value {
+        Value::Int(id) if id > 0 => Ok(id),
+        Value::Int(id) => Err(Violation::new(Reason::InvalidId, format!("{column} {id} must be greater than 0"))),
+        _ => Err(Violation::new(Reason::WrongType, format!("{column} is not an int"))),
+    }
+}
+
+/// A text field, under the same rules as in files: trimmed, required, at most
+/// [`crate::validate::MAX_TEXT_BYTES`], no NUL.
+fn text(column: &str, value: Value) -> Result<String, Violation> {
+    match value {
+        Value::String(text) => parse_text(column, &text),
+        _ => Err(Violation::new(Reason::WrongType, format!("{column} is not a string"))),
+    }
+}
+
+/// The hire time: microseconds since the Unix epoch, within the years files may hold (1..=9999).
+fn datetime(value: Value) -> Result<DateTime<Utc>, Violation> {
+    let Value::TimestampMicros(micros) = value else {
+        return Err(Violation::new(Reason::WrongType, "datetime is not a timestamp-micros"));
+    };
+    DateTime::from_timestamp_micros(micros).filter(|datetime| (1..=9999).contains(&datetime.year())).ok_or_else(|| {
+        Violation::new(
+            Reason::InvalidDatetime,
+            format!("datetime {micros} µs since 1970 is outside the years 1 to 9999"),
+        )
+    })
+}
+
+/// A blocking reader over the chunks of an object, received from the task that downloads it.
+struct ChannelReader {
+    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.current.len());
+        buffer[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+fn zone_error(zone: &Zone, key: &str, error: impl std::fmt::Display) -> Error {
+    Error::Zone(format!("{}/{key}: {error}", zone.url()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schemas_name_the_data_dictionarys_fields_and_types() {
+        assert_eq!(
+            schema_json(Table::HiredEmployees),
+            r#"{"doc":"The rows of the hired_employees table, ordered by id","fields":[{"name":"id","type":"int"},{"name":"name","type":"string"},{"name":"datetime","type":{"logicalType":"timestamp-micros","type":"long"}},{"name":"department_id","type":"int"},{"name":"job_id","type":"int"}],"name":"hired_employees","namespace":"hiring","type":"record"}"#
+        );
+        for table in Table::LOAD_ORDER {
+            check_schema(table, &schema(table)).unwrap();
+        }
+    }
+
+    #[test]
+    fn another_tables_schema_is_refused_with_both_field_lists() {
+        let error = check_schema(Table::Departments, &schema(Table::Jobs)).unwrap_err().to_string();
+        assert!(error.contains("expected fields id int, department string, found id int, job string"), "{error}");
+        let plain_long = Schema::parse_str(
+            r#"{"type":"record","name":"h","fields":[{"name":"id","type":"int"},{"name":"name","type":"string"},
+                {"name":"datetime","type":"long"},{"name":"department_id","type":"int"},{"name":"job_id","type":"int"}]}"#,
+        )
+        .unwrap();
+        assert!(check_schema(Table::HiredEmployees, &plain_long).is_err(), "a long without its logical type");
+    }
+
+    #[test]
+    fn a_record_breaking_a_rule_names_its_position_id_and_reason() {
+        let schema = schema(Table::Departments);
+        let mut writer = Writer::new(&schema, Vec::new()).unwrap();
+        for (id, department) in [(1, "Sales"), (2, "  "), (3, "Support")] {
+            let record = Value::Record(vec![("id".into(), Value::Int(id)), ("department".into(), department.into())]);
+            writer.append_value(record).unwrap();
+        }
+        let bytes = writer.into_inner().unwrap();
+        let (sender, mut receiver) = mpsc::channel(8);
+        let error = decode(Table::Departments, bytes.as_slice(), Context::default(), sender).unwrap_err().to_string();
+        assert_eq!(error, "invalid backup: record 2 (id 2): missing_field: department is required but empty");
+        assert!(receiver.try_recv().is_err(), "nothing is sent before the whole chunk is valid");
+    }
+}
