@@ -138,14 +138,15 @@ impl Zone {
         use tokio::io::AsyncReadExt;
         let mut source = tokio::fs::File::open(file).await?;
         let upload = self.store.put_multipart(&Key::from(key)).await.map_err(|e| self.error(key, e))?;
-        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        // S3's smallest part (5 MiB) and at most two parts in flight keep memory near 15 MiB.
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 5 << 20);
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             let read = source.read(&mut buffer).await?;
             if read == 0 {
                 break;
             }
-            writer.wait_for_capacity(4).await.map_err(|e| self.error(key, e))?;
+            writer.wait_for_capacity(2).await.map_err(|e| self.error(key, e))?;
             writer.write(&buffer[..read]);
         }
         writer.finish().await.map_err(|e| self.error(key, e))?;

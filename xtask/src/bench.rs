@@ -60,7 +60,18 @@ struct Report {
     metrics: Vec<Latency>,
     batch_sequential: Option<Latency>,
     batch_concurrent: Option<Throughput>,
+    backup: Option<BackupRestore>,
     targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+struct BackupRestore {
+    rows: u64,
+    bytes: u64,
+    backup_seconds: f64,
+    backup_rows_per_s: f64,
+    restore_seconds: f64,
+    restore_rows_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +162,7 @@ impl Bench {
             metrics: Vec::new(),
             batch_sequential: None,
             batch_concurrent: None,
+            backup: None,
             targets: Vec::new(),
         };
 
@@ -222,6 +234,16 @@ impl Bench {
             report.ingest.push(ingest);
 
             if index == 0 {
+                let backup = backup_and_restore(&client, &server, rows).await?;
+                println!(
+                    "  backup {:.2} s ({:.0} rows/s, {} bytes), restore {:.2} s ({:.0} rows/s)",
+                    backup.backup_seconds,
+                    backup.backup_rows_per_s,
+                    backup.bytes,
+                    backup.restore_seconds,
+                    backup.restore_rows_per_s
+                );
+                report.backup = Some(backup);
                 // Served from the cache (what clients get between loads), and computed afresh
                 // (`Cache-Control: no-cache`: the query over the rollup, each time).
                 for (name, path, fresh) in [
@@ -336,6 +358,35 @@ impl Server {
     async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// Backs up the hires through `POST /backups/hired_employees`, then restores that backup.
+async fn backup_and_restore(client: &reqwest::Client, server: &Server, rows: u64) -> anyhow::Result<BackupRestore> {
+    let started = Instant::now();
+    let response = client.post(server.url("/backups/hired_employees")).bearer_auth(TOKEN).send().await?;
+    ensure!(response.status() == 200, "the backup failed: {}", response.text().await?);
+    let backup: Value = response.json().await?;
+    let backup_seconds = started.elapsed().as_secs_f64();
+    ensure!(backup["rows"].as_u64() == Some(rows), "the backup holds {} rows, not {rows}", backup["rows"]);
+    let started = Instant::now();
+    let response = client
+        .post(server.url("/restore/hired_employees"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"key": backup["key"]}))
+        .send()
+        .await?;
+    ensure!(response.status() == 200, "the restore failed: {}", response.text().await?);
+    let restored: Value = response.json().await?;
+    let restore_seconds = started.elapsed().as_secs_f64();
+    ensure!(restored["rows"].as_u64() == Some(rows), "the restore put back {} rows, not {rows}", restored["rows"]);
+    Ok(BackupRestore {
+        rows,
+        bytes: backup["bytes"].as_u64().unwrap_or_default(),
+        backup_seconds,
+        backup_rows_per_s: rows as f64 / backup_seconds,
+        restore_seconds,
+        restore_rows_per_s: rows as f64 / restore_seconds,
+    })
 }
 
 /// Streams the file to `POST /upload`; returns the seconds until the answer.
@@ -564,6 +615,12 @@ fn print_table(report: &Report) {
     println!("\n| latency | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
     for l in report.metrics.iter().chain(&report.batch_sequential) {
         println!("| {} | {} | {:.2} | {:.2} | {:.2} |", l.name, l.requests, l.p50_ms, l.p99_ms, l.max_ms);
+    }
+    if let Some(b) = &report.backup {
+        println!(
+            "\nAvro backup of {} hires: {:.2} s ({:.0} rows/s, {} bytes); restore: {:.2} s ({:.0} rows/s)",
+            b.rows, b.backup_seconds, b.backup_rows_per_s, b.bytes, b.restore_seconds, b.restore_rows_per_s
+        );
     }
     if let Some(t) = &report.batch_concurrent {
         println!(
