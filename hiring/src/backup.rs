@@ -24,7 +24,6 @@ use chrono::{DateTime, Datelike, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
-use roaring::RoaringBitmap;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row as _};
 use tokio::io::AsyncWriteExt;
@@ -260,7 +259,10 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     zone.store().head(&location).await.map_err(not_found)?;
 
     let mut tx = pool.begin().await?;
-    let context = lock_for_restore(&mut tx, table).await?;
+    // A restore replaces the whole table, so it locks like a file load: the table exclusively
+    // (for departments and jobs, the lock hire loads hold shared while they check references),
+    // and for hires the departments and jobs shared, in the loads' order.
+    let context = crate::load::lock_and_read_references(&mut tx, table, crate::load::Scope::File).await?;
     // Read only once the locks are held: a download left idle while a long load finishes could
     // time out.
     let object = zone.store().get(&location).await.map_err(not_found)?;
@@ -339,32 +341,6 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     tx.commit().await?;
     tracing::info!(%table, key, rows, "table restored");
     Ok(RestoreReport { table, key: key.to_owned(), rows })
-}
-
-/// Takes the locks of a restore of `table` and reads the references its rows may use.
-///
-/// A restore replaces the whole table, so it holds the table's advisory lock exclusively, like a
-/// file load: loads and batches of the table wait. For departments and jobs that lock is also
-/// the one loads of hires hold shared while they check references, so no hire can be accepted
-/// against an id this restore removes. A restore of hires holds the departments and jobs locks
-/// shared, so the references it checks stay until it commits. The order (dimensions, then the
-/// table) is the loads' order, so restores and loads cannot deadlock.
-async fn lock_for_restore(tx: &mut PgConnection, table: Table) -> Result<Context> {
-    let context = if table == Table::HiredEmployees {
-        let mut sets = [RoaringBitmap::new(), RoaringBitmap::new()];
-        for (set, dimension) in sets.iter_mut().zip([Table::Departments, Table::Jobs]) {
-            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(dimension.lock_key()).execute(&mut *tx).await?;
-            let ids: Vec<i32> = sqlx::query_scalar(&format!("SELECT id FROM {dimension}")).fetch_all(&mut *tx).await?;
-            // Stored ids are > 0 (a CHECK constraint), so they fit u32.
-            set.extend(ids.into_iter().map(|id| id as u32));
-        }
-        let [departments, jobs] = sets;
-        Context::new(departments, jobs)
-    } else {
-        Context::default()
-    };
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(table.lock_key()).execute(&mut *tx).await?;
-    Ok(context)
 }
 
 /// Fails with [`Error::RestoreConflict`] when stored hires reference a department (or job) id

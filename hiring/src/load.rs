@@ -358,8 +358,8 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
 }
 
 /// What a load will write, which decides how it locks the table.
-enum Scope<'a> {
-    /// A whole file: any ids.
+pub(crate) enum Scope<'a> {
+    /// A whole file (or a whole table, for a restore): any ids.
     File,
     /// A batch, with the ids it may write and the department and job ids it references.
     Batch { ids: &'a [i32], referenced: &'a [i32] },
@@ -383,7 +383,7 @@ const MAX_ID_BLOCKS: usize = 64;
 /// their locks in shared mode until it commits: any writer that could remove an id waits. Locks
 /// are always taken in the same order (dimensions, table, blocks in ascending order), so loads
 /// cannot deadlock one another.
-async fn lock_and_read_references(tx: &mut PgConnection, table: Table, scope: Scope<'_>) -> Result<Context> {
+pub(crate) async fn lock_and_read_references(tx: &mut PgConnection, table: Table, scope: Scope<'_>) -> Result<Context> {
     let context = if table == Table::HiredEmployees {
         for dimension in [Table::Departments, Table::Jobs] {
             sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(dimension.lock_key()).execute(&mut *tx).await?;
