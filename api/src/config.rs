@@ -38,6 +38,16 @@ const AWS_SETTINGS: [&str; 7] = [
     "AWS_ENDPOINT_URL",
 ];
 
+/// How `POST /upload` runs the pipeline after writing each file to the raw zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipeline {
+    /// Validate and process in this process, then answer with the reports (the default).
+    Inline,
+    /// Record the files as queued and answer 202: the Step Functions state machine, started by
+    /// the raw bucket's events, runs the functions.
+    StepFunctions,
+}
+
 /// The API's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -53,6 +63,8 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// `HIRING_DB_MAX_CONNECTIONS`: the pool's size (default 16).
     pub db_max_connections: u32,
+    /// `HIRING_PIPELINE`: `inline` (default) or `stepfunctions`.
+    pub pipeline: Pipeline,
     /// `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`:
     /// where each zone lives, a directory or `s3://bucket/prefix` (default: `<data dir>/<zone>`).
     pub zone_urls: Vec<(hiring::zones::ZoneName, String)>,
@@ -99,6 +111,11 @@ impl Settings {
             Some(v) => v.parse().with_context(|| format!("HIRING_DB_MAX_CONNECTIONS `{v}` is not a number"))?,
             None => 16,
         };
+        let pipeline = match lookup("HIRING_PIPELINE").as_deref().filter(|v| !v.is_empty()) {
+            None | Some("inline") => Pipeline::Inline,
+            Some("stepfunctions") => Pipeline::StepFunctions,
+            Some(other) => bail!("HIRING_PIPELINE `{other}` is not a pipeline mode: use inline or stepfunctions"),
+        };
         let data_dir: PathBuf = lookup("HIRING_DATA_DIR").unwrap_or_else(|| "./data/local".into()).into();
         let zone_urls = hiring::zones::ZoneName::ALL
             .into_iter()
@@ -119,6 +136,7 @@ impl Settings {
         Ok(Settings {
             database_url: Secret::new(database_url),
             listen,
+            pipeline,
             zone_urls,
             aws,
             data_dir,

@@ -90,6 +90,7 @@ impl From<hiring::error::Error> for ApiError {
             Error::RestoreConflict { .. } => {
                 ApiError::Conflict { code: "restore_conflict", message: error.to_string() }
             }
+            Error::Busy(_) => ApiError::Conflict { code: "in_progress", message: error.to_string() },
             e if e.is_retryable() => ApiError::Unavailable(e),
             e => ApiError::Internal(e.into()),
         }

@@ -27,6 +27,34 @@ pub enum Error {
     /// An object does not exist in its zone.
     #[error("no such object: {0}")]
     ObjectNotFound(String),
+    /// An object of the raw zone whose key names no table.
+    #[error(
+        "raw object `{0}` names no table: put files under departments/, jobs/ or hired_employees/ \
+         (or name the file after its table, e.g. jobs.csv)"
+    )]
+    UnexpectedKey(String),
+    /// The object was replaced after the event that named it; its new version has its own event.
+    #[error(
+        "object `{key}` is no longer at version {etag}: it was replaced, and its new version is ingested on its own"
+    )]
+    Superseded {
+        /// The object's key.
+        key: String,
+        /// The version the step was asked for.
+        etag: String,
+    },
+    /// Another worker is running a step of this ingestion now.
+    #[error("ingestion {0} is being validated or processed by another worker; retry later")]
+    Busy(i64),
+    /// The validation found no row to load.
+    #[error("ingestion {0} has nothing to load: every row was rejected (see its rejects)")]
+    NotLoadable(i64),
+    /// The process step was asked to load an object not validated yet.
+    #[error("ingestion {0} has not been validated: run the validate step first")]
+    NotValidated(i64),
+    /// A step's input does not match what was recorded.
+    #[error("invalid step input: {0}")]
+    InvalidStepInput(String),
     /// A requested ingestion does not exist.
     #[error("ingestion {0} does not exist")]
     IngestionNotFound(i64),
@@ -63,7 +91,8 @@ impl Error {
             Error::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
             )
-        ) || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
+        ) || matches!(self, Error::Busy(_))
+            || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
     }
 }
 

@@ -19,7 +19,8 @@ pub struct Ingestion {
     pub kind: String,
     /// Where the rows came from (an upload's file name and stored path, or the batch endpoint).
     pub source: String,
-    /// `running`, `succeeded` or `failed`.
+    /// Where it is: `queued`, `validating`, `validated`, `rejected` (validated, nothing to load),
+    /// `running` (loading), `succeeded` or `failed`. Batches are `running` until they end.
     pub status: String,
     /// When the load started.
     pub started_at: DateTime<Utc>,
@@ -35,8 +36,18 @@ pub struct Ingestion {
     pub unchanged: i64,
     /// Rows rejected.
     pub rejected: i64,
-    /// Why it failed.
+    /// Why it failed, or why nothing was loaded.
     pub error: Option<String>,
+    /// The object of the raw zone a file ingestion reads.
+    pub object_key: Option<String>,
+    /// That object's version (ETag).
+    pub object_etag: Option<String>,
+    /// The validation report, once validated (see `hiring::pipeline::ValidationReport`).
+    pub validation: Option<serde_json::Value>,
+    /// The JSON-lines rejects file in the rejects zone.
+    pub rejects_key: Option<String>,
+    /// The Parquet file of accepted rows in the processed zone.
+    pub processed_key: Option<String>,
 }
 
 /// A stored reject.
@@ -55,7 +66,7 @@ pub struct StoredReject {
 /// One ingestion; abandoned running ones are reported failed.
 pub async fn get(pool: &PgPool, id: i64) -> Result<Ingestion> {
     let ingestion = fetch(pool, id).await?;
-    if ingestion.status == "running" && fail_if_abandoned(pool, id).await? {
+    if matches!(ingestion.status.as_str(), "validating" | "running") && fail_if_abandoned(pool, id).await? {
         return fetch(pool, id).await;
     }
     Ok(ingestion)
@@ -92,7 +103,7 @@ pub async fn rejects(pool: &PgPool, id: i64, after: Option<i64>, limit: i64) -> 
 /// holds its ingestion's advisory lock from the moment the ingestion is recorded. Returns how many were marked.
 pub async fn fail_abandoned(pool: &PgPool) -> Result<u64> {
     let running: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM ingestions WHERE status = 'running' AND started_at < now() - interval '5 seconds'",
+        "SELECT id FROM ingestions WHERE status IN ('validating', 'running') AND started_at < now() - interval '5 seconds'",
     )
     .fetch_all(pool)
     .await?;
@@ -111,8 +122,8 @@ async fn fail_if_abandoned(pool: &PgPool, id: i64) -> Result<bool> {
     }
     let marked = sqlx::query(
         "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(),
-             error = 'the load stopped before it finished (the server stopped or lost the database); nothing was kept: upload the file again'
-         WHERE id = $1 AND status = 'running'",
+             error = 'the step stopped before it finished (its process stopped or lost the database); nothing was kept: run the step again, or upload the file again'
+         WHERE id = $1 AND status IN ('validating', 'running')",
     )
     .bind(id)
     .execute(&mut *tx)

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingestions;
 pub mod load;
 pub mod metrics;
+pub mod pipeline;
 pub mod processed;
 pub mod reject;
 pub mod table;

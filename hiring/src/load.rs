@@ -14,8 +14,7 @@ use chrono::{Datelike, Timelike};
 use roaring::RoaringBitmap;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use crate::batch::{MAX_BATCH_ROWS, parse_json_row};
@@ -25,13 +24,13 @@ use crate::processed::ParquetSink;
 use crate::reject::Reject;
 use crate::table::Table;
 use crate::validate::{Columns, Context, Row};
-use crate::zones::{Zone, Zones};
+use crate::zones::Zone;
 
 /// Rows sent to PostgreSQL per statement while loading a file.
 pub const CHUNK_ROWS: usize = 16 * 1024;
 
 /// What a load did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LoadReport {
     /// The ingestion id (see `GET /ingestions/{id}`).
     pub id: i64,
@@ -80,72 +79,6 @@ impl Counts {
     }
 }
 
-/// A new ingestion, recorded as running, with the connection that holds its lock.
-#[derive(Debug)]
-pub struct Started {
-    /// The ingestion id (see `GET /ingestions/{id}`).
-    pub id: i64,
-    connection: PoolConnection<Postgres>,
-}
-
-/// Records a new ingestion as running. Its row is visible at once (so progress can be read);
-/// the session-level advisory lock taken in the same statement tells
-/// [`crate::ingestions::fail_abandoned`] the load is alive until [`load_file`] ends or the
-/// process dies (which closes the connection and frees the lock).
-pub async fn start_ingestion(pool: &PgPool, table: Table, source: &str) -> Result<Started> {
-    let mut connection = pool.acquire().await?;
-    let id = sqlx::query_scalar(
-        "WITH started AS (
-             INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'file', $2, 'running') RETURNING id
-         )
-         SELECT id FROM started, pg_advisory_lock(id)",
-    )
-    .bind(table.name())
-    .bind(source)
-    .fetch_one(&mut *connection)
-    .await?;
-    Ok(Started { id, connection })
-}
-
-/// Loads a CSV file of `table` as the ingestion `started` in one transaction. On failure the
-/// ingestion is marked failed with the error and no row is kept.
-///
-/// With `outputs`, the accepted rows also go to the processed zone as Parquet
-/// (`<table>/ingest_date=YYYY-MM-DD/<ingestion id>.parquet`) and the rejects to the rejects zone
-/// as JSON lines (`<table>/<ingestion id>.jsonl`), both written before the commit (and removed
-/// again if it fails), so a committed ingestion always has its files.
-#[tracing::instrument(skip(pool, started, input), fields(ingestion = started.id))]
-pub async fn load_file<R: Read + Send + 'static>(
-    pool: &PgPool,
-    mut started: Started,
-    table: Table,
-    input: R,
-    outputs: Option<&Zones>,
-) -> Result<LoadReport> {
-    let id = started.id;
-    let result = load_file_in_transaction(&mut started.connection, id, table, input, outputs).await;
-    if let Err(error) = &result {
-        tracing::warn!(ingestion = id, %table, %error, "load failed");
-        let marked = sqlx::query(
-            "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(), error = $2 WHERE id = $1 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(error.to_string())
-        .execute(pool)
-        .await;
-        if let Err(e) = marked {
-            // The database is likely gone; the ingestion is marked failed when found abandoned.
-            tracing::warn!(ingestion = id, error = %e, "could not mark the ingestion failed");
-        }
-    }
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(id).execute(&mut *started.connection).await;
-    if unlocked.is_err() {
-        // Never return a connection that may still hold the lock to the pool.
-        started.connection.detach();
-    }
-    result
-}
-
 /// One message from the decoding thread: a chunk of valid rows and the rejects found with them.
 struct Chunk {
     valid: Columns,
@@ -160,20 +93,26 @@ impl Chunk {
     }
 }
 
-async fn load_file_in_transaction<R: Read + Send + 'static>(
+/// Loads a CSV file of `table` as the ingestion `id` in one transaction on `connection`, and
+/// marks the ingestion succeeded with its counts in that transaction. Rejects are stored (a
+/// reject already stored at the same position, by the validation, is kept as it is).
+///
+/// With `processed`, the accepted rows also go to that zone and key as Parquet, written before
+/// the commit (and removed again if it fails), so a committed ingestion always has its file.
+pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     connection: &mut PgConnection,
     id: i64,
     table: Table,
     input: R,
-    outputs: Option<&Zones>,
+    processed: Option<(&Zone, &str)>,
 ) -> Result<LoadReport> {
-    let files = outputs.map(|_| OutputFiles::create(table)).transpose()?;
+    let parquet = processed.map(|_| ParquetFile::create(table)).transpose()?;
     let mut tx = connection.begin().await?;
     let mut context = lock_and_read_references(&mut tx, table, Scope::File).await?;
 
     let (sender, mut receiver) = mpsc::channel::<Chunk>(2);
-    let decoder = tokio::task::spawn_blocking(move || -> Result<(i64, Option<OutputFiles>)> {
-        let mut files = files;
+    let decoder = tokio::task::spawn_blocking(move || -> Result<(i64, Option<ParquetFile>)> {
+        let mut parquet = parquet;
         let mut decoder = Decoder::new(table, input);
         let mut chunk = Chunk::new();
         let mut rows = 0i64;
@@ -186,8 +125,8 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
             if chunk.valid.len() + chunk.rejects.len() >= CHUNK_ROWS {
                 let mut full = std::mem::replace(&mut chunk, Chunk::new());
                 full.copy = copy_text(&full.valid);
-                if let Some(files) = &mut files {
-                    files.write(&full)?;
+                if let Some(parquet) = &mut parquet {
+                    parquet.sink.write(&full.valid)?;
                 }
                 if sender.blocking_send(full).is_err() {
                     // The loader stopped (it failed); its error is the one reported.
@@ -196,11 +135,11 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
             }
         }
         chunk.copy = copy_text(&chunk.valid);
-        if let Some(files) = &mut files {
-            files.write(&chunk)?;
+        if let Some(parquet) = &mut parquet {
+            parquet.sink.write(&chunk.valid)?;
         }
         let _ = sender.blocking_send(chunk);
-        Ok((rows, files))
+        Ok((rows, parquet))
     });
 
     let mut writer = Writer::new(table);
@@ -221,88 +160,49 @@ async fn load_file_in_transaction<R: Read + Send + 'static>(
     if let Some(e) = failure {
         return Err(e);
     }
-    let (rows, files) = decoded?;
+    let (rows, parquet) = decoded?;
     writer.counts.rows = rows;
     writer.flush_rollup(&mut tx).await?;
     let report = writer.counts.report(id, table);
-    finish_ingestion(&mut tx, &report).await?;
-    let written = match (files, outputs) {
-        (Some(files), Some(zones)) => files.publish(zones, id, table).await?,
-        _ => Vec::new(),
+    let written = match (parquet, processed) {
+        (Some(parquet), Some((zone, key))) => parquet.publish(zone, key).await?.then_some((zone, key)),
+        _ => None,
     };
-    if let Err(error) = tx.commit().await {
-        for (zone, key) in written {
-            let _ = zone.delete(&key).await;
+    let finished = async {
+        finish_ingestion(&mut tx, &report, written.map(|(_, key)| key)).await?;
+        tx.commit().await.map_err(Error::from)
+    };
+    if let Err(error) = finished.await {
+        if let Some((zone, key)) = written {
+            let _ = zone.delete(key).await;
         }
-        return Err(error.into());
+        return Err(error);
     }
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
     Ok(report)
 }
 
-/// The processed and rejects files of a load, written on the decoding thread.
-struct OutputFiles {
-    parquet: ParquetSink,
-    parquet_file: tempfile::TempPath,
-    rejects: std::io::BufWriter<std::fs::File>,
-    rejects_file: tempfile::TempPath,
-    rejected: usize,
+/// The Parquet file of a load's accepted rows, written on the decoding thread to a temporary
+/// file and uploaded before the commit.
+struct ParquetFile {
+    sink: ParquetSink,
+    path: tempfile::TempPath,
 }
 
-impl OutputFiles {
-    fn create(table: Table) -> Result<OutputFiles> {
-        let (parquet, parquet_file) = tempfile::NamedTempFile::new()?.into_parts();
-        let (rejects, rejects_file) = tempfile::NamedTempFile::new()?.into_parts();
-        Ok(OutputFiles {
-            parquet: ParquetSink::create(table, parquet)?,
-            parquet_file,
-            rejects: std::io::BufWriter::new(rejects),
-            rejects_file,
-            rejected: 0,
-        })
+impl ParquetFile {
+    fn create(table: Table) -> Result<ParquetFile> {
+        let (file, path) = tempfile::NamedTempFile::new()?.into_parts();
+        Ok(ParquetFile { sink: ParquetSink::create(table, file)?, path })
     }
 
-    fn write(&mut self, chunk: &Chunk) -> Result<()> {
-        use std::io::Write;
-        self.parquet.write(&chunk.valid)?;
-        for reject in &chunk.rejects {
-            let line = serde_json::json!({
-                "line": reject.position,
-                "reason": reject.violation.reason.code(),
-                "message": reject.violation.message,
-                "raw": reject.raw,
-            });
-            serde_json::to_writer(&mut self.rejects, &line).map_err(std::io::Error::from)?;
-            self.rejects.write_all(b"\n")?;
+    /// Uploads the file unless it holds no row; true when it did.
+    async fn publish(self, zone: &Zone, key: &str) -> Result<bool> {
+        let ParquetFile { sink, path } = self;
+        if sink.finish()? == 0 {
+            return Ok(false);
         }
-        self.rejected += chunk.rejects.len();
-        Ok(())
-    }
-
-    /// Uploads the files to their zones; returns what it wrote, to undo if the commit fails.
-    async fn publish(self, zones: &Zones, id: i64, table: Table) -> Result<Vec<(&Zone, String)>> {
-        use std::io::Write;
-        let OutputFiles { parquet, parquet_file, mut rejects, rejects_file, rejected } = self;
-        let accepted = parquet.finish()?;
-        rejects.flush()?;
-        let mut written = Vec::new();
-        if accepted > 0 {
-            let date = chrono::Utc::now().format("%Y-%m-%d");
-            let key = format!("{table}/ingest_date={date}/{id}.parquet");
-            zones.processed.put_file(&key, &parquet_file).await?;
-            written.push((&zones.processed, key));
-        }
-        if rejected > 0 {
-            let key = format!("{table}/{id}.jsonl");
-            if let Err(error) = zones.rejects.put_file(&key, &rejects_file).await {
-                for (zone, key) in &written {
-                    let _ = zone.delete(key).await;
-                }
-                return Err(error);
-            }
-            written.push((&zones.rejects, key));
-        }
-        Ok(written)
+        zone.put_file(key, &path).await?;
+        Ok(true)
     }
 }
 
@@ -352,7 +252,7 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
     writer.counts.rows = rows.len() as i64;
     writer.counts.rejected = rejects.len() as i64;
     let report = writer.counts.report(id, table);
-    finish_ingestion(&mut tx, &report).await?;
+    finish_ingestion(&mut tx, &report, None).await?;
     tx.commit().await?;
     Ok(BatchReport { report, rejects })
 }
@@ -425,7 +325,7 @@ pub(crate) async fn lock_and_read_references(tx: &mut PgConnection, table: Table
 
 /// The department and job ids a load of hires may reference: all of them, or only those among
 /// `candidates` (for small batches).
-async fn known_references(tx: &mut PgConnection, candidates: Option<&[i32]>) -> Result<Context> {
+pub(crate) async fn known_references(tx: &mut PgConnection, candidates: Option<&[i32]>) -> Result<Context> {
     let mut sets = [RoaringBitmap::new(), RoaringBitmap::new()];
     for (set, dimension) in sets.iter_mut().zip(["departments", "jobs"]) {
         let ids: Vec<i32> = match candidates {
@@ -669,7 +569,7 @@ rolled_up AS (
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written";
 
-async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Reject]) -> Result<()> {
+pub(crate) async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Reject]) -> Result<()> {
     if rejects.is_empty() {
         return Ok(());
     }
@@ -679,7 +579,8 @@ async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Reject]) -> R
     let raws: Vec<&str> = rejects.iter().map(|r| r.raw.as_str()).collect();
     sqlx::query(
         "INSERT INTO rejects (ingestion_id, position, reason, message, raw)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[])",
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[])
+         ON CONFLICT (ingestion_id, position) DO NOTHING",
     )
     .bind(id)
     .bind(positions)
@@ -691,10 +592,10 @@ async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Reject]) -> R
     Ok(())
 }
 
-async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport) -> Result<()> {
+async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport, processed_key: Option<&str>) -> Result<()> {
     let updated = sqlx::query(
         "UPDATE ingestions SET status = 'succeeded', finished_at = clock_timestamp(),
-             rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6
+             rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6, processed_key = $7
          WHERE id = $1 AND status = 'running'",
     )
     .bind(report.id)
@@ -703,6 +604,7 @@ async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport) -> Result<
     .bind(report.updated)
     .bind(report.unchanged)
     .bind(report.rejected)
+    .bind(processed_key)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() != 1 {

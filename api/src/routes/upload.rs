@@ -5,11 +5,15 @@ use std::path::{Path, PathBuf};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use hiring::load::LoadReport;
+use hiring::pipeline;
 use hiring::table::Table;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use crate::config::Pipeline;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -20,6 +24,27 @@ pub struct UploadResponse {
     pub ingestions: Vec<LoadReport>,
 }
 
+/// The answer in `stepfunctions` mode: the queued ingestions, to follow with
+/// `GET /ingestions/{id}`.
+#[derive(Debug, Serialize)]
+pub struct QueuedResponse {
+    /// The ingestions, in dependency order.
+    pub ingestions: Vec<Queued>,
+}
+
+/// A file written to the raw zone and waiting for the state machine.
+#[derive(Debug, Serialize)]
+pub struct Queued {
+    /// The ingestion id.
+    pub id: i64,
+    /// The table.
+    pub table: Table,
+    /// Always `queued`.
+    pub status: &'static str,
+    /// The object's key in the raw zone.
+    pub key: String,
+}
+
 static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 struct Part {
@@ -28,9 +53,12 @@ struct Part {
     path: PathBuf,
 }
 
-/// Stores every part in the raw zone (`<table>/<UTC time>-<pid>-<n>.csv`), then loads them in
-/// dependency order (departments, jobs, hired_employees), each file in its own transaction.
-pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> Result<Json<UploadResponse>, ApiError> {
+/// Stores every part in the raw zone (`<table>/<UTC time>-<pid>-<n>.csv`), then runs the
+/// pipeline on each, in dependency order (departments, jobs, hired_employees): inline, the
+/// validate and process steps run here, each file's load in its own transaction, and the answer
+/// holds the reports; with `HIRING_PIPELINE=stepfunctions` the files are recorded as queued and
+/// the answer is 202 with their ingestion ids, for the state machine to run.
+pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> Result<Response, ApiError> {
     let mut parts: Vec<Part> = Vec::new();
     let received = receive(&state.settings.data_dir, &mut multipart, &mut parts).await;
     if let Err(error) = received {
@@ -48,36 +76,65 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     parts.sort_by_key(|part| part.table);
 
     // Parts are staged in `<data dir>/raw`, the raw zone's default place. When the raw zone is
-    // elsewhere (S3), each part is copied there before it is loaded, and the staged copy goes.
+    // elsewhere (S3), each part is copied there, and the staged copy goes.
     let staging = state.settings.data_dir.join("raw");
     let remote_raw = state.zones.raw.url() != staging.display().to_string();
-    if remote_raw {
-        for part in &parts {
-            let key = part.path.strip_prefix(&staging).unwrap_or(&part.path).to_string_lossy().into_owned();
-            if let Err(error) = state.zones.raw.put_file(&key, &part.path).await {
-                for part in &parts {
-                    let _ = tokio::fs::remove_file(&part.path).await;
-                }
-                return Err(error.into());
+    let keys: Vec<String> = parts
+        .iter()
+        .map(|part| part.path.strip_prefix(&staging).unwrap_or(&part.path).to_string_lossy().into_owned())
+        .collect();
+    let stored = async {
+        if remote_raw {
+            for (part, key) in parts.iter().zip(&keys) {
+                state.zones.raw.put_file(key, &part.path).await?;
             }
         }
+        Ok::<_, hiring::error::Error>(())
+    };
+    let stored = stored.await;
+    if remote_raw {
+        for part in &parts {
+            let _ = tokio::fs::remove_file(&part.path).await;
+        }
+    }
+    stored?;
+    let sources: Vec<String> = parts
+        .iter()
+        .zip(&keys)
+        .map(|(part, key)| format!("upload:{} ({}/{key})", part.file_name, state.zones.raw.url()))
+        .collect();
+
+    if state.settings.pipeline == Pipeline::StepFunctions {
+        let mut queued = Vec::with_capacity(parts.len());
+        for ((part, key), source) in parts.iter().zip(keys).zip(&sources) {
+            let id = pipeline::enqueue(&state.pool, &state.zones, &key, source).await?;
+            queued.push(Queued { id, table: part.table, status: "queued", key });
+        }
+        return Ok((StatusCode::ACCEPTED, Json(QueuedResponse { ingestions: queued })).into_response());
     }
 
-    // The loads run in their own task so that a client hanging up does not cancel a load
+    // The steps run in their own task so that a client hanging up does not cancel a load
     // half-way; each load is one transaction either way.
     let (pool, zones) = (state.pool.clone(), state.zones.clone());
     let loads = tokio::spawn(async move {
-        let mut reports = Vec::with_capacity(parts.len());
-        for part in parts {
-            let stored = part.path.strip_prefix(&staging).unwrap_or(&part.path).display().to_string();
-            let source = format!("upload:{} ({}/{stored})", part.file_name, zones.raw.url());
-            let file = std::fs::File::open(&part.path)?;
-            let started = hiring::load::start_ingestion(&pool, part.table, &source).await?;
-            let loaded = hiring::load::load_file(&pool, started, part.table, file, Some(&zones)).await;
-            if remote_raw {
-                let _ = tokio::fs::remove_file(&part.path).await;
-            }
-            reports.push(loaded?);
+        let mut reports = Vec::with_capacity(keys.len());
+        for (key, source) in keys.into_iter().zip(sources) {
+            let object = pipeline::RawObject { key, etag: None };
+            let validation = pipeline::validate(&pool, &zones, &object, &source).await?;
+            let report = if validation.loadable {
+                pipeline::process(&pool, &zones, &validation).await?.load
+            } else {
+                LoadReport {
+                    id: validation.ingestion,
+                    table: validation.table,
+                    rows: validation.rows,
+                    inserted: 0,
+                    updated: 0,
+                    unchanged: 0,
+                    rejected: validation.rejected,
+                }
+            };
+            reports.push(report);
         }
         // A file load appends up to one rollup delta per key; fold them now so the metrics
         // stay fast (failure here loses nothing: the deltas stay until the next compaction).
@@ -90,7 +147,7 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     // Even a failed upload may have committed its first files.
     state.metrics_cache.invalidate();
     let reports = reports??;
-    Ok(Json(UploadResponse { ingestions: reports }))
+    Ok(Json(UploadResponse { ingestions: reports }).into_response())
 }
 
 async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Part>) -> Result<(), ApiError> {

@@ -1,0 +1,288 @@
+//! The pipeline's Lambda handlers — [`validate`], [`process`], [`backup`] — and what they share:
+//! their settings, the PostgreSQL pool and storage zones (opened once per container), the S3
+//! event they receive, and how their errors reach the state machine. Each function's binary
+//! (`functions/<name>`) is one line: `hiring_functions::run(hiring_functions::<name>)`.
+//!
+//! The handlers are thin: each parses its input, calls `hiring`, and returns JSON the state
+//! machine branches on. An error's type tells Step Functions whether to retry:
+//! [`RETRYABLE`] (the database was unreachable, or another worker holds the object) or
+//! [`FATAL`] (retrying cannot help: a bad event, a deleted or replaced object).
+//!
+//! Settings, from the function's environment:
+//! - `DATABASE_URL` (required): the PostgreSQL URL.
+//! - `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`
+//!   (required): the zones, `s3://bucket/prefix` in AWS.
+//! - `HIRING_DB_MAX_CONNECTIONS` (default 2): one invocation at a time needs two (a step's
+//!   lock and its transaction).
+//! - the usual AWS variables (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for an emulator).
+
+use std::time::Duration;
+
+use hiring::backup::BackupReport;
+use hiring::pipeline::{self, ProcessReport, RawObject, ValidationReport};
+use hiring::table::Table;
+use hiring::zones::{ZoneName, Zones};
+use lambda_runtime::Diagnostic;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::OnceCell;
+
+/// The error type of failures worth retrying (Step Functions `Retry` matches it).
+pub const RETRYABLE: &str = "hiring.Retryable";
+/// The error type of failures that retrying cannot fix.
+pub const FATAL: &str = "hiring.Fatal";
+
+/// A function's failure, with whether a retry may succeed.
+#[derive(Debug)]
+pub struct StepError {
+    /// True when the same invocation may succeed later.
+    pub retryable: bool,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl StepError {
+    /// A failure retrying cannot fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        StepError { retryable: false, message: message.into() }
+    }
+}
+
+impl From<hiring::error::Error> for StepError {
+    fn from(error: hiring::error::Error) -> Self {
+        StepError { retryable: error.is_retryable(), message: error.to_string() }
+    }
+}
+
+impl From<StepError> for Diagnostic {
+    fn from(error: StepError) -> Diagnostic {
+        Diagnostic {
+            error_type: if error.retryable { RETRYABLE } else { FATAL }.to_owned(),
+            error_message: error.message,
+        }
+    }
+}
+
+/// What a function keeps between invocations of one container.
+#[derive(Debug)]
+pub struct Function {
+    /// The pool (connected lazily: a cold start never fails because the database is away).
+    pub pool: PgPool,
+    /// The storage zones.
+    pub zones: Zones,
+    /// The raw zone's bucket and key prefix, when it is on S3.
+    raw_bucket: Option<(String, String)>,
+    migrated: OnceCell<()>,
+}
+
+impl Function {
+    /// Reads the settings from the environment (see the crate documentation).
+    pub fn from_env() -> Result<Self, StepError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StepError> {
+        let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let database_url = setting("DATABASE_URL")
+            .ok_or_else(|| StepError::fatal("DATABASE_URL is not set: give the function the PostgreSQL URL"))?;
+        let max_connections = match setting("HIRING_DB_MAX_CONNECTIONS") {
+            Some(value) => value.parse().map_err(|_| {
+                StepError::fatal(format!("HIRING_DB_MAX_CONNECTIONS `{value}` is not a number of connections"))
+            })?,
+            None => 2,
+        };
+        let mut urls = Vec::new();
+        for zone in ZoneName::ALL {
+            let variable = format!("HIRING_{}_URL", zone.name().to_uppercase());
+            let url = setting(&variable).ok_or_else(|| {
+                StepError::fatal(format!("{variable} is not set: give the function its zone, e.g. s3://bucket/prefix"))
+            })?;
+            urls.push((zone, url));
+        }
+        let url_of = |zone| urls.iter().find(|(name, _)| *name == zone).map(|(_, url)| url.clone()).unwrap_or_default();
+        let raw_bucket = url_of(ZoneName::Raw).strip_prefix("s3://").map(|rest| {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            (bucket.to_owned(), prefix.trim_matches('/').to_owned())
+        });
+        let zones = Zones::open(url_of, &lookup)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(&database_url)
+            .map_err(|e| StepError::fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+        Ok(Function { pool, zones, raw_bucket, migrated: OnceCell::new() })
+    }
+
+    /// The pool, with the schema migrated (once per container; the database may have been
+    /// created by the functions before the API ever ran).
+    pub async fn database(&self) -> Result<&PgPool, StepError> {
+        self.migrated
+            .get_or_try_init(|| async { hiring::MIGRATOR.run(&self.pool).await.map_err(hiring::error::Error::from) })
+            .await
+            .map_err(|error| StepError { retryable: true, message: error.to_string() })?;
+        Ok(&self.pool)
+    }
+
+    /// The raw zone's object an event names: the bucket must be the raw zone's, and the key
+    /// under its prefix.
+    pub fn raw_object(&self, event: &ObjectCreated) -> Result<RawObject, StepError> {
+        if event.source != "aws.s3" || event.detail_type != "Object Created" {
+            return Err(StepError::fatal(format!(
+                "expected an S3 \"Object Created\" event from EventBridge, got \"{}\" from {}",
+                event.detail_type, event.source
+            )));
+        }
+        let object = &event.detail.object;
+        let key = match &self.raw_bucket {
+            Some((bucket, prefix)) => {
+                if event.detail.bucket.name != *bucket {
+                    return Err(StepError::fatal(format!(
+                        "the event is for bucket {}, but this function's raw zone is in bucket {bucket}: \
+                         check the EventBridge rule's bucket filter",
+                        event.detail.bucket.name
+                    )));
+                }
+                match prefix.as_str() {
+                    "" => object.key.clone(),
+                    prefix => object
+                        .key
+                        .strip_prefix(prefix)
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .ok_or_else(|| {
+                            StepError::fatal(format!(
+                                "key {} is outside the raw zone's prefix {prefix}/: check the rule's key filter",
+                                object.key
+                            ))
+                        })?
+                        .to_owned(),
+                }
+            }
+            None => object.key.clone(),
+        };
+        Ok(RawObject { key, etag: object.etag.clone() })
+    }
+}
+
+/// An EventBridge "Object Created" event of S3, as Step Functions passes it on (only the
+/// fields the functions read; the rest are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectCreated {
+    /// `aws.s3`.
+    pub source: String,
+    /// `Object Created`.
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    /// The bucket and object.
+    pub detail: ObjectCreatedDetail,
+}
+
+/// The `detail` of an [`ObjectCreated`] event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectCreatedDetail {
+    /// The bucket.
+    pub bucket: BucketName,
+    /// The object.
+    pub object: ObjectDetail,
+}
+
+/// A bucket, by name.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BucketName {
+    /// The bucket's name.
+    pub name: String,
+}
+
+/// The object an event is about.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectDetail {
+    /// The object key (not URL-encoded in EventBridge events).
+    pub key: String,
+    /// Its ETag.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// Its size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Its version id, in a versioned bucket.
+    #[serde(default, rename = "version-id")]
+    pub version_id: Option<String>,
+}
+
+/// Starts JSON logs on stdout (which Lambda sends to CloudWatch), filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logs() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// Runs a function: reads the settings once, then serves invocations with `handler`.
+pub async fn run<E, R, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    F: Fn(&'static Function, E) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<R, StepError>> + Send,
+{
+    init_logs();
+    let function: &'static Function = Box::leak(Box::new(Function::from_env().map_err(|e| e.message)?));
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
+        handler(function, event.payload).await.map_err(Diagnostic::from)
+    }))
+    .await
+}
+
+/// The validate function, the state machine's first step. Input: the EventBridge "Object
+/// Created" event of the raw bucket. Output: the validation report, whose `loadable` the
+/// state machine's Choice state branches on and which the process function takes as input.
+pub async fn validate(function: &'static Function, event: ObjectCreated) -> Result<ValidationReport, StepError> {
+    let object = function.raw_object(&event)?;
+    let source = format!("s3://{}/{}", event.detail.bucket.name, event.detail.object.key);
+    let pool = function.database().await?;
+    Ok(pipeline::validate(pool, &function.zones, &object, &source).await?)
+}
+
+/// The process function, run after a loadable validation. Input: the validate function's
+/// output. Output: the load report, with the Parquet file written to the processed zone.
+pub async fn process(function: &'static Function, validation: ValidationReport) -> Result<ProcessReport, StepError> {
+    let pool = function.database().await?;
+    let report = pipeline::process(pool, &function.zones, &validation).await?;
+    if !report.replayed {
+        // Fold the load's rollup deltas so the metrics stay fast; failure loses nothing (the
+        // API compacts too).
+        if let Err(error) = hiring::metrics::compact_rollup(pool).await {
+            tracing::warn!(%error, "could not compact the metrics rollup");
+        }
+    }
+    Ok(report)
+}
+
+/// The backup function's output: one backup per table, in dependency order.
+#[derive(Debug, Serialize)]
+pub struct Backups {
+    /// The backups written.
+    pub backups: Vec<TableBackup>,
+}
+
+/// One table's backup.
+#[derive(Debug, Serialize)]
+pub struct TableBackup {
+    /// The table.
+    pub table: Table,
+    /// Its backup's key, rows and bytes.
+    #[serde(flatten)]
+    pub backup: BackupReport,
+}
+
+/// The backup function, run on a schedule (EventBridge Scheduler): backs up every table to the
+/// backups zone as Avro (`<table>/<UTC timestamp>.avro`, see `hiring::backup`). Its input is
+/// ignored.
+pub async fn backup(function: &'static Function, _event: serde_json::Value) -> Result<Backups, StepError> {
+    let pool = function.database().await?;
+    let mut backups = Vec::new();
+    for table in Table::LOAD_ORDER {
+        let backup = hiring::backup::backup_table(pool, &function.zones.backups, table).await?;
+        backups.push(TableBackup { table, backup });
+    }
+    Ok(Backups { backups })
+}

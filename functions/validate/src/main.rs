@@ -1,0 +1,6 @@
+//! The validate Lambda function: see `hiring_functions::validate`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    hiring_functions::run(hiring_functions::validate).await
+}

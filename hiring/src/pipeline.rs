@@ -1,0 +1,558 @@
+//! The pipeline's two steps over an object of the raw zone: [`validate`], then [`process`].
+//!
+//! The API (inline mode) and the Lambda functions (run by the Step Functions state machine)
+//! call these same functions, so a file goes through the same code wherever it lands.
+//!
+//! - **validate** reads the object once, checks every row against the rules (and the stored
+//!   departments and jobs), stores the rejects (in PostgreSQL and as one JSON-lines file per
+//!   ingestion in the rejects zone, `<table>/<ingestion id>.jsonl`) and records a
+//!   [`ValidationReport`]: rows, accepted, rejected, counts by reason, and the decision
+//!   (`loadable`: at least one row can be loaded).
+//! - **process** loads a validated object into PostgreSQL in one transaction (see
+//!   [`crate::load`]) and writes its accepted rows to the processed zone as Parquet, at
+//!   `<table>/ingest_date=YYYY-MM-DD/<ingestion id>.parquet`, before the commit.
+//!
+//! **Idempotent by object version.** An ingestion is keyed by the object's key and ETag. Running
+//! a step again on the same version finds the ingestion and returns what it recorded
+//! (`replayed: true`) without writing anything; a step interrupted half-way (its process died,
+//! the database went away) left nothing behind and runs again. Two workers on the same object
+//! take turns: the second gets [`Error::Busy`], which is retryable.
+//!
+//! **Versions.** The step reads exactly the version it was told about (an `If-Match` on the
+//! ETag): an object replaced since the event is [`Error::Superseded`] — its new version has an
+//! event of its own.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use object_store::{GetOptions, ObjectStore};
+use serde::{Deserialize, Serialize};
+use sqlx::pool::PoolConnection;
+use sqlx::types::Json;
+use sqlx::{Acquire, PgPool, Postgres};
+use tokio::sync::mpsc;
+
+use crate::decode::Decoder;
+use crate::error::{Error, Result};
+use crate::load::{self, LoadReport};
+use crate::reject::Reject;
+use crate::table::Table;
+use crate::validate::Context;
+use crate::zones::{Zone, Zones};
+
+/// Rejects sent to PostgreSQL per statement while validating.
+const REJECT_CHUNK: usize = 16 * 1024;
+
+/// An object of the raw zone, as an event names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawObject {
+    /// The key within the raw zone, e.g. `hired_employees/2021.csv`; its first segment (or the
+    /// file name) names the table.
+    pub key: String,
+    /// The ETag the event saw; the object's current ETag when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// What validation found, and the decision the state machine branches on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    /// The ingestion id (see `GET /ingestions/{id}`).
+    pub ingestion: i64,
+    /// The table the rows belong to.
+    pub table: Table,
+    /// The object's key in the raw zone.
+    pub key: String,
+    /// The object version validated (ETag, without quotes).
+    pub etag: String,
+    /// Data rows read (a header row is not counted).
+    pub rows: i64,
+    /// Rows that pass every rule.
+    pub accepted: i64,
+    /// Rows that break one.
+    pub rejected: i64,
+    /// Rejected rows by reason code.
+    pub reasons: BTreeMap<String, i64>,
+    /// The rejects file in the rejects zone, when any row was rejected.
+    pub rejects_key: Option<String>,
+    /// True when at least one row can be loaded: the process step should run.
+    pub loadable: bool,
+    /// True when this object version had been validated before and nothing was written now.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// What processing did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessReport {
+    /// The load's counts.
+    #[serde(flatten)]
+    pub load: LoadReport,
+    /// The object's key in the raw zone.
+    pub key: String,
+    /// The Parquet file of the accepted rows in the processed zone, when any row was accepted.
+    pub processed_key: Option<String>,
+    /// True when this ingestion had been processed before and nothing was written now.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// The table an object's rows belong to: its key's first segment (`jobs/2021-01.csv`) or, for a
+/// key without a folder, its file name (`jobs.csv`).
+pub fn table_of_key(key: &str) -> Result<Table> {
+    let (first, _) = key.split_once('/').unwrap_or((key, ""));
+    let stem = key.rsplit('/').next().unwrap_or(key);
+    let stem = stem.split_once('.').map_or(stem, |(stem, _)| stem);
+    Table::from_name(first).or_else(|| Table::from_name(stem)).ok_or_else(|| Error::UnexpectedKey(key.to_owned()))
+}
+
+/// Records an object just written to the raw zone as queued for the pipeline, and returns its
+/// ingestion id; the steps run later on the same object version find this ingestion. Recording
+/// the same version twice returns the same id.
+pub async fn enqueue(pool: &PgPool, zones: &Zones, key: &str, source: &str) -> Result<i64> {
+    let table = table_of_key(key)?;
+    let etag = current_etag(&zones.raw, key, None).await?;
+    let (id, _, _) = record(pool, table, key, &etag, source).await?;
+    Ok(id)
+}
+
+/// Validates one object of the raw zone (see the module documentation).
+#[tracing::instrument(skip(pool, zones), fields(key = %object.key))]
+pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: &str) -> Result<ValidationReport> {
+    let table = table_of_key(&object.key)?;
+    let etag = current_etag(&zones.raw, &object.key, object.etag.as_deref()).await?;
+    let (id, _, validation) = record(pool, table, &object.key, &etag, source).await?;
+    if let Some(Json(report)) = validation {
+        return Ok(ValidationReport { replayed: true, ..report });
+    }
+    let Some(claim) = Claim::take(pool, id, &["queued", "validating", "failed"], "validating").await? else {
+        // Another worker finished it between the two statements.
+        return stored_validation(pool, id).await;
+    };
+    let result = validate_claimed(pool, zones, claim.id, table, &object.key, &etag).await;
+    claim.finish(pool, result).await
+}
+
+/// Loads a validated object into PostgreSQL and the processed zone (see the module
+/// documentation). `validation` is the report [`validate`] returned.
+#[tracing::instrument(skip(pool, zones, validation), fields(ingestion = validation.ingestion))]
+pub async fn process(pool: &PgPool, zones: &Zones, validation: &ValidationReport) -> Result<ProcessReport> {
+    let id = validation.ingestion;
+    let stored = stored(pool, id).await?;
+    if stored.object_key.as_deref() != Some(&validation.key) || stored.object_etag.as_deref() != Some(&validation.etag)
+    {
+        return Err(Error::InvalidStepInput(format!(
+            "ingestion {id} is not of object {} (ETag {}): pass the validate step's output unchanged",
+            validation.key, validation.etag
+        )));
+    }
+    match stored.status.as_str() {
+        "succeeded" => return Ok(stored.process_report(validation.key.clone())),
+        "rejected" => return Err(Error::NotLoadable(id)),
+        _ if stored.validation.is_none() => return Err(Error::NotValidated(id)),
+        _ => {}
+    }
+    let Some(mut claim) = Claim::take(pool, id, &["validated", "running", "failed"], "running").await? else {
+        let stored = self::stored(pool, id).await?;
+        return match stored.status.as_str() {
+            "succeeded" => Ok(stored.process_report(validation.key.clone())),
+            status => Err(Error::InvalidStepInput(format!("ingestion {id} is {status}, not validated"))),
+        };
+    };
+    let key = format!("{}/ingest_date={}/{id}.parquet", validation.table, stored.started_at.format("%Y-%m-%d"));
+    let result = process_claimed(zones, &mut claim, validation, &key).await;
+    let load = claim.finish(pool, result).await?;
+    let processed_key = (load.inserted + load.updated + load.unchanged > 0).then_some(key);
+    Ok(ProcessReport { load, key: validation.key.clone(), processed_key, replayed: false })
+}
+
+async fn process_claimed(
+    zones: &Zones,
+    claim: &mut Claim,
+    validation: &ValidationReport,
+    key: &str,
+) -> Result<LoadReport> {
+    let input = open_object(&zones.raw, &validation.key, &validation.etag).await?;
+    load::load_file_in_transaction(
+        &mut claim.connection,
+        claim.id,
+        validation.table,
+        input,
+        Some((&zones.processed, key)),
+    )
+    .await
+}
+
+/// The object's ETag (without quotes), checked against the one the event saw.
+async fn current_etag(zone: &Zone, key: &str, expected: Option<&str>) -> Result<String> {
+    let meta = zone.head(key).await?.ok_or_else(|| Error::ObjectNotFound(format!("{}/{key}", zone.url())))?;
+    let etag = meta.e_tag.as_deref().map(unquote).ok_or_else(|| {
+        Error::Zone(format!("{}/{key} has no ETag, which the pipeline needs to ingest each version once", zone.url()))
+    })?;
+    match expected.map(unquote) {
+        Some(expected) if expected != etag => Err(Error::Superseded { key: key.to_owned(), etag: expected.to_owned() }),
+        _ => Ok(etag.to_owned()),
+    }
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+/// Inserts the ingestion of an object version, or finds it.
+async fn record(
+    pool: &PgPool,
+    table: Table,
+    key: &str,
+    etag: &str,
+    source: &str,
+) -> Result<(i64, String, Option<Json<ValidationReport>>)> {
+    Ok(sqlx::query_as(
+        "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)
+         VALUES ($1, 'file', $2, 'queued', $3, $4)
+         ON CONFLICT (object_key, object_etag) DO UPDATE SET object_key = EXCLUDED.object_key
+         RETURNING id, status, validation",
+    )
+    .bind(table.name())
+    .bind(source)
+    .bind(key)
+    .bind(etag)
+    .fetch_one(pool)
+    .await?)
+}
+
+async fn stored_validation(pool: &PgPool, id: i64) -> Result<ValidationReport> {
+    let stored = stored(pool, id).await?;
+    match stored.validation {
+        Some(Json(report)) => Ok(ValidationReport { replayed: true, ..report }),
+        None => Err(Error::InvalidStepInput(format!("ingestion {id} is {} and has no validation", stored.status))),
+    }
+}
+
+/// An ingestion's row, as the steps need it.
+#[derive(sqlx::FromRow)]
+struct Stored {
+    id: i64,
+    table_name: String,
+    status: String,
+    started_at: DateTime<Utc>,
+    object_key: Option<String>,
+    object_etag: Option<String>,
+    validation: Option<Json<ValidationReport>>,
+    processed_key: Option<String>,
+    rows: i64,
+    inserted: i64,
+    updated: i64,
+    unchanged: i64,
+    rejected: i64,
+}
+
+impl Stored {
+    fn process_report(self, key: String) -> ProcessReport {
+        let table = Table::from_name(&self.table_name).expect("the schema allows only known tables");
+        ProcessReport {
+            load: LoadReport {
+                id: self.id,
+                table,
+                rows: self.rows,
+                inserted: self.inserted,
+                updated: self.updated,
+                unchanged: self.unchanged,
+                rejected: self.rejected,
+            },
+            key,
+            processed_key: self.processed_key,
+            replayed: true,
+        }
+    }
+}
+
+async fn stored(pool: &PgPool, id: i64) -> Result<Stored> {
+    sqlx::query_as(
+        "SELECT id, table_name, status, started_at, object_key, object_etag, validation, processed_key,
+                rows, inserted, updated, unchanged, rejected
+         FROM ingestions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::IngestionNotFound(id))
+}
+
+/// A step's hold on an ingestion: a session advisory lock on its id, held on a connection of
+/// its own until the step ends, which tells [`crate::ingestions::fail_abandoned`] (and other
+/// workers) the step is alive; a crash closes the connection and frees the lock.
+struct Claim {
+    id: i64,
+    connection: PoolConnection<Postgres>,
+}
+
+impl Claim {
+    /// Locks the ingestion and moves it from one of `from` to `to`. `Ok(None)` when it is in
+    /// none of `from` (another worker moved it on); [`Error::Busy`] while another step holds it.
+    async fn take(pool: &PgPool, id: i64, from: &[&str], to: &str) -> Result<Option<Claim>> {
+        let mut connection = pool.acquire().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(id).fetch_one(&mut *connection).await?;
+        if !locked {
+            return Err(Error::Busy(id));
+        }
+        let mut claim = Claim { id, connection };
+        let moved = sqlx::query(
+            "UPDATE ingestions SET status = $3, error = NULL, finished_at = NULL
+             WHERE id = $1 AND status = ANY($2)",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *claim.connection)
+        .await;
+        match moved {
+            Ok(moved) if moved.rows_affected() == 1 => Ok(Some(claim)),
+            Ok(_) => {
+                claim.release().await;
+                Ok(None)
+            }
+            Err(error) => {
+                claim.release().await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Ends the step: on failure the ingestion is marked failed with the error (nothing of the
+    /// step was kept); then the lock is released.
+    async fn finish<T>(self, pool: &PgPool, result: Result<T>) -> Result<T> {
+        if let Err(error) = &result {
+            tracing::warn!(ingestion = self.id, %error, retryable = error.is_retryable(), "pipeline step failed");
+            let marked = sqlx::query(
+                "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(), error = $2
+                 WHERE id = $1 AND status IN ('validating', 'running')",
+            )
+            .bind(self.id)
+            .bind(error.to_string())
+            .execute(pool)
+            .await;
+            if let Err(e) = marked {
+                // The database is likely gone; the ingestion is marked failed when found abandoned.
+                tracing::warn!(ingestion = self.id, error = %e, "could not mark the ingestion failed");
+            }
+        }
+        self.release().await;
+        result
+    }
+
+    async fn release(self) {
+        let mut connection = self.connection;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.id).execute(&mut *connection).await;
+        if unlocked.is_err() {
+            // Never return a connection that may still hold the lock to the pool.
+            connection.detach();
+        }
+    }
+}
+
+/// A blocking reader of exactly the version `etag` of an object, streamed (memory stays flat
+/// whatever its size). Use it off the async threads (in `spawn_blocking`).
+async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<impl Read + Send + 'static> {
+    // S3 compares quoted entity tags; the local store its own bare ones.
+    let tag = if zone.url().starts_with("s3://") { format!("\"{etag}\"") } else { etag.to_owned() };
+    let options = GetOptions { if_match: Some(tag), ..GetOptions::default() };
+    let location = object_store::path::Path::from(key);
+    let object = match zone.store().get_opts(&location, options).await {
+        Ok(object) => object,
+        Err(object_store::Error::Precondition { .. }) => {
+            return Err(Error::Superseded { key: key.to_owned(), etag: etag.to_owned() });
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(Error::ObjectNotFound(format!("{}/{key}", zone.url())));
+        }
+        Err(error) => return Err(Error::Zone(format!("{}/{key}: {error}", zone.url()))),
+    };
+    let stream = object.into_stream().map_err(std::io::Error::other);
+    Ok(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream)))
+}
+
+async fn validate_claimed(
+    pool: &PgPool,
+    zones: &Zones,
+    id: i64,
+    table: Table,
+    key: &str,
+    etag: &str,
+) -> Result<ValidationReport> {
+    let mut tx = pool.begin().await?;
+    let mut context =
+        if table == Table::HiredEmployees { load::known_references(&mut tx, None).await? } else { Context::default() };
+    let input = open_object(&zones.raw, key, etag).await?;
+    let rejects_file = RejectsFile::create()?;
+
+    let (sender, mut receiver) = mpsc::channel::<Vec<Reject>>(2);
+    let decoder = tokio::task::spawn_blocking(move || -> Result<(Counts, RejectsFile)> {
+        let mut file = rejects_file;
+        let mut decoder = Decoder::new(table, input);
+        let mut counts = Counts::default();
+        let mut chunk = Vec::new();
+        while let Some(decoded) = decoder.next_record()? {
+            counts.rows += 1;
+            match decoded.outcome.and_then(|row| context.accept(&row)) {
+                Ok(()) => counts.accepted += 1,
+                Err(violation) => {
+                    *counts.reasons.entry(violation.reason.code().to_owned()).or_default() += 1;
+                    chunk.push(Reject::new(decoded.line, violation, decoder.raw()));
+                    if chunk.len() >= REJECT_CHUNK {
+                        file.write(&chunk)?;
+                        if sender.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                            // The writer stopped (it failed); its error is the one reported.
+                            return Ok((counts, file));
+                        }
+                    }
+                }
+            }
+        }
+        file.write(&chunk)?;
+        let _ = sender.blocking_send(chunk);
+        Ok((counts, file))
+    });
+    let mut failure = None;
+    while let Some(chunk) = receiver.recv().await {
+        if let Err(error) = load::insert_rejects(&mut tx, id, &chunk).await {
+            failure = Some(error);
+            break;
+        }
+    }
+    drop(receiver);
+    let decoded = decoder.await.map_err(|e| Error::Interrupted(e.to_string()))?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let (counts, file) = decoded?;
+    let rejected = counts.rows - counts.accepted;
+    let rejects_key = if rejected > 0 {
+        let key = format!("{table}/{id}.jsonl");
+        file.publish(&zones.rejects, &key).await?;
+        Some(key)
+    } else {
+        None
+    };
+    let report = ValidationReport {
+        ingestion: id,
+        table,
+        key: key.to_owned(),
+        etag: etag.to_owned(),
+        rows: counts.rows,
+        accepted: counts.accepted,
+        rejected,
+        reasons: counts.reasons,
+        rejects_key: rejects_key.clone(),
+        loadable: counts.accepted > 0,
+        replayed: false,
+    };
+    let finished = async {
+        let connection = tx.acquire().await?;
+        record_validation(connection, &report).await?;
+        tx.commit().await.map_err(Error::from)
+    };
+    if let Err(error) = finished.await {
+        if let Some(key) = &rejects_key {
+            let _ = zones.rejects.delete(key).await;
+        }
+        return Err(error);
+    }
+    tracing::info!(ingestion = id, %table, rows = report.rows, rejected, loadable = report.loadable, "object validated");
+    Ok(report)
+}
+
+/// Stores the report; an object with nothing to load ends here (`rejected`), with its counts.
+async fn record_validation(connection: &mut sqlx::PgConnection, report: &ValidationReport) -> Result<()> {
+    let error = match (report.loadable, report.rows) {
+        (true, _) => None,
+        (false, 0) => Some("the file holds no data rows: nothing to load".to_owned()),
+        (false, rows) => Some(format!(
+            "none of the {rows} rows can be loaded: each breaks a rule; see GET /ingestions/{}/rejects",
+            report.ingestion
+        )),
+    };
+    let updated = sqlx::query(
+        "UPDATE ingestions SET validation = $2, rows = $3, rejected = $4, rejects_key = $5,
+             status = CASE WHEN $6 THEN 'validated' ELSE 'rejected' END,
+             finished_at = CASE WHEN $6 THEN NULL ELSE clock_timestamp() END,
+             error = $7
+         WHERE id = $1 AND status = 'validating'",
+    )
+    .bind(report.ingestion)
+    .bind(Json(report))
+    .bind(report.rows)
+    .bind(report.rejected)
+    .bind(&report.rejects_key)
+    .bind(report.loadable)
+    .bind(error)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(Error::Interrupted(format!(
+            "ingestion {} is no longer being validated (it was marked failed)",
+            report.ingestion
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    rows: i64,
+    accepted: i64,
+    reasons: BTreeMap<String, i64>,
+}
+
+/// The JSON-lines rejects file of a validation, written to a temporary file on the decoding
+/// thread and uploaded before the commit.
+struct RejectsFile {
+    writer: std::io::BufWriter<std::fs::File>,
+    path: tempfile::TempPath,
+}
+
+impl RejectsFile {
+    fn create() -> Result<RejectsFile> {
+        let (file, path) = tempfile::NamedTempFile::new()?.into_parts();
+        Ok(RejectsFile { writer: std::io::BufWriter::new(file), path })
+    }
+
+    fn write(&mut self, rejects: &[Reject]) -> Result<()> {
+        use std::io::Write;
+        for reject in rejects {
+            let line = serde_json::json!({
+                "line": reject.position,
+                "reason": reject.violation.reason.code(),
+                "message": reject.violation.message,
+                "raw": reject.raw,
+            });
+            serde_json::to_writer(&mut self.writer, &line).map_err(std::io::Error::from)?;
+            self.writer.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    async fn publish(self, zone: &Zone, key: &str) -> Result<()> {
+        use std::io::Write;
+        let RejectsFile { mut writer, path } = self;
+        writer.flush()?;
+        drop(writer);
+        zone.put_file(key, &path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_comes_from_the_first_segment_or_the_file_name() {
+        assert_eq!(table_of_key("jobs/2021/01.csv").unwrap(), Table::Jobs);
+        assert_eq!(table_of_key("hired_employees.csv").unwrap(), Table::HiredEmployees);
+        assert_eq!(table_of_key("incoming/departments.csv").unwrap(), Table::Departments);
+        assert!(matches!(table_of_key("incoming/people.csv"), Err(Error::UnexpectedKey(_))));
+    }
+}
