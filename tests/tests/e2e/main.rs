@@ -5,6 +5,7 @@
 
 mod backup;
 mod batch;
+mod functions;
 mod helpers;
 mod metrics;
 mod processed;
