@@ -27,7 +27,7 @@ use std::io::Read;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use object_store::{GetOptions, ObjectStore};
+use object_store::{GetOptions, GetResultPayload, ObjectStore};
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
@@ -356,7 +356,7 @@ impl Claim {
 
 /// A blocking reader of exactly the version `etag` of an object, streamed (memory stays flat
 /// whatever its size). Use it off the async threads (in `spawn_blocking`).
-async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<impl Read + Send + 'static> {
+async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<Box<dyn Read + Send>> {
     // S3 compares quoted entity tags; the local store its own bare ones.
     let tag = if zone.url().starts_with("s3://") { format!("\"{etag}\"") } else { etag.to_owned() };
     let options = GetOptions { if_match: Some(tag), ..GetOptions::default() };
@@ -371,8 +371,16 @@ async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<impl Read + S
         }
         Err(error) => return Err(Error::Zone(format!("{}/{key}: {error}", zone.url()))),
     };
-    let stream = object.into_stream().map_err(std::io::Error::other);
-    Ok(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream)))
+    // A local object is read from its file directly (the version check above was done on it);
+    // a remote one is streamed from the store.
+    let reader: Box<dyn Read + Send> = match object.payload {
+        GetResultPayload::File(file, _) => Box::new(file),
+        GetResultPayload::Stream(stream) => {
+            let stream = stream.map_err(std::io::Error::other);
+            Box::new(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream)))
+        }
+    };
+    Ok(reader)
 }
 
 async fn validate_claimed(
