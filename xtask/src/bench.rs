@@ -57,6 +57,7 @@ struct Report {
     machine: Machine,
     postgres: String,
     ingest: Vec<Ingest>,
+    pipeline: Vec<PipelineRun>,
     metrics: Vec<Latency>,
     batch_sequential: Option<Latency>,
     batch_concurrent: Option<Throughput>,
@@ -92,6 +93,16 @@ struct Ingest {
     copy_rows_per_s: f64,
     ratio_to_copy: f64,
     peak_rss_mb: f64,
+}
+
+/// The library path of the pipeline (`hiring::pipeline::validate` then `process`, local zones),
+/// medians of the runs of `hiring/examples/pipeline_speed.rs`.
+#[derive(Debug, Serialize)]
+struct PipelineRun {
+    rows: u64,
+    validate_seconds: f64,
+    process_seconds: f64,
+    rows_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +145,11 @@ impl Bench {
             .status()
             .context("failed to run cargo build")?;
         ensure!(status.success(), "building hiring-api in release mode failed");
+        let status = crate::cargo()
+            .args(["build", "--release", "--package", "hiring", "--example", "pipeline_speed"])
+            .status()
+            .context("failed to run cargo build")?;
+        ensure!(status.success(), "building the pipeline_speed example in release mode failed");
         let postgres = pg::find_or_start("hiring_bench").context("failed to find PostgreSQL")?;
         if !matches!(postgres.source(), pg::Source::DatabaseUrl) {
             postgres.recreate().context("failed to recreate the bench database")?;
@@ -159,6 +175,7 @@ impl Bench {
             machine: machine(),
             postgres,
             ingest: Vec::new(),
+            pipeline: Vec::new(),
             metrics: Vec::new(),
             batch_sequential: None,
             batch_concurrent: None,
@@ -289,6 +306,13 @@ impl Bench {
                 report.batch_concurrent = Some(concurrent);
             }
             server.stop().await;
+
+            let run = pipeline_speed(database_url, &data, rows, self.repeat).await?;
+            println!(
+                "  pipeline (library): validate {:.2} s + process {:.2} s = {:.0} rows/s",
+                run.validate_seconds, run.process_seconds, run.rows_per_s
+            );
+            report.pipeline.push(run);
         }
 
         report.targets = targets(&report);
@@ -418,6 +442,41 @@ async fn upload_file(
         "the upload did not insert every row: {answer}"
     );
     Ok(seconds)
+}
+
+/// Runs `pipeline_speed` (built by `run`) on `data` and keeps the medians of its runs. It
+/// empties the database's tables first.
+async fn pipeline_speed(database_url: &str, data: &Path, rows: u64, repeat: usize) -> anyhow::Result<PipelineRun> {
+    let program = crate::target_dir().join("release/examples/pipeline_speed");
+    let output = tokio::process::Command::new(&program)
+        .arg(data)
+        .arg(repeat.to_string())
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await
+        .with_context(|| format!("failed to run {}", program.display()))?;
+    ensure!(
+        output.status.success(),
+        "pipeline_speed failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (mut validate, mut process) = (Vec::new(), Vec::new());
+    for line in String::from_utf8(output.stdout)?.lines() {
+        let run: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("pipeline_speed printed {line}"))?;
+        ensure!(run["rows"].as_u64() == Some(rows), "pipeline_speed loaded {} rows, not {rows}", run["rows"]);
+        validate.push(run["validate_seconds"].as_f64().context("validate_seconds")?);
+        process.push(run["process_seconds"].as_f64().context("process_seconds")?);
+        println!(
+            "  pipeline run: validate {:.2} s, process {:.2} s",
+            validate.last().unwrap(),
+            process.last().unwrap()
+        );
+    }
+    let totals: Vec<f64> = validate.iter().zip(&process).map(|(v, p)| v + p).collect();
+    let (validate_seconds, process_seconds) = (median(&mut validate), median(&mut process));
+    Ok(PipelineRun { rows, validate_seconds, process_seconds, rows_per_s: rows as f64 / median(&mut totals.clone()) })
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -611,6 +670,10 @@ fn print_table(report: &Report) {
             i.ratio_to_copy,
             i.peak_rss_mb
         );
+    }
+    println!("\n| pipeline rows | validate s | process s | rows/s |\n|---|---|---|---|");
+    for p in &report.pipeline {
+        println!("| {} | {:.2} | {:.2} | {:.0} |", p.rows, p.validate_seconds, p.process_seconds, p.rows_per_s);
     }
     println!("\n| latency | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
     for l in report.metrics.iter().chain(&report.batch_sequential) {
