@@ -5,7 +5,8 @@
 //! cargo xtask test       # fmt, clippy, then every test against a real PostgreSQL
 //! cargo xtask gen-data --rows 1000000 --bad 0.01   # deterministic synthetic CSV files
 //! cargo xtask bench      # ingest, batch and metric figures against the targets
-//! cargo xtask venv       # the Python venv under target/ (moto, fastavro), created once
+//! cargo xtask venv       # the Python venv under target/ (moto, fastavro, cargo-lambda, Zig), created once
+//! cargo xtask build-functions [--arch arm64]   # the Lambda zips, target/lambda/<name>/bootstrap.zip
 //! ```
 //!
 //! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
@@ -13,6 +14,7 @@
 
 mod bench;
 mod dev;
+mod functions;
 mod gen_data;
 mod pg;
 mod pg_check;
@@ -43,8 +45,10 @@ enum Command {
     /// Find or start PostgreSQL the way `dev` and `test` do, check it answers, and stop it.
     #[command(hide = true)]
     PgCheck(pg_check::PgCheck),
-    /// Create or update the Python venv under target/ (moto, fastavro) and print its paths.
+    /// Create or update the Python venv under target/ (moto, fastavro, cargo-lambda) and print its paths.
     Venv(venv::VenvCommand),
+    /// Build the Lambda functions (release, glibc 2.34) into target/lambda/<name>/bootstrap.zip.
+    BuildFunctions(functions::BuildFunctions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(command) => command.run(),
         Command::PgCheck(command) => command.run(),
         Command::Venv(command) => command.run(),
+        Command::BuildFunctions(command) => command.run(),
     }
 }
 

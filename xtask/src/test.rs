@@ -8,6 +8,8 @@
 //!
 //! Tests that need AWS run against moto from the project's Python venv (see `venv`), which is
 //! created or updated first; `HIRING_PYTHON` and `HIRING_MOTO_SERVER` tell the tests where it is.
+//! The Lambda functions are built for x86_64 (see `functions`) before the tests, which run them
+//! under cargo-lambda's emulator: `HIRING_LAMBDA_DIR` and `HIRING_CARGO_LAMBDA` say where.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::functions::{self, Arch};
 use crate::pg::{self, Source};
 use crate::venv;
 
@@ -47,6 +50,10 @@ impl Test {
         let venv = venv::ensure().context("failed to prepare the Python venv (moto) the AWS tests need")?;
         phases.push(("venv", venv_started.elapsed()));
 
+        let lambda_started = Instant::now();
+        functions::build(Arch::X86_64).context("failed to build the Lambda functions the tests run")?;
+        phases.push(("lambda", lambda_started.elapsed()));
+
         let database_started = Instant::now();
         let postgres = pg::find_or_start("hiring_test").context("failed to find PostgreSQL")?;
         println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
@@ -72,7 +79,9 @@ impl Test {
             .args(&self.args)
             .env("DATABASE_URL", postgres.url())
             .env("HIRING_PYTHON", venv.python())
-            .env("HIRING_MOTO_SERVER", venv.bin("moto_server"));
+            .env("HIRING_MOTO_SERVER", venv.bin("moto_server"))
+            .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
+            .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"));
         phase(&mut phases, "tests", &mut tests)?;
 
         if nextest {

@@ -1,6 +1,6 @@
 //! The project's Python virtual environment, `<target>/venv`: the tools the tests and the
-//! deploy tooling borrow from PyPI (moto's AWS emulator, fastavro to check Avro backups), at
-//! pinned versions.
+//! deploy tooling borrow from PyPI (moto's AWS emulator, fastavro to check Avro backups,
+//! cargo-lambda and the Zig toolchain it links with), at pinned versions.
 //!
 //! `ensure()` creates it once with `python3 -m venv` and installs `PACKAGES` with pip. A stamp
 //! file records the list installed; while it matches `PACKAGES`, `ensure()` only checks two
@@ -16,7 +16,12 @@ use anyhow::{Context, bail};
 
 /// What the venv holds, as pip requirement specifiers. Pin every version: the stamp compares
 /// this list as text, so a bumped pin reinstalls.
-const PACKAGES: &[&str] = &["moto[server]==5.2.5", "fastavro==1.13.1"];
+///
+/// `cargo-lambda` builds the Lambda zips (`cargo xtask build-functions`) and emulates the
+/// Lambda Runtime API in tests; it links through `ziglang`'s Zig, found as `python3 -m ziglang`
+/// with the venv's `bin` first on `PATH` (see [`Venv::path_env`]). The pair was checked
+/// together here: cargo-lambda 1.9.2 reads Zig 0.15's `zig env` format.
+const PACKAGES: &[&str] = &["moto[server]==5.2.5", "fastavro==1.13.1", "cargo-lambda==1.9.2", "ziglang==0.15.2"];
 
 /// The file in the venv recording which `PACKAGES` were installed.
 const STAMP: &str = "hiring-packages.txt";
@@ -42,6 +47,15 @@ impl Venv {
         self.dir.join("bin").join(name)
     }
 
+    /// `PATH` with the venv's `bin` directory first, for programs that look for the venv's tools
+    /// by name: cargo-lambda finds Zig as `python3 -m ziglang`, and only the venv's `python3`
+    /// has the `ziglang` package.
+    pub fn path_env(&self) -> anyhow::Result<std::ffi::OsString> {
+        let inherited = std::env::var_os("PATH").unwrap_or_default();
+        let paths = std::iter::once(self.dir.join("bin")).chain(std::env::split_paths(&inherited));
+        std::env::join_paths(paths).context("a directory on PATH contains the path separator `:`")
+    }
+
     fn stamp(&self) -> PathBuf {
         self.dir.join(STAMP)
     }
@@ -54,10 +68,11 @@ pub struct VenvCommand {}
 impl VenvCommand {
     pub fn run(self) -> anyhow::Result<()> {
         let venv = ensure()?;
-        println!("venv:        {}", venv.dir.display());
-        println!("python:      {}", venv.python().display());
-        println!("moto_server: {}", venv.bin("moto_server").display());
-        println!("packages:    {}", PACKAGES.join(" "));
+        println!("venv:         {}", venv.dir.display());
+        println!("python:       {}", venv.python().display());
+        println!("moto_server:  {}", venv.bin("moto_server").display());
+        println!("cargo-lambda: {}", venv.bin("cargo-lambda").display());
+        println!("packages:     {}", PACKAGES.join(" "));
         Ok(())
     }
 }
