@@ -35,16 +35,16 @@
 //! is no silent skip: a missing file fails the test and says which command makes it.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+
+use crate::server::{Server, default_target_dir, log_tail, workspace_root};
 
 /// How long cargo-lambda may take to answer HTTP after it is started (it runs `cargo metadata`
 /// first).
@@ -81,21 +81,33 @@ impl LambdaEmulator {
             .prefix("hiring-lambda-")
             .tempdir()
             .context("failed to create a temporary directory")?;
-        // The port is free when picked but may be taken before cargo-lambda binds it: then try another.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let log = directory.path().join(format!("emulator-{attempt}.log"));
-            match start_on(cargo_lambda, free_port()?, &log) {
-                Ok((child, port)) => {
-                    return Ok(LambdaEmulator { child, port, log, started: AtomicUsize::new(0), directory });
-                }
-                Err(error) if attempt < 3 && log_tail(&log).contains("in use") => {
-                    eprintln!("cargo-lambda could not bind its port, trying another: {error:#}");
-                }
-                Err(error) => return Err(error),
-            }
+        let workspace = workspace_root();
+        let started = Server {
+            name: "cargo lambda watch",
+            directory: directory.path(),
+            port_taken: "in use",
+            ready_timeout: READY_TIMEOUT,
+            // The Invoke API takes only POST: a GET is answered at once (405) and invokes nothing.
+            probe: "/2015-03-31/functions/probe/invocations",
         }
+        .start(|port| {
+            let mut command = Command::new(cargo_lambda);
+            command
+                .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--invoke-address", "127.0.0.1"])
+                .args(["--invoke-port", &port.to_string()])
+                .arg("--manifest-path")
+                .arg(workspace.join("Cargo.toml"))
+                .current_dir(&workspace)
+                .env("NO_COLOR", "1");
+            command
+        })?;
+        Ok(LambdaEmulator {
+            child: started.child,
+            port: started.port,
+            log: started.log,
+            started: AtomicUsize::new(0),
+            directory,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, where the Invoke API and the Runtime API are served.
@@ -343,81 +355,4 @@ pub fn bootstrap(name: &str) -> anyhow::Result<PathBuf> {
         bail!("the {name} function is not built at {} ({from}); {HOW_TO_GET_BOOTSTRAP}", path.display());
     }
     Ok(path)
-}
-
-/// Starts `cargo lambda watch --only-lambda-apis` on `port` and waits until it answers.
-fn start_on(cargo_lambda: &Path, port: u16, log: &Path) -> anyhow::Result<(Child, u16)> {
-    let output = File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
-    let workspace = workspace_root();
-    let mut child = Command::new(cargo_lambda)
-        .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--invoke-address", "127.0.0.1"])
-        .args(["--invoke-port", &port.to_string()])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .current_dir(&workspace)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(output.try_clone().context("failed to share the log file")?)
-        .stderr(output)
-        .spawn()
-        .with_context(|| format!("failed to start {}", cargo_lambda.display()))?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().context("failed to check on cargo-lambda")? {
-            bail!("cargo lambda watch exited at start ({status}); its output ends with:\n{}", log_tail(log));
-        }
-        if answers_http(port) {
-            return Ok((child, port));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "cargo lambda watch did not answer on 127.0.0.1:{port} within {}s; its output ends with:\n{}",
-                READY_TIMEOUT.as_secs(),
-                log_tail(log)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether the emulator answers HTTP on the port. The probe is a `GET` of the Invoke API, which
-/// takes only `POST`: it is answered at once (405) and invokes nothing.
-fn answers_http(port: u16) -> bool {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let probe = b"GET /2015-03-31/functions/probe/invocations HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(probe).is_err() {
-        return false;
-    }
-    let mut start = [0; 5];
-    stream.read_exact(&mut start).is_ok() && &start == b"HTTP/"
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
-}
-
-/// `CARGO_TARGET_DIR` when set to an absolute path, else `<workspace>/target`.
-fn default_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir,
-        _ => workspace_root().join("target"),
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// The last lines of a log file, for error messages.
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|error| format!("(cannot read: {error})"));
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -4,3 +4,4 @@
 
 pub mod lambda;
 pub mod moto;
+mod server;

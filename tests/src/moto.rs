@@ -18,14 +18,13 @@
 //! moto accepts any credentials and does not check signatures, so plain unsigned HTTP requests
 //! work too (see [`Moto::create_bucket`]).
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+use crate::server::{Server, default_target_dir};
 
 /// How long moto may take to answer HTTP after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,49 +49,19 @@ impl Moto {
             .prefix("hiring-moto-")
             .tempdir()
             .context("failed to create a temporary directory")?;
-        // The port is free when picked but may be taken before moto binds it: then try another.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let log = directory.path().join(format!("moto-{attempt}.log"));
-            match Moto::start_on(&server, free_port()?, &log) {
-                Ok((child, port)) => return Ok(Moto { child, port, log, _directory: directory }),
-                Err(error) if attempt < 3 && log_tail(&log).contains("Address already in use") => {
-                    eprintln!("moto could not bind its port, trying another: {error:#}");
-                }
-                Err(error) => return Err(error),
-            }
+        let started = Server {
+            name: "moto",
+            directory: directory.path(),
+            port_taken: "Address already in use",
+            ready_timeout: READY_TIMEOUT,
+            probe: "/moto-api/",
         }
-    }
-
-    fn start_on(server: &Path, port: u16, log: &Path) -> anyhow::Result<(Child, u16)> {
-        let output = File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
-        let mut child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().context("failed to share the log file")?)
-            .stderr(output)
-            .spawn()
-            .with_context(|| format!("failed to start {}", server.display()))?;
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().context("failed to check on moto")? {
-                bail!("moto exited at start ({status}); its output ends with:\n{}", log_tail(log));
-            }
-            if answers_http(port) {
-                return Ok((child, port));
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "moto did not answer on 127.0.0.1:{port} within {}s; its output ends with:\n{}",
-                    READY_TIMEOUT.as_secs(),
-                    log_tail(log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        .start(|port| {
+            let mut command = Command::new(&server);
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            command
+        })?;
+        Ok(Moto { child: started.child, port: started.port, log: started.log, _directory: directory })
     }
 
     /// `http://127.0.0.1:PORT`, the endpoint of every service.
@@ -165,38 +134,4 @@ fn server_path() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(server)
-}
-
-/// `CARGO_TARGET_DIR` when set to an absolute path, else `<workspace>/target`.
-fn default_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir,
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").join("target"),
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Whether something answers an HTTP request on the port (any status will do).
-fn answers_http(port: u16) -> bool {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if stream.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut start = [0; 5];
-    stream.read_exact(&mut start).is_ok() && &start == b"HTTP/"
-}
-
-/// The last lines of a log file, for error messages.
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|error| format!("(cannot read: {error})"));
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
