@@ -119,7 +119,7 @@ pub async fn enqueue(pool: &PgPool, zones: &Zones, key: &str, source: &str) -> R
 }
 
 /// Validates one object of the raw zone (see the module documentation).
-#[tracing::instrument(skip(pool, zones), fields(key = %object.key))]
+#[tracing::instrument(skip(pool, zones, object, source), fields(key = %object.key))]
 pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: &str) -> Result<ValidationReport> {
     let table = table_of_key(&object.key)?;
     let etag = current_etag(&zones.raw, &object.key, object.etag.as_deref()).await?;
