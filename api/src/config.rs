@@ -73,6 +73,38 @@ pub struct Settings {
     pub aws: Vec<(String, Secret)>,
 }
 
+/// `DATABASE_URL`; else, as the stack deploys the API, the URL made of `HIRING_DB_HOST`,
+/// `HIRING_DB_PORT` (5432), `HIRING_DB_NAME` (hiring) and `HIRING_DB_SECRET`, the JSON of RDS's
+/// managed master secret (`{"username": …, "password": …}`), with TLS required.
+fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let setting = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    if let Some(url) = setting("DATABASE_URL") {
+        return Ok(url);
+    }
+    let (Some(host), Some(secret)) = (setting("HIRING_DB_HOST"), setting("HIRING_DB_SECRET")) else {
+        bail!(
+            "DATABASE_URL is not set: point it at PostgreSQL \
+             (e.g. postgres://postgres@127.0.0.1:5432/hiring_dev), or run `cargo xtask dev`"
+        );
+    };
+    #[derive(serde::Deserialize)]
+    struct Master {
+        username: String,
+        password: String,
+    }
+    let master: Master = serde_json::from_str(&secret)
+        .map_err(|_| anyhow::anyhow!("HIRING_DB_SECRET is not the JSON of a database secret ({{\"username\", \"password\"}})"))?;
+    let port = setting("HIRING_DB_PORT").unwrap_or_else(|| "5432".into());
+    let name = setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".into());
+    Ok(format!(
+        "postgres://{}:{}@{host}:{port}/{}?sslmode=require",
+        utf8_percent_encode(&master.username, NON_ALPHANUMERIC),
+        utf8_percent_encode(&master.password, NON_ALPHANUMERIC),
+        utf8_percent_encode(&name, NON_ALPHANUMERIC),
+    ))
+}
+
 impl Settings {
     /// The default `HIRING_MAX_UPLOAD_BYTES`.
     pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 2 * 1024 * 1024 * 1024;
@@ -93,12 +125,7 @@ impl Settings {
 
     /// Reads the settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let Some(database_url) = lookup("DATABASE_URL").filter(|v| !v.is_empty()) else {
-            bail!(
-                "DATABASE_URL is not set: point it at PostgreSQL \
-                 (e.g. postgres://postgres@127.0.0.1:5432/hiring_dev), or run `cargo xtask dev`"
-            );
-        };
+        let database_url = database_url(&lookup)?;
         let listen = lookup("HIRING_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen
             .parse()
@@ -144,5 +171,35 @@ impl Settings {
             max_upload_bytes,
             db_max_connections,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        Settings::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_database_url_is_made_from_the_managed_secret_when_deployed() {
+        let s = settings(&[
+            ("HIRING_DB_HOST", "db.example.internal"),
+            ("HIRING_DB_SECRET", r#"{"username":"hiring","password":"p@ss:w/rd?#"}"#),
+        ])
+        .expect("settings");
+        assert_eq!(s.database_url.expose(), "postgres://hiring:p%40ss%3Aw%2Frd%3F%23@db.example.internal:5432/hiring?sslmode=require");
+        let with_url = settings(&[("DATABASE_URL", "postgres://a@b/c"), ("HIRING_DB_HOST", "ignored")]).expect("settings");
+        assert_eq!(with_url.database_url.expose(), "postgres://a@b/c");
+    }
+
+    #[test]
+    fn a_missing_or_broken_database_setting_says_what_to_set() {
+        let missing = settings(&[]).unwrap_err().to_string();
+        assert!(missing.contains("DATABASE_URL is not set"), "{missing}");
+        let broken = settings(&[("HIRING_DB_HOST", "h"), ("HIRING_DB_SECRET", "hunter2")]).unwrap_err().to_string();
+        assert!(broken.contains("HIRING_DB_SECRET is not the JSON"), "{broken}");
+        assert!(!broken.contains("hunter2"), "the secret never reaches an error message");
     }
 }

@@ -106,3 +106,32 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// `hiring-api --health`: asks `GET /health` of the server listening on `listen` (the
+/// `HIRING_LISTEN` address; its port on 127.0.0.1 when it listens on every address) and fails
+/// unless it answers 200 within 3 seconds.
+pub fn health_check(listen: Option<&str>) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    let mut address: SocketAddr = listen
+        .unwrap_or("127.0.0.1:8080")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("HIRING_LISTEN is not an address such as 0.0.0.0:8080"))?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| anyhow::anyhow!("nothing answers on {address}: {e}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    if &head[9..12] == b"200" {
+        Ok(())
+    } else {
+        anyhow::bail!("GET /health on {address} answered {}", String::from_utf8_lossy(&head[9..12]))
+    }
+}

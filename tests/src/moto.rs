@@ -97,6 +97,20 @@ impl Moto {
         .collect()
     }
 
+    /// An AWS SDK configuration for this server (test credentials, [`REGION`], its endpoint).
+    /// S3 clients built from it also need `force_path_style(true)`.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .endpoint_url(self.endpoint())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await
+    }
+
     /// Creates an S3 bucket with a plain, unsigned `PUT /{name}` (moto does not check
     /// signatures).
     pub async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {

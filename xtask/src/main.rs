@@ -7,6 +7,8 @@
 //! cargo xtask bench      # ingest, batch and metric figures against the targets
 //! cargo xtask venv       # the Python venv under target/ (moto, fastavro, cargo-lambda, Zig), created once
 //! cargo xtask build-functions [--arch arm64]   # the Lambda zips, target/lambda/<name>/bootstrap.zip
+//! cargo xtask synth [--stage S] [--check] [--diagram]   # CloudFormation under templates/
+//! cargo xtask lint       # the templates: synth --check, cfn-lint, cfn-guard with stack/rules/
 //! ```
 //!
 //! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
@@ -16,8 +18,10 @@ mod bench;
 mod dev;
 mod functions;
 mod gen_data;
+mod lint;
 mod pg;
 mod pg_check;
+mod synth;
 mod test;
 mod venv;
 
@@ -49,6 +53,10 @@ enum Command {
     Venv(venv::VenvCommand),
     /// Build the Lambda functions (release, glibc 2.34) into target/lambda/<name>/bootstrap.zip.
     BuildFunctions(functions::BuildFunctions),
+    /// Write the CloudFormation templates of the typed topology under templates/ (--check: fail on drift).
+    Synth(synth::Synth),
+    /// Check the committed templates offline: they match the code, cfn-lint and cfn-guard pass.
+    Lint(lint::Lint),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         Command::PgCheck(command) => command.run(),
         Command::Venv(command) => command.run(),
         Command::BuildFunctions(command) => command.run(),
+        Command::Synth(command) => command.run(),
+        Command::Lint(command) => command.run(),
     }
 }
 

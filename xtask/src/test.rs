@@ -10,6 +10,8 @@
 //! created or updated first; `HIRING_PYTHON` and `HIRING_MOTO_SERVER` tell the tests where it is.
 //! The Lambda functions are built for x86_64 (see `functions`) before the tests, which run them
 //! under cargo-lambda's emulator: `HIRING_LAMBDA_DIR` and `HIRING_CARGO_LAMBDA` say where.
+//! The CloudFormation templates are checked before the tests too (see `lint`: synth --check,
+//! cfn-lint, cfn-guard); `HIRING_CFN_GUARD` gives the rules' own tests the cfn-guard binary.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -19,7 +21,7 @@ use anyhow::{Context, bail};
 
 use crate::functions::{self, Arch};
 use crate::pg::{self, Source};
-use crate::venv;
+use crate::{lint, venv};
 
 #[derive(clap::Args)]
 pub struct Test {
@@ -49,6 +51,14 @@ impl Test {
         let venv_started = Instant::now();
         let venv = venv::ensure().context("failed to prepare the Python venv (moto) the AWS tests need")?;
         phases.push(("venv", venv_started.elapsed()));
+
+        // The infrastructure: templates match the code, then the offline linters.
+        let templates_started = Instant::now();
+        lint::check_synth()?;
+        lint::cfn_lint(&venv)?;
+        let cfn_guard = lint::cfn_guard().context("failed to install cfn-guard")?;
+        lint::guard(&cfn_guard)?;
+        phases.push(("templates", templates_started.elapsed()));
 
         let lambda_started = Instant::now();
         functions::build(Arch::X86_64).context("failed to build the Lambda functions the tests run")?;
@@ -81,7 +91,8 @@ impl Test {
             .env("HIRING_PYTHON", venv.python())
             .env("HIRING_MOTO_SERVER", venv.bin("moto_server"))
             .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
-            .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"));
+            .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"))
+            .env("HIRING_CFN_GUARD", &cfn_guard);
         phase(&mut phases, "tests", &mut tests)?;
 
         if nextest {

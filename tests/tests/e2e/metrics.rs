@@ -198,3 +198,19 @@ async fn cached_metrics_follow_changes_made_by_another_server(pool: PgPool) {
     // Product Management (id 1) had 48 hires in 2021, below the mean; 300 more put it first.
     assert_eq!(after[0], json!({"id": 1, "department": "Product Management", "hired": 348}), "{after}");
 }
+
+/// The container's health check (`hiring-api --health`) passes against a running server and
+/// fails, saying where it looked, when nothing listens.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn the_health_check_command_asks_the_running_server(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let listen = app.base.trim_start_matches("http://").to_owned();
+    let result = tokio::task::spawn_blocking(move || api::health_check(Some(&listen))).await.expect("joined");
+    assert!(result.is_ok(), "{result:?}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address");
+    let error = tokio::task::spawn_blocking(move || api::health_check(Some(&closed.to_string())))
+        .await
+        .expect("joined")
+        .expect_err("nothing listens there");
+    assert!(error.to_string().contains("nothing answers on 127.0.0.1"), "{error}");
+}

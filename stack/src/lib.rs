@@ -1,0 +1,67 @@
+//! The hiring platform's AWS topology as typed Rust, and its CloudFormation.
+//!
+//! Pure: no AWS calls, no I/O. [`synth`] gives every template of a stage; `cargo xtask synth`
+//! writes them under `templates/`, `cargo xtask test` lints them (cfn-lint), checks them
+//! against the project's rules (cfn-guard, `stack/rules/`) and creates the `local` stage on
+//! the moto emulator.
+//!
+//! - [`template`]: logical ids, resource types, deterministic JSON;
+//! - [`stage`]: the stages as typed configuration;
+//! - [`iam`]: least-privilege policies derived from declared grants;
+//! - [`topology`]: the stage stack; [`bootstrap`]: the once-per-account stack;
+//!   [`pipeline`]: the CodePipeline stack;
+//! - [`diagram`]: the Mermaid diagram of the README.
+
+pub mod bootstrap;
+pub mod diagram;
+pub mod iam;
+mod parts;
+pub mod pipeline;
+pub mod stage;
+pub mod template;
+pub mod topology;
+
+use serde_json::Value;
+
+pub use stage::{Architecture, Stage, StageConfig};
+pub use template::Template;
+pub use topology::Topology;
+
+/// The port the API listens on in its container.
+pub const API_PORT: u16 = 8080;
+/// PostgreSQL's port, database and master user.
+pub const DB_PORT: u16 = 5432;
+pub const DB_NAME: &str = "hiring";
+pub const DB_USER: &str = "hiring";
+/// The API image repository (bootstrap stack).
+pub const API_REPOSITORY: &str = "hiring-api";
+/// The assets bucket's name as `Fn::Sub` text: one per account and region, like CDK's.
+pub const ASSETS_BUCKET_NAME: &str = "hiring-assets-${AWS::AccountId}-${AWS::Region}";
+
+/// The assets bucket's name as a template value.
+pub fn assets_bucket_name() -> Value {
+    template::sub(ASSETS_BUCKET_NAME)
+}
+
+/// One synthesized template: the stack it deploys and its file under `templates/`.
+#[derive(Clone, Debug)]
+pub struct Synthesized {
+    pub stack_name: String,
+    /// Relative to `templates/`, e.g. `prod/stage.json`.
+    pub file: String,
+    pub template: Template,
+}
+
+/// Every template of `stage`: the bootstrap (shared, `bootstrap.json`), the stage stack and,
+/// where the stage has one, its pipeline.
+pub fn synth(stage: Stage) -> Vec<Synthesized> {
+    let cfg = stage.config();
+    let mut out = vec![
+        Synthesized { stack_name: bootstrap::BOOTSTRAP_STACK.into(), file: "bootstrap.json".into(), template: bootstrap::template() },
+        Synthesized { stack_name: stage.stack_name(), file: format!("{stage}/stage.json"), template: Topology::stage(&cfg).template },
+    ];
+    if let Some(template) = pipeline::template(&cfg) {
+        out.push(Synthesized { stack_name: stage.pipeline_stack_name(), file: format!("{stage}/pipeline.json"), template });
+    }
+    out
+}

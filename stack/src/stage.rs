@@ -1,0 +1,189 @@
+//! The stages as typed configuration: what differs between `local`, `dev`, `staging` and `prod`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A deployment stage. `local` is the emulator (moto) stage used by the tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    Local,
+    Dev,
+    Staging,
+    Prod,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Local, Stage::Dev, Stage::Staging, Stage::Prod];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Local => "local",
+            Stage::Dev => "dev",
+            Stage::Staging => "staging",
+            Stage::Prod => "prod",
+        }
+    }
+
+    /// The stage stack's name, `hiring-<stage>`.
+    pub fn stack_name(self) -> String {
+        format!("hiring-{}", self.as_str())
+    }
+
+    /// The pipeline stack's name, `hiring-<stage>-pipeline`.
+    pub fn pipeline_stack_name(self) -> String {
+        format!("hiring-{}-pipeline", self.as_str())
+    }
+
+    pub fn config(self) -> StageConfig {
+        StageConfig::of(self)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == text)
+            .ok_or_else(|| format!("unknown stage `{text}`: use one of local, dev, staging, prod"))
+    }
+}
+
+/// The CPU architecture of the Lambda functions and the API's tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    X86_64,
+    Arm64,
+}
+
+impl Architecture {
+    /// Lambda's spelling (`x86_64`, `arm64`).
+    pub fn lambda(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+
+    /// ECS's spelling (`X86_64`, `ARM64`).
+    pub fn ecs(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "X86_64",
+            Architecture::Arm64 => "ARM64",
+        }
+    }
+}
+
+/// Everything that differs between stages. Change a stage here, then run `cargo xtask synth`.
+#[derive(Clone, Debug)]
+pub struct StageConfig {
+    pub stage: Stage,
+    /// Lambda functions and API tasks (arm64/Graviton is about 20% cheaper for the same work).
+    pub architecture: Architecture,
+    /// The VPC's address range (a /16; the private subnets take two /20s of it).
+    pub vpc_cidr: &'static str,
+    pub lambda_memory_mb: u32,
+    pub lambda_timeout_seconds: u32,
+    pub db_instance_class: &'static str,
+    pub db_storage_gb: u32,
+    /// Storage autoscaling ceiling.
+    pub db_max_storage_gb: u32,
+    pub db_multi_az: bool,
+    pub db_backup_retention_days: u32,
+    /// RDS deletion protection and CloudFormation termination protection.
+    pub deletion_protection: bool,
+    pub log_retention_days: u32,
+    pub api_desired_count: u32,
+    /// Fargate task size (CPU units, MiB).
+    pub api_cpu: u32,
+    pub api_memory_mb: u32,
+    /// API Gateway's steady-state and burst request limits.
+    pub api_rate_limit: u32,
+    pub api_burst_limit: u32,
+    /// When the backup function runs (EventBridge Scheduler expression, UTC).
+    pub backup_schedule: &'static str,
+    /// The branch the stage's pipeline deploys; `None`: no pipeline (the emulator stage).
+    pub pipeline_branch: Option<&'static str>,
+    /// The emulator stage leaves out what moto cannot create (see `Topology::emulated`).
+    pub emulator: bool,
+    /// Tags on every resource that takes tags (cost allocation).
+    pub tags: Vec<(&'static str, String)>,
+}
+
+impl StageConfig {
+    pub fn of(stage: Stage) -> Self {
+        let tags = vec![("project", "hiring".to_owned()), ("stage", stage.as_str().to_owned())];
+        let base = StageConfig {
+            stage,
+            architecture: Architecture::X86_64,
+            vpc_cidr: "10.40.0.0/16",
+            lambda_memory_mb: 512,
+            lambda_timeout_seconds: 300,
+            db_instance_class: "db.t4g.micro",
+            db_storage_gb: 20,
+            db_max_storage_gb: 50,
+            db_multi_az: false,
+            db_backup_retention_days: 1,
+            deletion_protection: false,
+            log_retention_days: 7,
+            api_desired_count: 1,
+            api_cpu: 256,
+            api_memory_mb: 512,
+            api_rate_limit: 50,
+            api_burst_limit: 100,
+            backup_schedule: "cron(0 3 * * ? *)",
+            pipeline_branch: None,
+            emulator: false,
+            tags,
+        };
+        match stage {
+            Stage::Local => StageConfig { vpc_cidr: "10.10.0.0/16", emulator: true, ..base },
+            Stage::Dev => StageConfig { vpc_cidr: "10.20.0.0/16", pipeline_branch: Some("main"), ..base },
+            Stage::Staging => StageConfig {
+                architecture: Architecture::Arm64,
+                vpc_cidr: "10.30.0.0/16",
+                db_backup_retention_days: 7,
+                log_retention_days: 30,
+                api_desired_count: 2,
+                pipeline_branch: Some("release"),
+                ..base
+            },
+            Stage::Prod => StageConfig {
+                architecture: Architecture::Arm64,
+                vpc_cidr: "10.40.0.0/16",
+                lambda_memory_mb: 1024,
+                db_instance_class: "db.m7g.large",
+                db_storage_gb: 100,
+                db_max_storage_gb: 500,
+                db_multi_az: true,
+                db_backup_retention_days: 14,
+                deletion_protection: true,
+                log_retention_days: 90,
+                api_desired_count: 2,
+                api_cpu: 512,
+                api_memory_mb: 1024,
+                api_rate_limit: 200,
+                api_burst_limit: 400,
+                pipeline_branch: Some("release"),
+                ..base
+            },
+        }
+    }
+
+    /// The tags as CloudFormation's `[{"Key", "Value"}]` list.
+    pub fn tag_list(&self) -> serde_json::Value {
+        self.tags.iter().map(|(k, v)| serde_json::json!({ "Key": k, "Value": v })).collect()
+    }
+
+    /// A resource name, `hiring-<stage>-<what>`.
+    pub fn name(&self, what: &str) -> String {
+        format!("hiring-{}-{what}", self.stage)
+    }
+}

@@ -1,0 +1,365 @@
+//! The stage stack deploys: the bootstrap and `local` templates are created on the moto
+//! server's CloudFormation, then every resource the emulator supports is looked up with the
+//! AWS SDK and checked against the configuration the stack declares.
+//!
+//! moto's CloudFormation creates most types for real, but for some it only pretends (it
+//! reports CREATE_COMPLETE and creates nothing) and for others it creates the resource but
+//! ignores some properties. Both lists are explicit below ([`PRETENDED`], and the comments of
+//! each check); what moto cannot show is checked on the template by cfn-guard
+//! (`stack/rules/`, run by `cargo xtask test`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use hiring_tests::moto::Moto;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use stack::Stage;
+use stack::template::Template;
+
+/// Resource types moto's CloudFormation accepts without creating anything.
+const PRETENDED: [&str; 8] = [
+    "AWS::S3::BucketPolicy",
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::VpcLink",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Route",
+    "AWS::ApiGatewayV2::Stage",
+    "AWS::Scheduler::Schedule",
+    "AWS::CloudWatch::Alarm",
+];
+
+/// Resource types this test looks up with the SDK.
+const VERIFIED: [&str; 22] = [
+    "AWS::S3::Bucket",
+    "AWS::Lambda::Function",
+    "AWS::StepFunctions::StateMachine",
+    "AWS::Events::Rule",
+    "AWS::IAM::Role",
+    "AWS::Logs::LogGroup",
+    "AWS::RDS::DBInstance",
+    "AWS::RDS::DBSubnetGroup",
+    "AWS::ECS::Cluster",
+    "AWS::ECS::Service",
+    "AWS::ECS::TaskDefinition",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "AWS::ElasticLoadBalancingV2::Listener",
+    "AWS::EC2::VPC",
+    "AWS::EC2::Subnet",
+    "AWS::EC2::SecurityGroup",
+    "AWS::EC2::VPCEndpoint",
+    "AWS::EC2::RouteTable",
+    "AWS::EC2::SubnetRouteTableAssociation",
+    "AWS::SNS::Topic",
+    "AWS::ECR::Repository",
+];
+
+fn lambda_dir() -> PathBuf {
+    std::env::var_os("HIRING_LAMBDA_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("HIRING_LAMBDA_DIR is not set: run `cargo xtask test`, which builds the functions first")
+    })
+}
+
+async fn create_stack(
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    template: &Template,
+    parameters: Vec<Parameter>,
+) -> BTreeMap<String, String> {
+    cfn.create_stack()
+        .stack_name(name)
+        .template_body(template.to_json())
+        .set_parameters(Some(parameters))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateStack {name}: {}", aws_sdk_cloudformation::error::DisplayErrorContext(&e)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stacks = cfn.describe_stacks().stack_name(name).send().await.expect("DescribeStacks");
+        let stack = &stacks.stacks()[0];
+        match stack.stack_status() {
+            Some(StackStatus::CreateComplete) => {
+                return stack
+                    .outputs()
+                    .iter()
+                    .map(|o| (o.output_key().unwrap_or_default().to_owned(), o.output_value().unwrap_or_default().to_owned()))
+                    .collect();
+            }
+            Some(StackStatus::CreateInProgress) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => {
+                let events = cfn.describe_stack_events().stack_name(name).send().await.expect("DescribeStackEvents");
+                let failures: Vec<String> = events
+                    .stack_events()
+                    .iter()
+                    .filter(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("FAILED")))
+                    .map(|e| format!("{:?}: {:?}", e.logical_resource_id(), e.resource_status_reason()))
+                    .collect();
+                panic!("{name} ended {other:?} ({:?}): {failures:?}", stack.stack_status_reason());
+            }
+        }
+    }
+}
+
+fn parameter(key: &str, value: &str) -> Parameter {
+    Parameter::builder().parameter_key(key).parameter_value(value).build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration() {
+    let moto = Moto::start().expect("moto starts");
+    let sdk = moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let templates = stack::synth(Stage::Local);
+    let template_of = |file: &str| &templates.iter().find(|s| s.file == file).expect("synthesized").template;
+
+    // Bootstrap: the assets bucket and the image repository.
+    let bootstrap = create_stack(&cfn, "hiring-bootstrap", template_of("bootstrap.json"), vec![]).await;
+    let assets = &bootstrap["AssetsBucketName"];
+    assert_eq!(assets, "hiring-assets-123456789012-us-east-1");
+    let ecr = aws_sdk_ecr::Client::new(&sdk);
+    let repositories = ecr.describe_repositories().repository_names("hiring-api").send().await.expect("DescribeRepositories");
+    let repository = &repositories.repositories()[0];
+    assert_eq!(repository.image_tag_mutability().map(|m| m.as_str()), Some("IMMUTABLE"));
+    assert_eq!(repository.image_scanning_configuration().map(|c| c.scan_on_push()), Some(true));
+    assert_eq!(bootstrap["RepositoryUri"], repository.repository_uri().unwrap_or_default());
+
+    // Publish the built functions under their content hash, as `publish` does.
+    let mut parameters = Vec::new();
+    for (prefix, binary, _) in stack::topology::FUNCTIONS {
+        let zip = std::fs::read(lambda_dir().join(binary).join("bootstrap.zip"))
+            .unwrap_or_else(|e| panic!("the {binary} zip (cargo xtask build-functions): {e}"));
+        let key = format!("functions/{binary}/{:x}.zip", Sha256::digest(&zip));
+        s3.put_object().bucket(assets).key(&key).body(zip.into()).send().await.expect("PutObject");
+        parameters.push(parameter(&stack::topology::code_key_parameter(prefix), &key));
+    }
+    let image = format!("{}@sha256:{}", bootstrap["RepositoryUri"], "ab".repeat(32));
+    parameters.push(parameter(stack::topology::API_IMAGE_PARAMETER, &image));
+    // The emulator stage takes its secrets as parameters (see stack::topology).
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let mut secret_arns = BTreeMap::new();
+    for (parameter_key, name, value) in [
+        ("DatabaseSecretArn", "hiring-local/db", r#"{"username":"postgres","password":"local"}"#),
+        ("ApiTokenSecretArn", "hiring-local/api-token", "local-token"),
+    ] {
+        let created = secrets.create_secret().name(name).secret_string(value).send().await.expect("CreateSecret");
+        let arn = created.arn().expect("an ARN").to_owned();
+        parameters.push(parameter(parameter_key, &arn));
+        secret_arns.insert(parameter_key, arn);
+    }
+
+    let stage = template_of("local/stage.json");
+    let outputs = create_stack(&cfn, "hiring-local", stage, parameters).await;
+
+    // Every resource type is either verified below or known to be pretended.
+    let types: BTreeSet<&str> = stage.resources.values().map(|r| r.kind.as_str()).collect();
+    for kind in &types {
+        assert!(
+            VERIFIED.contains(kind) || PRETENDED.contains(kind),
+            "{kind} is neither verified by this test nor listed as pretended by moto: add it to one list"
+        );
+    }
+    let resources = cfn.describe_stack_resources().stack_name("hiring-local").send().await.expect("DescribeStackResources");
+    let physical: BTreeMap<String, String> = resources
+        .stack_resources()
+        .iter()
+        .map(|r| (r.logical_resource_id().unwrap_or_default().to_owned(), r.physical_resource_id().unwrap_or_default().to_owned()))
+        .collect();
+    let created: BTreeSet<&str> = resources.stack_resources().iter().filter_map(|r| r.resource_type()).collect();
+    for kind in PRETENDED.iter().filter(|k| types.contains(*k)) {
+        assert!(!created.contains(kind), "moto now creates {kind}: move it to VERIFIED and check it");
+    }
+    for (id, resource) in &stage.resources {
+        if VERIFIED.contains(&resource.kind.as_str()) {
+            assert!(physical.get(id.as_str()).is_some_and(|p| !p.is_empty()), "{id} was not created");
+        }
+    }
+
+    // Buckets: moto applies the encryption; versioning, the public access block, the
+    // EventBridge notification and the TLS-only policy are accepted but not applied (cfn-guard
+    // checks them on the template).
+    for zone in ["Raw", "Rejects", "Processed", "Backups"] {
+        let bucket = &outputs[&format!("{zone}BucketName")];
+        assert_eq!(bucket, &physical[&format!("{zone}Bucket")]);
+        let encryption = s3.get_bucket_encryption().bucket(bucket).send().await.expect("GetBucketEncryption");
+        let rule = &encryption.server_side_encryption_configuration().expect("encryption").rules()[0];
+        assert_eq!(
+            rule.apply_server_side_encryption_by_default().map(|d| d.sse_algorithm().as_str()),
+            Some("AES256"),
+            "{bucket}"
+        );
+    }
+
+    // Functions: runtime, handler, architecture, size, VPC, and the zones and secret they use.
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    for (prefix, binary, _) in stack::topology::FUNCTIONS {
+        let function = lambda.get_function().function_name(format!("hiring-local-{binary}")).send().await.expect("GetFunction");
+        let config = function.configuration().expect("a configuration");
+        assert_eq!(config.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+        assert_eq!(config.handler(), Some("bootstrap"));
+        assert_eq!(config.architectures().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["x86_64"]);
+        assert_eq!(config.memory_size(), Some(512));
+        assert_eq!(config.timeout(), Some(300));
+        assert_eq!(config.vpc_config().map(|v| v.subnet_ids().len()), Some(2), "{prefix} runs in both private subnets");
+        let env = config.environment().and_then(|e| e.variables()).expect("variables");
+        assert_eq!(env["HIRING_RAW_URL"], format!("s3://{}/", outputs["RawBucketName"]));
+        assert_eq!(env["HIRING_PROCESSED_URL"], format!("s3://{}/", outputs["ProcessedBucketName"]));
+        assert_eq!(env["HIRING_DB_SECRET_ARN"], secret_arns["DatabaseSecretArn"]);
+        assert_eq!(env["HIRING_DB_HOST"], outputs["DatabaseEndpoint"]);
+        assert!(config.role().is_some_and(|r| r.contains(&format!("{prefix}Role"))), "{prefix}: its own role");
+    }
+
+    // The state machine: the definition with the functions' ARNs; validate → choice → process.
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let machine = sfn.describe_state_machine().state_machine_arn(&outputs["StateMachineArn"]).send().await.expect("DescribeStateMachine");
+    let definition: Value = serde_json::from_str(machine.definition()).expect("the definition is JSON");
+    assert_eq!(definition["StartAt"], "Validate");
+    let validate_arn = format!("arn:aws:lambda:us-east-1:123456789012:function:hiring-local-validate");
+    assert_eq!(definition["States"]["Validate"]["Parameters"]["FunctionName"], validate_arn);
+    assert_eq!(definition["States"]["Loadable?"]["Choices"][0]["Next"], "Process");
+    assert_eq!(definition["States"]["Process"]["Retry"][0]["ErrorEquals"][0], "hiring.Retryable");
+    assert_eq!(definition["States"]["Validate"]["Catch"][0]["Next"], "RecordFailure");
+    assert_eq!(definition["States"]["RecordFailure"]["Type"], "Fail");
+
+    // The rule: raw bucket events → the state machine, through its role.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let rule_name = &physical["PipelineRule"];
+    let rule = events.describe_rule().name(rule_name).send().await.expect("DescribeRule");
+    let pattern: Value = serde_json::from_str(rule.event_pattern().expect("a pattern")).expect("JSON");
+    assert_eq!(pattern["detail"]["bucket"]["name"][0], outputs["RawBucketName"]);
+    assert_eq!(pattern["detail-type"][0], "Object Created");
+    let targets = events.list_targets_by_rule().rule(rule_name).send().await.expect("ListTargetsByRule");
+    assert_eq!(targets.targets()[0].arn(), outputs["StateMachineArn"]);
+
+    // IAM: process reads raw and writes processed, nothing else of the zones.
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let process_role = physical["ProcessRole"].rsplit('/').next().expect("a name").to_owned();
+    let policy = iam.get_role_policy().role_name(&process_role).policy_name("least-privilege").send().await.expect("GetRolePolicy");
+    let document = urlencoding_decode(policy.policy_document());
+    let raw_arn = format!("arn:aws:s3:::{}", outputs["RawBucketName"]);
+    let processed_arn = format!("arn:aws:s3:::{}", outputs["ProcessedBucketName"]);
+    let grants = statements(&document);
+    assert!(grants.contains(&("s3:GetObject".to_owned(), format!("{raw_arn}/*"))), "{grants:?}");
+    assert!(grants.contains(&("s3:PutObject".to_owned(), format!("{processed_arn}/*"))), "{grants:?}");
+    assert!(!grants.iter().any(|(a, r)| a == "s3:PutObject" && r.starts_with(&raw_arn)), "process never writes raw");
+    assert!(!grants.iter().any(|(a, _)| a.contains('*')), "no wildcard action: {grants:?}");
+
+    // Log groups, with the stage's retention.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let groups = logs.describe_log_groups().log_group_name_prefix("/aws/lambda/hiring-local-").send().await.expect("DescribeLogGroups");
+    assert_eq!(groups.log_groups().len(), 3);
+    assert!(groups.log_groups().iter().all(|g| g.retention_in_days() == Some(7)));
+
+    // PostgreSQL: encrypted, private, in the subnet group.
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let instances = rds.describe_db_instances().db_instance_identifier(&physical["Database"]).send().await.expect("DescribeDBInstances");
+    let db = &instances.db_instances()[0];
+    assert_eq!(db.engine(), Some("postgres"));
+    assert_eq!(db.storage_encrypted(), Some(true));
+    assert_eq!(db.publicly_accessible(), Some(false));
+    assert_eq!(db.db_subnet_group().and_then(|g| g.db_subnet_group_name()), Some(physical["DatabaseSubnetGroup"].as_str()));
+    assert_eq!(db.endpoint().and_then(|e| e.address()), Some(outputs["DatabaseEndpoint"].as_str()));
+
+    // ECS: the service runs the task definition with the image by digest and its secrets. moto
+    // ignores the deployment configuration (circuit breaker), checked by cfn-guard instead.
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let services = ecs.describe_services().cluster(&outputs["ClusterName"]).services(&outputs["ServiceName"]).send().await.expect("DescribeServices");
+    let service = &services.services()[0];
+    assert_eq!(service.desired_count(), 1);
+    let task = ecs.describe_task_definition().task_definition(service.task_definition().expect("a task")).send().await.expect("DescribeTaskDefinition");
+    let container = &task.task_definition().expect("a task definition").container_definitions()[0];
+    assert_eq!(container.image(), Some(image.as_str()));
+    assert_eq!(container.readonly_root_filesystem(), Some(true));
+    let secrets_of: BTreeMap<&str, &str> = container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
+    assert_eq!(secrets_of["HIRING_DB_SECRET"], secret_arns["DatabaseSecretArn"]);
+    assert_eq!(secrets_of["HIRING_API_TOKEN"], secret_arns["ApiTokenSecretArn"]);
+    let env: BTreeMap<&str, &str> = container.environment().iter().filter_map(|kv| Some((kv.name()?, kv.value()?))).collect();
+    assert_eq!(env["HIRING_PIPELINE"], "stepfunctions");
+    assert_eq!(env["HIRING_RAW_URL"], format!("s3://{}/", outputs["RawBucketName"]));
+
+    // The internal load balancer and its target group's health check.
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let balancers = elb.describe_load_balancers().load_balancer_arns(&physical["LoadBalancer"]).send().await.expect("DescribeLoadBalancers");
+    assert_eq!(balancers.load_balancers()[0].scheme().map(|s| s.as_str()), Some("internal"));
+    let groups = elb.describe_target_groups().target_group_arns(&physical["ApiTargetGroup"]).send().await.expect("DescribeTargetGroups");
+    assert_eq!(groups.target_groups()[0].health_check_path(), Some("/health"));
+    assert_eq!(outputs["ApiUrl"], format!("http://{}", balancers.load_balancers()[0].dns_name().unwrap_or_default()));
+
+    // The network: the VPC, two subnets in two zones, five endpoints, five security groups.
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let vpc_id = &physical["Vpc"];
+    let vpcs = ec2.describe_vpcs().vpc_ids(vpc_id).send().await.expect("DescribeVpcs");
+    assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("10.10.0.0/16"));
+    let subnets = ec2.describe_subnets().subnet_ids(&physical["PrivateSubnetA"]).subnet_ids(&physical["PrivateSubnetB"]).send().await.expect("DescribeSubnets");
+    let zones: BTreeSet<&str> = subnets.subnets().iter().filter_map(|s| s.availability_zone()).collect();
+    assert_eq!(zones.len(), 2, "two availability zones");
+    let vpc_filter = aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(vpc_id).build();
+    let endpoints = ec2.describe_vpc_endpoints().filters(vpc_filter.clone()).send().await.expect("DescribeVpcEndpoints");
+    let services: BTreeSet<&str> = endpoints.vpc_endpoints().iter().filter_map(|e| e.service_name()).collect();
+    assert_eq!(
+        services,
+        ["s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs"].iter().map(|s| format!("com.amazonaws.us-east-1.{s}")).collect::<BTreeSet<_>>().iter().map(String::as_str).collect()
+    );
+    let groups = ec2.describe_security_groups().filters(vpc_filter).send().await.expect("DescribeSecurityGroups");
+    let database_group = groups.security_groups().iter().find(|g| g.group_id() == Some(physical["DatabaseSecurityGroup"].as_str())).expect("the database's group");
+    let sources: BTreeSet<&str> = database_group
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.user_id_group_pairs())
+        .filter_map(|pair| pair.group_id())
+        .collect();
+    assert_eq!(sources, [physical["FunctionsSecurityGroup"].as_str(), physical["ApiSecurityGroup"].as_str()].into_iter().collect());
+
+    // The alarm topic.
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let topic = sns.get_topic_attributes().topic_arn(&outputs["AlarmTopicArn"]).send().await.expect("GetTopicAttributes");
+    assert!(topic.attributes().is_some());
+}
+
+/// IAM answers policy documents URL-encoded (moto too, sometimes): decode when needed.
+fn urlencoding_decode(text: &str) -> Value {
+    if let Ok(value) = serde_json::from_str(text) {
+        return value;
+    }
+    let mut bytes = Vec::new();
+    let raw = text.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            let hex = std::str::from_utf8(&raw[i + 1..i + 3]).expect("ASCII");
+            bytes.push(u8::from_str_radix(hex, 16).expect("a hex escape"));
+            i += 3;
+        } else {
+            bytes.push(if raw[i] == b'+' { b' ' } else { raw[i] });
+            i += 1;
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("the policy document is not JSON: {e}: {text}"))
+}
+
+/// (action, resource) pairs of a policy document.
+fn statements(document: &Value) -> Vec<(String, String)> {
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+            _ => vec![],
+        }
+    };
+    let mut out = Vec::new();
+    for statement in document["Statement"].as_array().expect("statements") {
+        for action in list(&statement["Action"]) {
+            for resource in list(&statement["Resource"]) {
+                out.push((action.clone(), resource));
+            }
+        }
+    }
+    out
+}

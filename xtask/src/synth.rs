@@ -1,0 +1,167 @@
+//! `cargo xtask synth [--stage S] [--check] [--diagram]`: the CloudFormation templates of the
+//! typed topology (`stack/`), written under `templates/` and committed, so a review shows what
+//! a change does to the infrastructure.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use stack::Stage;
+
+use crate::project_root;
+
+#[derive(Args)]
+pub struct Synth {
+    /// Only this stage (local, dev, staging, prod); all stages by default.
+    #[arg(long)]
+    stage: Option<Stage>,
+    /// Write nothing; fail when a committed template differs from what the code gives.
+    #[arg(long)]
+    check: bool,
+    /// Print the stage's topology as a Mermaid flowchart (prod unless --stage) instead.
+    #[arg(long)]
+    diagram: bool,
+    /// Print the stages' settings as a Markdown table (the README's) instead.
+    #[arg(long)]
+    stages: bool,
+}
+
+/// The committed templates' folder.
+pub fn templates_dir() -> PathBuf {
+    project_root().join("templates")
+}
+
+/// Every template of the stages, as (path under `templates/`, JSON text); the bootstrap
+/// template, shared by the stages, once.
+pub fn render(stages: &[Stage]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for stage in stages {
+        for synthesized in stack::synth(*stage) {
+            synthesized
+                .template
+                .check_references()
+                .map_err(|e| anyhow::anyhow!("{} ({}): {e}", synthesized.file, synthesized.stack_name))?;
+            if !out.iter().any(|(file, _)| *file == synthesized.file) {
+                out.push((synthesized.file, synthesized.template.to_json()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Synth {
+    pub fn run(self) -> anyhow::Result<()> {
+        if self.diagram {
+            let stage = self.stage.unwrap_or(Stage::Prod);
+            print!("{}", stack::diagram::mermaid(&stack::Topology::stage(&stage.config())));
+            return Ok(());
+        }
+        if self.stages {
+            print!("{}", stages_table());
+            return Ok(());
+        }
+        let started = Instant::now();
+        let stages: Vec<Stage> = self.stage.map(|s| vec![s]).unwrap_or_else(|| Stage::ALL.to_vec());
+        let rendered = render(&stages)?;
+        let elapsed = started.elapsed();
+        let dir = templates_dir();
+        if self.check {
+            let mut drifted = Vec::new();
+            for (file, text) in &rendered {
+                let path = dir.join(file);
+                if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                    drifted.push(file.clone());
+                }
+            }
+            if self.stage.is_none() {
+                for stray in stray_templates(&dir, &rendered)? {
+                    drifted.push(format!("{stray} (no stage gives it)"));
+                }
+            }
+            if !drifted.is_empty() {
+                bail!(
+                    "the committed templates differ from the code: {}\nrun `cargo xtask synth` and commit templates/",
+                    drifted.join(", ")
+                );
+            }
+            println!("synth --check: {} templates match the code ({elapsed:.2?} to synthesize)", rendered.len());
+            return Ok(());
+        }
+        for (file, text) in &rendered {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().expect("templates have a folder"))
+                .with_context(|| format!("could not create {}", path.display()))?;
+            std::fs::write(&path, text).with_context(|| format!("could not write {}", path.display()))?;
+            println!("{:>9} bytes  templates/{file}", text.len());
+        }
+        println!("synthesized {} templates in {elapsed:.2?}", rendered.len());
+        Ok(())
+    }
+}
+
+/// JSON files under `templates/` that no stage produces any more.
+fn stray_templates(dir: &Path, rendered: &[(String, String)]) -> anyhow::Result<Vec<String>> {
+    let mut stray = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let relative = path.strip_prefix(dir).expect("under the folder").to_string_lossy().replace('\\', "/");
+                if !rendered.iter().any(|(file, _)| *file == relative) {
+                    stray.push(relative);
+                }
+            }
+        }
+    }
+    stray.sort();
+    Ok(stray)
+}
+
+/// A row of the stages table: how to show one setting of a stage.
+type Row = Box<dyn Fn(&stack::StageConfig) -> String>;
+
+/// The stages' settings side by side, as Markdown.
+pub fn stages_table() -> String {
+    let configs: Vec<stack::StageConfig> = Stage::ALL.iter().map(|s| s.config()).collect();
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let rows: Vec<(&str, Row)> = vec![
+        ("architecture", Box::new(|c| c.architecture.lambda().to_owned())),
+        ("VPC", Box::new(|c| c.vpc_cidr.to_owned())),
+        ("Lambda memory / timeout", Box::new(|c| format!("{} MB / {} s", c.lambda_memory_mb, c.lambda_timeout_seconds))),
+        ("database class", Box::new(|c| c.db_instance_class.to_owned())),
+        ("storage (autoscaling to)", Box::new(|c| format!("{} GB ({} GB)", c.db_storage_gb, c.db_max_storage_gb))),
+        ("multi-AZ database", Box::new(move |c| yes_no(c.db_multi_az))),
+        ("automated DB backups", Box::new(|c| format!("{} days", c.db_backup_retention_days))),
+        ("deletion protection", Box::new(move |c| yes_no(c.deletion_protection))),
+        ("buckets on stack delete", Box::new(|c| if c.emulator { "deleted" } else { "retained" }.to_owned())),
+        ("log retention", Box::new(|c| format!("{} days", c.log_retention_days))),
+        ("API tasks (CPU / memory)", Box::new(|c| format!("{} ({} / {} MiB)", c.api_desired_count, c.api_cpu, c.api_memory_mb))),
+        ("API Gateway rate / burst", Box::new(|c| format!("{} / {} req/s", c.api_rate_limit, c.api_burst_limit))),
+        ("backup schedule (UTC)", Box::new(|c| format!("`{}`", c.backup_schedule))),
+        ("pipeline", Box::new(|c| match c.pipeline_branch {
+            Some(branch) if c.deletion_protection => format!("`{branch}`, manual approval"),
+            Some(branch) => format!("`{branch}`"),
+            None => "none (emulator)".to_owned(),
+        })),
+    ];
+    let mut out = String::from("| setting |");
+    for c in &configs {
+        out.push_str(&format!(" {} |", c.stage));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(configs.len()));
+    out.push('\n');
+    for (name, value) in rows {
+        out.push_str(&format!("| {name} |"));
+        for c in &configs {
+            out.push_str(&format!(" {} |", value(c)));
+        }
+        out.push('\n');
+    }
+    out
+}
