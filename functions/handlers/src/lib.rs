@@ -9,7 +9,11 @@
 //! [`FATAL`] (retrying cannot help: a bad event, a deleted or replaced object).
 //!
 //! Settings, from the function's environment:
-//! - `DATABASE_URL` (required): the PostgreSQL URL.
+//! - where PostgreSQL is, either `DATABASE_URL`, or (as the stack deploys the functions)
+//!   `HIRING_DB_HOST`, `HIRING_DB_PORT` (5432), `HIRING_DB_NAME` (hiring),
+//!   `HIRING_DB_SSLMODE` (require) and `HIRING_DB_SECRET_ARN`, the Secrets Manager secret
+//!   RDS manages for the master user (`{"username", "password"}`). The secret is read on the
+//!   first invocation of a container, so a rotated password is picked up by new containers.
 //! - `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`
 //!   (required): the zones, `s3://bucket/prefix` in AWS.
 //! - `HIRING_DB_MAX_CONNECTIONS` (default 2): one invocation at a time needs two (a step's
@@ -25,8 +29,10 @@ use hiring::zones::{ZoneName, Zones};
 use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use tokio::sync::OnceCell;
+
+mod secret;
 
 /// The error type of failures worth retrying (Step Functions `Retry` matches it).
 pub const RETRYABLE: &str = "hiring.Retryable";
@@ -64,11 +70,23 @@ impl From<StepError> for Diagnostic {
     }
 }
 
+/// Where the database is.
+#[derive(Debug)]
+enum Database {
+    /// `DATABASE_URL`.
+    Url(String),
+    /// RDS: the address, and the managed secret holding the user and password.
+    Secret { arn: String, host: String, port: u16, name: String, ssl_mode: PgSslMode, aws: secret::AwsSettings },
+}
+
 /// What a function keeps between invocations of one container.
 #[derive(Debug)]
 pub struct Function {
-    /// The pool (connected lazily: a cold start never fails because the database is away).
-    pub pool: PgPool,
+    database: Database,
+    max_connections: u32,
+    /// The pool, made on first use (connected lazily: a cold start never fails because the
+    /// database is away).
+    pool: OnceCell<PgPool>,
     /// The storage zones.
     pub zones: Zones,
     /// The raw zone's bucket and key prefix, when it is on S3.
@@ -85,8 +103,33 @@ impl Function {
     /// Reads the settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StepError> {
         let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
-        let database_url = setting("DATABASE_URL")
-            .ok_or_else(|| StepError::fatal("DATABASE_URL is not set: give the function the PostgreSQL URL"))?;
+        let database = match (setting("DATABASE_URL"), setting("HIRING_DB_SECRET_ARN"), setting("HIRING_DB_HOST")) {
+            (Some(url), _, _) => {
+                url.parse::<PgConnectOptions>()
+                    .map_err(|e| StepError::fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+                Database::Url(url)
+            }
+            (None, Some(arn), Some(host)) => Database::Secret {
+                arn,
+                host,
+                port: match setting("HIRING_DB_PORT") {
+                    Some(port) => port
+                        .parse()
+                        .map_err(|_| StepError::fatal(format!("HIRING_DB_PORT `{port}` is not a port number")))?,
+                    None => 5432,
+                },
+                name: setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".to_owned()),
+                ssl_mode: setting("HIRING_DB_SSLMODE").as_deref().unwrap_or("require").parse().map_err(|_| {
+                    StepError::fatal("HIRING_DB_SSLMODE is not an sslmode (disable, prefer, require, verify-full…)")
+                })?,
+                aws: secret::AwsSettings::from_lookup(&setting),
+            },
+            _ => {
+                return Err(StepError::fatal(
+                    "the database is not set: give the function DATABASE_URL, or HIRING_DB_HOST and HIRING_DB_SECRET_ARN",
+                ));
+            }
+        };
         let max_connections = match setting("HIRING_DB_MAX_CONNECTIONS") {
             Some(value) => value.parse().map_err(|_| {
                 StepError::fatal(format!("HIRING_DB_MAX_CONNECTIONS `{value}` is not a number of connections"))
@@ -107,22 +150,53 @@ impl Function {
             (bucket.to_owned(), prefix.trim_matches('/').to_owned())
         });
         let zones = Zones::open(url_of, &lookup)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy(&database_url)
-            .map_err(|e| StepError::fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
-        Ok(Function { pool, zones, raw_bucket, migrated: OnceCell::new() })
+        Ok(Function { database, max_connections, pool: OnceCell::new(), zones, raw_bucket, migrated: OnceCell::new() })
+    }
+
+    /// Uses `pool` instead of making one from the settings (tests share theirs).
+    pub fn use_pool(&mut self, pool: PgPool) {
+        self.pool = OnceCell::new_with(Some(pool));
     }
 
     /// The pool, with the schema migrated (once per container; the database may have been
     /// created by the functions before the API ever ran).
     pub async fn database(&self) -> Result<&PgPool, StepError> {
+        let pool = self.pool.get_or_try_init(|| self.connect()).await?;
         self.migrated
-            .get_or_try_init(|| async { hiring::MIGRATOR.run(&self.pool).await.map_err(hiring::error::Error::from) })
+            .get_or_try_init(|| async { hiring::MIGRATOR.run(pool).await.map_err(hiring::error::Error::from) })
             .await
             .map_err(|error| StepError { retryable: true, message: error.to_string() })?;
-        Ok(&self.pool)
+        Ok(pool)
+    }
+
+    /// A lazily connected pool, after reading the database secret when there is one.
+    async fn connect(&self) -> Result<PgPool, StepError> {
+        let options = match &self.database {
+            Database::Url(url) => url.parse::<PgConnectOptions>().map_err(|e| StepError::fatal(e.to_string()))?,
+            Database::Secret { arn, host, port, name, ssl_mode, aws } => {
+                #[derive(Deserialize)]
+                struct Master {
+                    username: String,
+                    password: String,
+                }
+                // Boxed: the SDK's future is deep enough to overflow the binaries' type layout.
+                let text = Box::pin(secret::read(arn, aws)).await?;
+                let master: Master = serde_json::from_str(&text).map_err(|_| {
+                    StepError::fatal(format!("the secret {arn} is not a database secret ({{\"username\", \"password\"}})"))
+                })?;
+                PgConnectOptions::new_without_pgpass()
+                    .host(host)
+                    .port(*port)
+                    .database(name)
+                    .username(&master.username)
+                    .password(&master.password)
+                    .ssl_mode(*ssl_mode)
+            }
+        };
+        Ok(PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options))
     }
 
     /// The raw zone's object an event names: the bucket must be the raw zone's, and the key

@@ -34,12 +34,17 @@ impl Lake {
 
     /// With `pool` None, the function connects to `database_url` itself.
     async fn start_with_database(pool: Option<PgPool>, database_url: &str) -> Lake {
+        Self::start_with_env(pool, &[("DATABASE_URL", database_url)]).await
+    }
+
+    /// With the database settings `database` (variable, value).
+    async fn start_with_env(pool: Option<PgPool>, database: &[(&str, &str)]) -> Lake {
         let moto = Moto::start().unwrap();
         for zone in ZoneName::ALL {
             moto.create_bucket(&bucket(zone)).await.unwrap();
         }
         let mut env = moto.aws_env();
-        env.push(("DATABASE_URL".into(), database_url.into()));
+        env.extend(database.iter().map(|(name, value)| (name.to_string(), value.to_string())));
         for zone in ZoneName::ALL {
             let url = match zone {
                 ZoneName::Raw => format!("s3://{RAW_BUCKET}/{RAW_PREFIX}"),
@@ -50,7 +55,7 @@ impl Lake {
         let mut function = Function::from_lookup(|name| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
             .expect("the function's settings are valid");
         if let Some(pool) = pool {
-            function.pool = pool;
+            function.use_pool(pool);
         }
         Lake { moto, function: Box::leak(Box::new(function)) }
     }
@@ -304,6 +309,39 @@ async fn an_unreachable_database_is_a_retryable_error_and_writes_nothing() {
         "accepted": 1, "rejected": 0, "reasons": {}, "rejects_key": null, "loadable": true
     });
     assert_eq!(lake.process(&report).await.unwrap_err().error_type, RETRYABLE);
+}
+
+/// As the stack deploys them: the host in the environment, the user in RDS's managed secret
+/// (here moto's Secrets Manager), read on the first invocation; a missing secret is fatal and
+/// names it, and the function works once the secret exists.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn the_function_reads_the_database_user_from_the_managed_secret(pool: PgPool) {
+    let options = pool.connect_options();
+    let (host, port) = (options.get_host().to_owned(), options.get_port().to_string());
+    let database = options.get_database().expect("a test database").to_owned();
+    let secret = json!({ "username": options.get_username(), "password": "unused-with-trust-auth" }).to_string();
+    let lake = Lake::start_with_env(
+        None,
+        &[
+            ("HIRING_DB_HOST", &host),
+            ("HIRING_DB_PORT", &port),
+            ("HIRING_DB_NAME", &database),
+            ("HIRING_DB_SSLMODE", "disable"),
+            ("HIRING_DB_SECRET_ARN", "hiring-test/db"),
+        ],
+    )
+    .await;
+    let event = lake.put("departments.csv", sample_bytes("departments")).await;
+    let error = lake.validate(&event).await.unwrap_err();
+    assert_eq!(error.error_type, FATAL, "{}", error.error_message);
+    assert!(error.error_message.contains("hiring-test/db"), "{}", error.error_message);
+
+    let secrets = aws_sdk_secretsmanager::Client::new(&lake.moto.sdk_config().await);
+    secrets.create_secret().name("hiring-test/db").secret_string(secret).send().await.expect("CreateSecret");
+    let report = lake.validate(&event).await.expect("validates once the secret exists");
+    assert_eq!(report["accepted"], 12);
+    let (validated,): (i64,) = sqlx::query_as("SELECT count(*) FROM ingestions").fetch_one(&pool).await.unwrap();
+    assert_eq!(validated, 1, "the function wrote to the test's database");
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
