@@ -93,8 +93,9 @@ fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Stri
         username: String,
         password: String,
     }
-    let master: Master = serde_json::from_str(&secret)
-        .map_err(|_| anyhow::anyhow!("HIRING_DB_SECRET is not the JSON of a database secret ({{\"username\", \"password\"}})"))?;
+    let master: Master = serde_json::from_str(&secret).map_err(|_| {
+        anyhow::anyhow!("HIRING_DB_SECRET is not the JSON of a database secret ({{\"username\", \"password\"}})")
+    })?;
     let port = setting("HIRING_DB_PORT").unwrap_or_else(|| "5432".into());
     let name = setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".into());
     Ok(format!(
@@ -189,8 +190,12 @@ mod tests {
             ("HIRING_DB_SECRET", r#"{"username":"hiring","password":"p@ss:w/rd?#"}"#),
         ])
         .expect("settings");
-        assert_eq!(s.database_url.expose(), "postgres://hiring:p%40ss%3Aw%2Frd%3F%23@db.example.internal:5432/hiring?sslmode=require");
-        let with_url = settings(&[("DATABASE_URL", "postgres://a@b/c"), ("HIRING_DB_HOST", "ignored")]).expect("settings");
+        assert_eq!(
+            s.database_url.expose(),
+            "postgres://hiring:p%40ss%3Aw%2Frd%3F%23@db.example.internal:5432/hiring?sslmode=require"
+        );
+        let with_url =
+            settings(&[("DATABASE_URL", "postgres://a@b/c"), ("HIRING_DB_HOST", "ignored")]).expect("settings");
         assert_eq!(with_url.database_url.expose(), "postgres://a@b/c");
     }
 

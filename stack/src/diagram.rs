@@ -51,7 +51,8 @@ pub fn mermaid(topology: &Topology) -> String {
             .unwrap_or_else(|| "bootstrap stack".to_owned());
         // Stores (buckets, the database) as cylinders.
         let shape = if kind.starts_with("S3::") || kind.starts_with("RDS::") { ("[(", ")]") } else { ("[", "]") };
-        writeln!(out, "  {node}{}\"{node}<br/><small>{kind}</small>\"{}", shape.0, shape.1).expect("writing to a String");
+        writeln!(out, "  {node}{}\"{node}<br/><small>{kind}</small>\"{}", shape.0, shape.1)
+            .expect("writing to a String");
     }
     for (from, label, to) in order {
         writeln!(out, "  {from} -->|{label}| {to}").expect("writing to a String");

@@ -104,9 +104,10 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
         Target::Bucket(_) | Target::NamedBucket(_) => {
             let (bucket, objects) = match target {
                 Target::Bucket(id) => (id.get_att("Arn"), sub(format!("${{{id}.Arn}}/*"))),
-                Target::NamedBucket(name) => {
-                    (sub(format!("arn:${{AWS::Partition}}:s3:::{name}")), sub(format!("arn:${{AWS::Partition}}:s3:::{name}/*")))
-                }
+                Target::NamedBucket(name) => (
+                    sub(format!("arn:${{AWS::Partition}}:s3:::{name}")),
+                    sub(format!("arn:${{AWS::Partition}}:s3:::{name}/*")),
+                ),
                 _ => unreachable!("matched above"),
             };
             let mut out = Vec::new();
@@ -130,7 +131,8 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
             vec![statement(&["lambda:InvokeFunction"], vec![id.get_att("Arn"), sub(format!("${{{id}.Arn}}:*"))])]
         }
         Target::Repository { arn, .. } => {
-            let mut actions = vec!["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"];
+            let mut actions =
+                vec!["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"];
             if access.writes() {
                 actions.extend([
                     "ecr:InitiateLayerUpload",
@@ -142,42 +144,24 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
             vec![statement(&actions, vec![sub(arn.clone())])]
         }
         // AWS requires "*": these actions take no resource ARN (see the module documentation).
-        Target::NetworkInterfaces => vec![statement(
-            &[
-                "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeSubnets",
-                "ec2:DeleteNetworkInterface",
-                "ec2:AssignPrivateIpAddresses",
-                "ec2:UnassignPrivateIpAddresses",
-            ],
-            vec![json!("*")],
-        )],
-        Target::LogDelivery => vec![statement(
-            &[
-                "logs:CreateLogDelivery",
-                "logs:GetLogDelivery",
-                "logs:UpdateLogDelivery",
-                "logs:DeleteLogDelivery",
-                "logs:ListLogDeliveries",
-                "logs:PutResourcePolicy",
-                "logs:DescribeResourcePolicies",
-                "logs:DescribeLogGroups",
-            ],
-            vec![json!("*")],
-        )],
-        Target::EcrAuthorization => vec![statement(&["ecr:GetAuthorizationToken"], vec![json!("*")])],
+        Target::NetworkInterfaces => vec![statement(NETWORK_INTERFACE_ACTIONS, vec![json!("*")])],
+        Target::LogDelivery => vec![statement(LOG_DELIVERY_ACTIONS, vec![json!("*")])],
+        Target::EcrAuthorization => vec![statement(ECR_AUTHORIZATION_ACTIONS, vec![json!("*")])],
     }
 }
 
-/// The actions allowed on `Resource: "*"`; the cfn-guard rules hold the same list.
-pub const UNSCOPED_ACTIONS: &[&str] = &[
+/// Lambda's network interfaces in a VPC.
+const NETWORK_INTERFACE_ACTIONS: &[&str] = &[
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSubnets",
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
+];
+
+/// Step Functions' vended log delivery.
+const LOG_DELIVERY_ACTIONS: &[&str] = &[
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -186,8 +170,17 @@ pub const UNSCOPED_ACTIONS: &[&str] = &[
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
-    "ecr:GetAuthorizationToken",
 ];
+
+const ECR_AUTHORIZATION_ACTIONS: &[&str] = &["ecr:GetAuthorizationToken"];
+
+/// The actions allowed on `Resource: "*"`; `stack/rules/iam.guard` holds the same list.
+pub const UNSCOPED_ACTIONS: [&[&str]; 3] = [NETWORK_INTERFACE_ACTIONS, LOG_DELIVERY_ACTIONS, ECR_AUTHORIZATION_ACTIONS];
+
+/// Whether `action` may be granted on `Resource: "*"`.
+pub fn is_unscoped(action: &str) -> bool {
+    UNSCOPED_ACTIONS.iter().any(|group| group.contains(&action))
+}
 
 /// A role's trust policy for an AWS service principal (`lambda.amazonaws.com`, …).
 pub fn assume_role_policy(service: &str) -> Value {

@@ -57,11 +57,23 @@ pub struct Synthesized {
 pub fn synth(stage: Stage) -> Vec<Synthesized> {
     let cfg = stage.config();
     let mut out = vec![
-        Synthesized { stack_name: bootstrap::BOOTSTRAP_STACK.into(), file: "bootstrap.json".into(), template: bootstrap::template() },
-        Synthesized { stack_name: stage.stack_name(), file: format!("{stage}/stage.json"), template: Topology::stage(&cfg).template },
+        Synthesized {
+            stack_name: bootstrap::BOOTSTRAP_STACK.into(),
+            file: "bootstrap.json".into(),
+            template: bootstrap::template(),
+        },
+        Synthesized {
+            stack_name: stage.stack_name(),
+            file: format!("{stage}/stage.json"),
+            template: Topology::stage(&cfg).template,
+        },
     ];
     if let Some(template) = pipeline::template(&cfg) {
-        out.push(Synthesized { stack_name: stage.pipeline_stack_name(), file: format!("{stage}/pipeline.json"), template });
+        out.push(Synthesized {
+            stack_name: stage.pipeline_stack_name(),
+            file: format!("{stage}/pipeline.json"),
+            template,
+        });
     }
     out
 }

@@ -8,7 +8,14 @@ use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, sub};
 
 /// A private bucket: encrypted (SSE-S3), versioned, public access blocked, owner-enforced,
 /// old versions and unfinished uploads expired, and a policy refusing plain HTTP.
-pub fn private_bucket(t: &mut Template, id: &str, cfg: &StageConfig, name: Option<Value>, extra: Value, keep: Keep) -> LogicalId {
+pub fn private_bucket(
+    t: &mut Template,
+    id: &str,
+    cfg: &StageConfig,
+    name: Option<Value>,
+    extra: Value,
+    keep: Keep,
+) -> LogicalId {
     let mut properties = json!({
         "BucketEncryption": { "ServerSideEncryptionConfiguration": [
             { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" }, "BucketKeyEnabled": true }

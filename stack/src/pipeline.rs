@@ -57,13 +57,28 @@ pub fn template(cfg: &StageConfig) -> Option<Template> {
         ),
     );
 
-    let stack_arn = |name: &str| format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{name}/*");
+    let stack_arn = |name: &str| {
+        format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{name}/*")
+    };
     let mut projects = Vec::new();
     for (prefix, buildspec, what) in BUILDS {
         let role_id = format!("{prefix}BuildRole");
-        let logs = log_group(&mut t, &format!("{prefix}BuildLogGroup"), cfg, json!(format!("/aws/codebuild/{}", cfg.name(&prefix.to_lowercase()))));
-        grants.push(Grant { principal: LogicalId::new(&role_id), access: Access::Write, target: Target::LogGroup(logs.clone()) });
-        grants.push(Grant { principal: LogicalId::new(&role_id), access: Access::ReadWrite, target: Target::Bucket(artifacts.clone()) });
+        let logs = log_group(
+            &mut t,
+            &format!("{prefix}BuildLogGroup"),
+            cfg,
+            json!(format!("/aws/codebuild/{}", cfg.name(&prefix.to_lowercase()))),
+        );
+        grants.push(Grant {
+            principal: LogicalId::new(&role_id),
+            access: Access::Write,
+            target: Target::LogGroup(logs.clone()),
+        });
+        grants.push(Grant {
+            principal: LogicalId::new(&role_id),
+            access: Access::ReadWrite,
+            target: Target::Bucket(artifacts.clone()),
+        });
         let mut extra: Vec<Value> = Vec::new();
         match prefix {
             "Publish" => {
@@ -81,14 +96,20 @@ pub fn template(cfg: &StageConfig) -> Option<Template> {
                         arn: format!("arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{API_REPOSITORY}"),
                     },
                 });
-                grants.push(Grant { principal: LogicalId::new(&role_id), access: Access::Read, target: Target::EcrAuthorization });
+                grants.push(Grant {
+                    principal: LogicalId::new(&role_id),
+                    access: Access::Read,
+                    target: Target::EcrAuthorization,
+                });
                 extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DeleteChangeSet"],
                     "Resource": sub(stack_arn(BOOTSTRAP_STACK)) }));
             }
             "Deploy" => {
                 extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DeleteChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:GetTemplate", "cloudformation:UpdateTerminationProtection"],
                     "Resource": [sub(stack_arn(&stack)), sub(stack_arn(BOOTSTRAP_STACK))] }));
-                extra.push(json!({ "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": execution.get_att("Arn") }));
+                extra.push(
+                    json!({ "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": execution.get_att("Arn") }),
+                );
             }
             _ => {}
         }
@@ -130,7 +151,11 @@ pub fn template(cfg: &StageConfig) -> Option<Template> {
     }
 
     let pipeline_role = LogicalId::new("PipelineRole");
-    grants.push(Grant { principal: pipeline_role.clone(), access: Access::ReadWrite, target: Target::Bucket(artifacts.clone()) });
+    grants.push(Grant {
+        principal: pipeline_role.clone(),
+        access: Access::ReadWrite,
+        target: Target::Bucket(artifacts.clone()),
+    });
     let role_id = role(&mut t, pipeline_role.as_str(), cfg, "codepipeline.amazonaws.com", &grants);
     let project_arns: Vec<Value> = projects.iter().map(|p| p.get_att("Arn")).collect();
     if let Some(resource) = t.resources.get_mut(&role_id) {
@@ -187,6 +212,10 @@ pub fn template(cfg: &StageConfig) -> Option<Template> {
         ),
     );
     t.output("PipelineName", "The pipeline", pipeline.r#ref());
-    t.output("SourceConnectionArn", "Authorise this connection in the console once (Developer Tools › Connections)", connection.r#ref());
+    t.output(
+        "SourceConnectionArn",
+        "Authorise this connection in the console once (Developer Tools › Connections)",
+        connection.r#ref(),
+    );
     Some(t)
 }

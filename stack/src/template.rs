@@ -291,7 +291,10 @@ impl Template {
                 body.insert("Type".into(), json!(r.kind.as_str()));
                 body.insert("Properties".into(), r.properties.clone());
                 if !r.depends_on.is_empty() {
-                    body.insert("DependsOn".into(), json!(r.depends_on.iter().map(|d| d.0.clone()).collect::<Vec<_>>()));
+                    body.insert(
+                        "DependsOn".into(),
+                        json!(r.depends_on.iter().map(|d| d.0.clone()).collect::<Vec<_>>()),
+                    );
                 }
                 if let Some(policy) = r.keep.as_str() {
                     body.insert("DeletionPolicy".into(), json!(policy));
@@ -317,7 +320,9 @@ impl Template {
     /// Checks every `Ref`/`GetAtt`/`Sub` target exists and every `DependsOn` names a resource.
     pub fn check_references(&self) -> Result<(), String> {
         let known = |id: &str| {
-            id.starts_with("AWS::") || self.resources.contains_key(&LogicalId::new(id)) || self.parameters.contains_key(&LogicalId::new(id))
+            id.starts_with("AWS::")
+                || self.resources.contains_key(&LogicalId::new(id))
+                || self.parameters.contains_key(&LogicalId::new(id))
         };
         for (id, resource) in &self.resources {
             for target in Self::references(&resource.properties) {
@@ -416,7 +421,10 @@ mod tests {
     #[test]
     fn a_dangling_reference_is_an_error() {
         let mut t = Template::new("test");
-        t.add("Bucket", Resource::new(ResourceType::S3Bucket, json!({ "Tags": [{ "Key": "k", "Value": { "Ref": "Missing" } }] })));
+        t.add(
+            "Bucket",
+            Resource::new(ResourceType::S3Bucket, json!({ "Tags": [{ "Key": "k", "Value": { "Ref": "Missing" } }] })),
+        );
         assert!(t.check_references().unwrap_err().contains("Missing"));
     }
 

@@ -232,9 +232,13 @@ impl Topology {
         let processed = private_bucket(&mut t, "ProcessedBucket", cfg, None, json!({}), data_keep);
         let backups = private_bucket(&mut t, "BackupsBucket", cfg, None, json!({}), data_keep);
         let zone_urls = |bucket_of: &[(&str, &LogicalId)]| -> Vec<(String, Value)> {
-            bucket_of.iter().map(|(zone, id)| (format!("HIRING_{}_URL", zone.to_uppercase()), sub(format!("s3://${{{id}}}/")))).collect()
+            bucket_of
+                .iter()
+                .map(|(zone, id)| (format!("HIRING_{}_URL", zone.to_uppercase()), sub(format!("s3://${{{id}}}/"))))
+                .collect()
         };
-        let all_zones = zone_urls(&[("raw", &raw), ("rejects", &rejects), ("processed", &processed), ("backups", &backups)]);
+        let all_zones =
+            zone_urls(&[("raw", &raw), ("rejects", &rejects), ("processed", &processed), ("backups", &backups)]);
 
         // ---- Database: PostgreSQL with a master secret RDS manages and rotates.
         let db_subnets = t.add(
@@ -349,7 +353,12 @@ impl Topology {
         flow(&mut flows, &backup, "dumps", &database);
 
         // ---- The state machine: validate → loadable? → process; retries; a failure path.
-        let sfn_logs = log_group(&mut t, "StateMachineLogGroup", cfg, json!(format!("/aws/vendedlogs/states/{}", cfg.name("pipeline"))));
+        let sfn_logs = log_group(
+            &mut t,
+            "StateMachineLogGroup",
+            cfg,
+            json!(format!("/aws/vendedlogs/states/{}", cfg.name("pipeline"))),
+        );
         grant(&mut grants, "StateMachineRole", Access::Read, Target::Function(validate.clone()));
         grant(&mut grants, "StateMachineRole", Access::Read, Target::Function(process.clone()));
         grant(&mut grants, "StateMachineRole", Access::Write, Target::LogDelivery);
@@ -455,7 +464,8 @@ impl Topology {
             (id, arn)
         };
         let api_logs = log_group(&mut t, "ApiLogGroup", cfg, json!(format!("/ecs/{}", cfg.name("api"))));
-        let repository_arn = format!("arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{API_REPOSITORY}");
+        let repository_arn =
+            format!("arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{API_REPOSITORY}");
         let repository = Target::Repository { id: "ApiRepository".into(), arn: repository_arn };
         grant(&mut grants, "ApiExecutionRole", Access::Read, repository);
         grant(&mut grants, "ApiExecutionRole", Access::Read, Target::EcrAuthorization);
@@ -483,7 +493,8 @@ impl Topology {
                 }),
             ),
         );
-        let mut api_env: Vec<Value> = all_zones.iter().chain(db_env.iter()).map(|(k, v)| json!({ "Name": k, "Value": v })).collect();
+        let mut api_env: Vec<Value> =
+            all_zones.iter().chain(db_env.iter()).map(|(k, v)| json!({ "Name": k, "Value": v })).collect();
         api_env.extend([
             json!({ "Name": "HIRING_LISTEN", "Value": format!("0.0.0.0:{API_PORT}") }),
             json!({ "Name": "HIRING_PIPELINE", "Value": "stepfunctions" }),
@@ -613,7 +624,8 @@ impl Topology {
         flow(&mut flows, &load_balancer, "forwards to", &service);
         flow(&mut flows, &task, "queries", &database);
 
-        let api_access_logs = log_group(&mut t, "ApiAccessLogGroup", cfg, json!(format!("/aws/apigateway/{}", cfg.name("api"))));
+        let api_access_logs =
+            log_group(&mut t, "ApiAccessLogGroup", cfg, json!(format!("/aws/apigateway/{}", cfg.name("api"))));
         let http_api = t.add(
             "HttpApi",
             Resource::new(
@@ -702,19 +714,31 @@ impl Topology {
         alarm(
             "PipelineFailedAlarm",
             "A pipeline execution failed: see the state machine's failed executions",
-            sum_at_least_one("AWS/States", "ExecutionsFailed", json!([{ "Name": "StateMachineArn", "Value": state_machine.r#ref() }])),
+            sum_at_least_one(
+                "AWS/States",
+                "ExecutionsFailed",
+                json!([{ "Name": "StateMachineArn", "Value": state_machine.r#ref() }]),
+            ),
         );
         for (prefix, binary, _) in FUNCTIONS {
             alarm(
                 &format!("{prefix}ErrorsAlarm"),
                 &format!("The {binary} function failed"),
-                sum_at_least_one("AWS/Lambda", "Errors", json!([{ "Name": "FunctionName", "Value": cfg.name(binary) }])),
+                sum_at_least_one(
+                    "AWS/Lambda",
+                    "Errors",
+                    json!([{ "Name": "FunctionName", "Value": cfg.name(binary) }]),
+                ),
             );
         }
         alarm(
             "Api5xxAlarm",
             "API Gateway answered 5xx",
-            sum_at_least_one("AWS/ApiGateway", "5xx", json!([{ "Name": "ApiId", "Value": http_api.r#ref() }, { "Name": "Stage", "Value": "$default" }])),
+            sum_at_least_one(
+                "AWS/ApiGateway",
+                "5xx",
+                json!([{ "Name": "ApiId", "Value": http_api.r#ref() }, { "Name": "Stage", "Value": "$default" }]),
+            ),
         );
         alarm(
             "ApiTarget5xxAlarm",
@@ -749,7 +773,11 @@ impl Topology {
         // ---- Outputs.
         if cfg.emulator {
             // moto only pretends to create API Gateway v2 resources; the load balancer is real.
-            t.output("ApiUrl", "The API's URL (the load balancer's: the emulator has no API Gateway v2)", sub("http://${LoadBalancer.DNSName}"));
+            t.output(
+                "ApiUrl",
+                "The API's URL (the load balancer's: the emulator has no API Gateway v2)",
+                sub("http://${LoadBalancer.DNSName}"),
+            );
         } else {
             t.output("ApiUrl", "The API's URL", http_api.get_att("ApiEndpoint"));
         }
@@ -777,7 +805,8 @@ fn security_group(
     egress: Value,
     tags: &Value,
 ) -> LogicalId {
-    let mut properties = json!({ "GroupDescription": description, "VpcId": vpc.r#ref(), "SecurityGroupEgress": egress, "Tags": tags });
+    let mut properties =
+        json!({ "GroupDescription": description, "VpcId": vpc.r#ref(), "SecurityGroupEgress": egress, "Tags": tags });
     if ingress.as_array().is_some_and(|rules| !rules.is_empty()) {
         properties["SecurityGroupIngress"] = ingress;
     }

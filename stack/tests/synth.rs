@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stack::iam::UNSCOPED_ACTIONS;
+use stack::iam::is_unscoped;
 use stack::template::{Keep, ResourceType};
 use stack::{Stage, Topology};
 
@@ -70,20 +70,31 @@ fn policies_name_actions_and_use_resource_star_only_where_aws_requires_it() {
                     continue;
                 }
                 let Some(policies) = resource.properties.get("Policies").and_then(Value::as_array) else { continue };
-                for statement in policies.iter().flat_map(|p| p["PolicyDocument"]["Statement"].as_array().cloned().unwrap_or_default()) {
+                for statement in policies
+                    .iter()
+                    .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().cloned().unwrap_or_default())
+                {
                     let actions: Vec<&str> = match &statement["Action"] {
                         Value::String(a) => vec![a.as_str()],
                         Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
                         other => panic!("{id}: Action {other}"),
                     };
                     for action in &actions {
-                        assert!(!action.contains('*'), "{}: {id} allows the wildcard action {action}", synthesized.file);
+                        assert!(
+                            !action.contains('*'),
+                            "{}: {id} allows the wildcard action {action}",
+                            synthesized.file
+                        );
                     }
                     let star = statement["Resource"] == "*"
                         || statement["Resource"].as_array().is_some_and(|r| r.iter().any(|v| v == "*"));
                     if star {
                         for action in &actions {
-                            assert!(UNSCOPED_ACTIONS.contains(action), "{}: {id} allows {action} on every resource", synthesized.file);
+                            assert!(
+                                is_unscoped(action),
+                                "{}: {id} allows {action} on every resource",
+                                synthesized.file
+                            );
                         }
                     }
                 }

@@ -101,7 +101,8 @@ impl Moto {
     /// S3 clients built from it also need `force_path_style(true)`.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let http =
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
             .endpoint_url(self.endpoint())

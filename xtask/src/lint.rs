@@ -80,7 +80,9 @@ pub fn cfn_guard() -> anyhow::Result<PathBuf> {
             .status()
             .context("could not run cargo install")?;
         if !status.success() {
-            bail!("`cargo install cfn-guard --version {CFN_GUARD_VERSION}` failed (above); crates.io must be reachable");
+            bail!(
+                "`cargo install cfn-guard --version {CFN_GUARD_VERSION}` failed (above); crates.io must be reachable"
+            );
         }
     }
     Ok(binary)
@@ -95,7 +97,9 @@ pub fn guard(binary: &PathBuf) -> anyhow::Result<()> {
     }
     let status = command.status().context("could not run cfn-guard")?;
     if !status.success() {
-        bail!("cfn-guard: templates/ break rules of stack/rules/ (above): fix the topology in stack/, then `cargo xtask synth`");
+        bail!(
+            "cfn-guard: templates/ break rules of stack/rules/ (above): fix the topology in stack/, then `cargo xtask synth`"
+        );
     }
     println!("cfn-guard: every rule of stack/rules/ holds on every template");
     Ok(())

@@ -132,7 +132,10 @@ pub fn stages_table() -> String {
     let rows: Vec<(&str, Row)> = vec![
         ("architecture", Box::new(|c| c.architecture.lambda().to_owned())),
         ("VPC", Box::new(|c| c.vpc_cidr.to_owned())),
-        ("Lambda memory / timeout", Box::new(|c| format!("{} MB / {} s", c.lambda_memory_mb, c.lambda_timeout_seconds))),
+        (
+            "Lambda memory / timeout",
+            Box::new(|c| format!("{} MB / {} s", c.lambda_memory_mb, c.lambda_timeout_seconds)),
+        ),
         ("database class", Box::new(|c| c.db_instance_class.to_owned())),
         ("storage (autoscaling to)", Box::new(|c| format!("{} GB ({} GB)", c.db_storage_gb, c.db_max_storage_gb))),
         ("multi-AZ database", Box::new(move |c| yes_no(c.db_multi_az))),
@@ -140,14 +143,20 @@ pub fn stages_table() -> String {
         ("deletion protection", Box::new(move |c| yes_no(c.deletion_protection))),
         ("buckets on stack delete", Box::new(|c| if c.emulator { "deleted" } else { "retained" }.to_owned())),
         ("log retention", Box::new(|c| format!("{} days", c.log_retention_days))),
-        ("API tasks (CPU / memory)", Box::new(|c| format!("{} ({} / {} MiB)", c.api_desired_count, c.api_cpu, c.api_memory_mb))),
+        (
+            "API tasks (CPU / memory)",
+            Box::new(|c| format!("{} ({} / {} MiB)", c.api_desired_count, c.api_cpu, c.api_memory_mb)),
+        ),
         ("API Gateway rate / burst", Box::new(|c| format!("{} / {} req/s", c.api_rate_limit, c.api_burst_limit))),
         ("backup schedule (UTC)", Box::new(|c| format!("`{}`", c.backup_schedule))),
-        ("pipeline", Box::new(|c| match c.pipeline_branch {
-            Some(branch) if c.deletion_protection => format!("`{branch}`, manual approval"),
-            Some(branch) => format!("`{branch}`"),
-            None => "none (emulator)".to_owned(),
-        })),
+        (
+            "pipeline",
+            Box::new(|c| match c.pipeline_branch {
+                Some(branch) if c.deletion_protection => format!("`{branch}`, manual approval"),
+                Some(branch) => format!("`{branch}`"),
+                None => "none (emulator)".to_owned(),
+            }),
+        ),
     ];
     let mut out = String::from("| setting |");
     for c in &configs {

@@ -182,7 +182,9 @@ impl Function {
                 // Boxed: the SDK's future is deep enough to overflow the binaries' type layout.
                 let text = Box::pin(secret::read(arn, aws)).await?;
                 let master: Master = serde_json::from_str(&text).map_err(|_| {
-                    StepError::fatal(format!("the secret {arn} is not a database secret ({{\"username\", \"password\"}})"))
+                    StepError::fatal(format!(
+                        "the secret {arn} is not a database secret ({{\"username\", \"password\"}})"
+                    ))
                 })?;
                 PgConnectOptions::new_without_pgpass()
                     .host(host)

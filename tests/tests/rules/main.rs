@@ -65,7 +65,9 @@ const CASES: &[Case] = &[
     ("state_machine_logging", "local/stage.json", |t| {
         props(t, "StateMachine")["LoggingConfiguration"]["IncludeExecutionData"] = json!(true)
     }),
-    ("ecr_scan_and_immutable", "bootstrap.json", |t| props(t, "ApiRepository")["ImageTagMutability"] = json!("MUTABLE")),
+    ("ecr_scan_and_immutable", "bootstrap.json", |t| {
+        props(t, "ApiRepository")["ImageTagMutability"] = json!("MUTABLE")
+    }),
     ("security_group_no_open_ingress", "local/stage.json", |t| {
         props(t, "ApiSecurityGroup")["SecurityGroupIngress"][0] =
             json!({ "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "CidrIp": "0.0.0.0/0" })
@@ -77,7 +79,9 @@ const CASES: &[Case] = &[
 
 fn cfn_guard() -> PathBuf {
     std::env::var_os("HIRING_CFN_GUARD").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("HIRING_CFN_GUARD is not set: run `cargo xtask test` (it installs cfn-guard), or `cargo xtask lint` once")
+        panic!(
+            "HIRING_CFN_GUARD is not set: run `cargo xtask test` (it installs cfn-guard), or `cargo xtask lint` once"
+        )
     })
 }
 
@@ -108,7 +112,11 @@ fn failing_rules(template: &Value) -> (BTreeSet<String>, Option<i32>) {
         .output()
         .expect("cfn-guard runs");
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("cfn-guard's report is not JSON ({e}): {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "cfn-guard's report is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
     });
     let mut failing = BTreeSet::new();
     for file in report.as_array().into_iter().flatten() {

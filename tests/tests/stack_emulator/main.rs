@@ -87,7 +87,9 @@ async fn create_stack(
                 return stack
                     .outputs()
                     .iter()
-                    .map(|o| (o.output_key().unwrap_or_default().to_owned(), o.output_value().unwrap_or_default().to_owned()))
+                    .map(|o| {
+                        (o.output_key().unwrap_or_default().to_owned(), o.output_value().unwrap_or_default().to_owned())
+                    })
                     .collect();
             }
             Some(StackStatus::CreateInProgress) if Instant::now() < deadline => {
@@ -125,7 +127,8 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     let assets = &bootstrap["AssetsBucketName"];
     assert_eq!(assets, "hiring-assets-123456789012-us-east-1");
     let ecr = aws_sdk_ecr::Client::new(&sdk);
-    let repositories = ecr.describe_repositories().repository_names("hiring-api").send().await.expect("DescribeRepositories");
+    let repositories =
+        ecr.describe_repositories().repository_names("hiring-api").send().await.expect("DescribeRepositories");
     let repository = &repositories.repositories()[0];
     assert_eq!(repository.image_tag_mutability().map(|m| m.as_str()), Some("IMMUTABLE"));
     // moto ignores ImageScanningConfiguration (scan on push): cfn-guard checks it.
@@ -166,11 +169,17 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
             "{kind} is neither verified by this test nor listed as pretended by moto: add it to one list"
         );
     }
-    let resources = cfn.describe_stack_resources().stack_name("hiring-local").send().await.expect("DescribeStackResources");
+    let resources =
+        cfn.describe_stack_resources().stack_name("hiring-local").send().await.expect("DescribeStackResources");
     let physical: BTreeMap<String, String> = resources
         .stack_resources()
         .iter()
-        .map(|r| (r.logical_resource_id().unwrap_or_default().to_owned(), r.physical_resource_id().unwrap_or_default().to_owned()))
+        .map(|r| {
+            (
+                r.logical_resource_id().unwrap_or_default().to_owned(),
+                r.physical_resource_id().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     let created: BTreeSet<&str> = resources.stack_resources().iter().filter_map(|r| r.resource_type()).collect();
     for kind in PRETENDED.iter().filter(|k| types.contains(*k)) {
@@ -204,7 +213,8 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     // Functions: runtime, handler, architecture, size, VPC, and the zones and secret they use.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
     for (prefix, binary, _) in stack::topology::FUNCTIONS {
-        let function = lambda.get_function().function_name(format!("hiring-local-{binary}")).send().await.expect("GetFunction");
+        let function =
+            lambda.get_function().function_name(format!("hiring-local-{binary}")).send().await.expect("GetFunction");
         let config = function.configuration().expect("a configuration");
         assert_eq!(config.runtime().map(|r| r.as_str()), Some("provided.al2023"));
         assert_eq!(config.handler(), Some("bootstrap"));
@@ -222,7 +232,12 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
 
     // The state machine: the definition with the functions' ARNs; validate → choice → process.
     let sfn = aws_sdk_sfn::Client::new(&sdk);
-    let machine = sfn.describe_state_machine().state_machine_arn(&outputs["StateMachineArn"]).send().await.expect("DescribeStateMachine");
+    let machine = sfn
+        .describe_state_machine()
+        .state_machine_arn(&outputs["StateMachineArn"])
+        .send()
+        .await
+        .expect("DescribeStateMachine");
     let definition: Value = serde_json::from_str(machine.definition()).expect("the definition is JSON");
     assert_eq!(definition["StartAt"], "Validate");
     let validate_arn = format!("arn:aws:lambda:us-east-1:123456789012:function:hiring-local-validate");
@@ -245,7 +260,13 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     // IAM: process reads raw and writes processed, nothing else of the zones.
     let iam = aws_sdk_iam::Client::new(&sdk);
     let process_role = physical["ProcessRole"].rsplit('/').next().expect("a name").to_owned();
-    let policy = iam.get_role_policy().role_name(&process_role).policy_name("least-privilege").send().await.expect("GetRolePolicy");
+    let policy = iam
+        .get_role_policy()
+        .role_name(&process_role)
+        .policy_name("least-privilege")
+        .send()
+        .await
+        .expect("GetRolePolicy");
     let document = urlencoding_decode(policy.policy_document());
     let raw_arn = format!("arn:aws:s3:::{}", outputs["RawBucketName"]);
     let processed_arn = format!("arn:aws:s3:::{}", outputs["ProcessedBucketName"]);
@@ -257,44 +278,79 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
 
     // Log groups, with the stage's retention.
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let groups = logs.describe_log_groups().log_group_name_prefix("/aws/lambda/hiring-local-").send().await.expect("DescribeLogGroups");
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/hiring-local-")
+        .send()
+        .await
+        .expect("DescribeLogGroups");
     assert_eq!(groups.log_groups().len(), 3);
     assert!(groups.log_groups().iter().all(|g| g.retention_in_days() == Some(7)));
 
     // PostgreSQL: encrypted, private, in the subnet group.
     let rds = aws_sdk_rds::Client::new(&sdk);
-    let instances = rds.describe_db_instances().db_instance_identifier(&physical["Database"]).send().await.expect("DescribeDBInstances");
+    let instances = rds
+        .describe_db_instances()
+        .db_instance_identifier(&physical["Database"])
+        .send()
+        .await
+        .expect("DescribeDBInstances");
     let db = &instances.db_instances()[0];
     assert_eq!(db.engine(), Some("postgres"));
     assert_eq!(db.storage_encrypted(), Some(true));
     assert_eq!(db.publicly_accessible(), Some(false));
     let subnet_group = db.db_subnet_group().expect("the database is in a subnet group");
     let group_subnets: BTreeSet<&str> = subnet_group.subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
-    assert_eq!(group_subnets, [physical["PrivateSubnetA"].as_str(), physical["PrivateSubnetB"].as_str()].into_iter().collect());
+    assert_eq!(
+        group_subnets,
+        [physical["PrivateSubnetA"].as_str(), physical["PrivateSubnetB"].as_str()].into_iter().collect()
+    );
     assert_eq!(db.endpoint().and_then(|e| e.address()), Some(outputs["DatabaseEndpoint"].as_str()));
 
     // ECS: the service runs the task definition with the image by digest and its secrets. moto
     // ignores the deployment configuration (circuit breaker), checked by cfn-guard instead.
     let ecs = aws_sdk_ecs::Client::new(&sdk);
-    let services = ecs.describe_services().cluster(&outputs["ClusterName"]).services(&outputs["ServiceName"]).send().await.expect("DescribeServices");
+    let services = ecs
+        .describe_services()
+        .cluster(&outputs["ClusterName"])
+        .services(&outputs["ServiceName"])
+        .send()
+        .await
+        .expect("DescribeServices");
     let service = &services.services()[0];
     assert_eq!(service.desired_count(), 1);
-    let task = ecs.describe_task_definition().task_definition(service.task_definition().expect("a task")).send().await.expect("DescribeTaskDefinition");
+    let task = ecs
+        .describe_task_definition()
+        .task_definition(service.task_definition().expect("a task"))
+        .send()
+        .await
+        .expect("DescribeTaskDefinition");
     let container = &task.task_definition().expect("a task definition").container_definitions()[0];
     assert_eq!(container.image(), Some(image.as_str()));
     assert_eq!(container.readonly_root_filesystem(), Some(true));
     let secrets_of: BTreeMap<&str, &str> = container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
     assert_eq!(secrets_of["HIRING_DB_SECRET"], secret_arns["DatabaseSecretArn"]);
     assert_eq!(secrets_of["HIRING_API_TOKEN"], secret_arns["ApiTokenSecretArn"]);
-    let env: BTreeMap<&str, &str> = container.environment().iter().filter_map(|kv| Some((kv.name()?, kv.value()?))).collect();
+    let env: BTreeMap<&str, &str> =
+        container.environment().iter().filter_map(|kv| Some((kv.name()?, kv.value()?))).collect();
     assert_eq!(env["HIRING_PIPELINE"], "stepfunctions");
     assert_eq!(env["HIRING_RAW_URL"], format!("s3://{}/", outputs["RawBucketName"]));
 
     // The internal load balancer and its target group's health check.
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
-    let balancers = elb.describe_load_balancers().load_balancer_arns(&physical["LoadBalancer"]).send().await.expect("DescribeLoadBalancers");
+    let balancers = elb
+        .describe_load_balancers()
+        .load_balancer_arns(&physical["LoadBalancer"])
+        .send()
+        .await
+        .expect("DescribeLoadBalancers");
     assert_eq!(balancers.load_balancers()[0].scheme().map(|s| s.as_str()), Some("internal"));
-    let groups = elb.describe_target_groups().target_group_arns(&physical["ApiTargetGroup"]).send().await.expect("DescribeTargetGroups");
+    let groups = elb
+        .describe_target_groups()
+        .target_group_arns(&physical["ApiTargetGroup"])
+        .send()
+        .await
+        .expect("DescribeTargetGroups");
     assert_eq!(groups.target_groups()[0].health_check_path(), Some("/health"));
     assert_eq!(outputs["ApiUrl"], format!("http://{}", balancers.load_balancers()[0].dns_name().unwrap_or_default()));
 
@@ -303,29 +359,50 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     let vpc_id = &physical["Vpc"];
     let vpcs = ec2.describe_vpcs().vpc_ids(vpc_id).send().await.expect("DescribeVpcs");
     assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("10.10.0.0/16"));
-    let subnets = ec2.describe_subnets().subnet_ids(&physical["PrivateSubnetA"]).subnet_ids(&physical["PrivateSubnetB"]).send().await.expect("DescribeSubnets");
+    let subnets = ec2
+        .describe_subnets()
+        .subnet_ids(&physical["PrivateSubnetA"])
+        .subnet_ids(&physical["PrivateSubnetB"])
+        .send()
+        .await
+        .expect("DescribeSubnets");
     let zones: BTreeSet<&str> = subnets.subnets().iter().filter_map(|s| s.availability_zone()).collect();
     assert_eq!(zones.len(), 2, "two availability zones");
     let vpc_filter = aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(vpc_id).build();
-    let endpoints = ec2.describe_vpc_endpoints().filters(vpc_filter.clone()).send().await.expect("DescribeVpcEndpoints");
+    let endpoints =
+        ec2.describe_vpc_endpoints().filters(vpc_filter.clone()).send().await.expect("DescribeVpcEndpoints");
     let services: BTreeSet<&str> = endpoints.vpc_endpoints().iter().filter_map(|e| e.service_name()).collect();
     assert_eq!(
         services,
-        ["s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs"].iter().map(|s| format!("com.amazonaws.us-east-1.{s}")).collect::<BTreeSet<_>>().iter().map(String::as_str).collect()
+        ["s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs"]
+            .iter()
+            .map(|s| format!("com.amazonaws.us-east-1.{s}"))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect()
     );
     let groups = ec2.describe_security_groups().filters(vpc_filter).send().await.expect("DescribeSecurityGroups");
-    let database_group = groups.security_groups().iter().find(|g| g.group_id() == Some(physical["DatabaseSecurityGroup"].as_str())).expect("the database's group");
+    let database_group = groups
+        .security_groups()
+        .iter()
+        .find(|g| g.group_id() == Some(physical["DatabaseSecurityGroup"].as_str()))
+        .expect("the database's group");
     let sources: BTreeSet<&str> = database_group
         .ip_permissions()
         .iter()
         .flat_map(|p| p.user_id_group_pairs())
         .filter_map(|pair| pair.group_id())
         .collect();
-    assert_eq!(sources, [physical["FunctionsSecurityGroup"].as_str(), physical["ApiSecurityGroup"].as_str()].into_iter().collect());
+    assert_eq!(
+        sources,
+        [physical["FunctionsSecurityGroup"].as_str(), physical["ApiSecurityGroup"].as_str()].into_iter().collect()
+    );
 
     // The alarm topic.
     let sns = aws_sdk_sns::Client::new(&sdk);
-    let topic = sns.get_topic_attributes().topic_arn(&outputs["AlarmTopicArn"]).send().await.expect("GetTopicAttributes");
+    let topic =
+        sns.get_topic_attributes().topic_arn(&outputs["AlarmTopicArn"]).send().await.expect("GetTopicAttributes");
     assert!(topic.attributes().is_some());
 }
 
