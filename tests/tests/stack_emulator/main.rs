@@ -240,7 +240,7 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
         .expect("DescribeStateMachine");
     let definition: Value = serde_json::from_str(machine.definition()).expect("the definition is JSON");
     assert_eq!(definition["StartAt"], "Validate");
-    let validate_arn = format!("arn:aws:lambda:us-east-1:123456789012:function:hiring-local-validate");
+    let validate_arn = "arn:aws:lambda:us-east-1:123456789012:function:hiring-local-validate";
     assert_eq!(definition["States"]["Validate"]["Parameters"]["FunctionName"], validate_arn);
     assert_eq!(definition["States"]["Loadable?"]["Choices"][0]["Next"], "Process");
     assert_eq!(definition["States"]["Process"]["Retry"][0]["ErrorEquals"][0], "hiring.Retryable");
