@@ -10,10 +10,12 @@
 //! - [`iam`]: least-privilege policies derived from declared grants;
 //! - [`topology`]: the stage stack; [`bootstrap`]: the once-per-account stack;
 //!   [`pipeline`]: the CodePipeline stack;
-//! - [`diagram`]: the Mermaid diagram of the README.
+//! - [`diagram`]: the Mermaid diagram of the README;
+//! - [`diff`]: what deploying a template would change (replacements, broadened access).
 
 pub mod bootstrap;
 pub mod diagram;
+pub mod diff;
 pub mod iam;
 mod parts;
 pub mod pipeline;

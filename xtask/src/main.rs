@@ -14,13 +14,18 @@
 //! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
 //! PostgreSQL discovery (an existing server, or a private throwaway cluster under `target/`).
 
+mod aws;
 mod bench;
+mod cfn;
+mod deploy;
 mod dev;
+mod diff;
 mod functions;
 mod gen_data;
 mod lint;
 mod pg;
 mod pg_check;
+mod status;
 mod synth;
 mod test;
 mod venv;
@@ -57,6 +62,12 @@ enum Command {
     Synth(synth::Synth),
     /// Check the committed templates offline: they match the code, cfn-lint and cfn-guard pass.
     Lint(lint::Lint),
+    /// Deploy the stage stack through a change set (diff, approval, live events, outputs).
+    Deploy(deploy::Deploy),
+    /// What deploying would change (--offline: against the deployed template).
+    Diff(diff::Diff),
+    /// The stage stack's state and outputs; exits 1 unless it is healthy.
+    Status(status::Status),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +81,9 @@ fn main() -> anyhow::Result<()> {
         Command::BuildFunctions(command) => command.run(),
         Command::Synth(command) => command.run(),
         Command::Lint(command) => command.run(),
+        Command::Deploy(command) => command.run(),
+        Command::Diff(command) => command.run(),
+        Command::Status(command) => command.run(),
     }
 }
 

@@ -163,3 +163,20 @@ fn each_rule_fails_on_a_template_that_breaks_it() {
         assert_eq!(code, Some(19), "cfn-guard exits 19 on a failing rule ({rule})");
     }
 }
+
+/// `stack/registry/create-only.json` (which `stack::diff` marks replacements from) is what the
+/// pinned cfn-lint's registry schemas say for every type the stack uses.
+#[test]
+fn the_create_only_table_matches_the_registry_schemas() {
+    let python = std::env::var_os("HIRING_PYTHON")
+        .unwrap_or_else(|| panic!("HIRING_PYTHON is not set: run `cargo xtask test` (the venv has cfn-lint)"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../stack/registry/extract.py");
+    let output = Command::new(python).arg(&script).output().expect("the venv's python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let committed = std::fs::read_to_string(script.with_file_name("create-only.json")).expect("the committed table");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        committed,
+        "stack/registry/create-only.json is stale: run `target/venv/bin/python stack/registry/extract.py > stack/registry/create-only.json`"
+    );
+}

@@ -1,0 +1,250 @@
+//! CloudFormation for the ops commands: stack state, change sets, their diff, execution with
+//! live events, and the root cause of a failure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, Replacement as CfnReplacement, Stack,
+    StackEvent,
+};
+use serde_json::Value;
+use stack::diff::{self, Action, Replacement, ResourceChange};
+
+/// A stack as CloudFormation reports it, or `None` when there is none by that name.
+pub async fn describe(client: &Client, name: &str) -> anyhow::Result<Option<Stack>> {
+    match client.describe_stacks().stack_name(name).send().await {
+        Ok(out) => Ok(out.stacks().first().cloned()),
+        Err(error) if error.message().is_some_and(|m| m.contains("does not exist")) => Ok(None),
+        Err(error) => Err(anyhow::anyhow!("DescribeStacks {name}: {}", DisplayErrorContext(&error))),
+    }
+}
+
+/// The deployed template as JSON (`{}` when there is no stack).
+pub async fn deployed_template(client: &Client, name: &str) -> anyhow::Result<Value> {
+    if describe(client, name).await?.is_none() {
+        return Ok(serde_json::json!({}));
+    }
+    let out = client
+        .get_template()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("GetTemplate {name}: {}", DisplayErrorContext(&e)))?;
+    serde_json::from_str(out.template_body().unwrap_or("{}")).context("the deployed template is not JSON")
+}
+
+/// The stack's outputs, by key.
+pub fn outputs(stack: &Stack) -> BTreeMap<String, String> {
+    stack
+        .outputs()
+        .iter()
+        .map(|o| (o.output_key().unwrap_or_default().to_owned(), o.output_value().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// A change set waiting for execution.
+pub struct ChangeSet {
+    pub name: String,
+    pub changes: Vec<ResourceChange>,
+}
+
+/// Creates a change set of `template` for `stack_name` and returns its changes, or `None` when
+/// the template changes nothing (the empty change set is deleted).
+pub async fn create_change_set(
+    client: &Client,
+    stack_name: &str,
+    template: &Value,
+    parameters: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<ChangeSet>> {
+    let existing = describe(client, stack_name).await?;
+    if let Some(stack) = &existing
+        && stack.stack_status().is_some_and(|s| s.as_str() == "ROLLBACK_COMPLETE")
+    {
+        bail!(
+            "{stack_name} is ROLLBACK_COMPLETE (its creation failed) and cannot be updated: \
+             delete it (`cargo xtask destroy`) and deploy again"
+        );
+    }
+    let change_type =
+        if existing.as_ref().is_some_and(|s| s.stack_status().is_some_and(|s| s.as_str() != "REVIEW_IN_PROGRESS")) {
+            ChangeSetType::Update
+        } else {
+            ChangeSetType::Create
+        };
+    let name = format!("xtask-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
+    let body = serde_json::to_string(template)?;
+    let created = client
+        .create_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&name)
+        .change_set_type(change_type)
+        .template_body(body)
+        .set_parameters(Some(
+            parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect(),
+        ))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await;
+    if let Err(error) = created {
+        // moto answers an unchanged template here; AWS with a FAILED change set (below).
+        if error.message().is_some_and(no_changes) {
+            return Ok(None);
+        }
+        bail!("CreateChangeSet {stack_name}: {}", DisplayErrorContext(&error));
+    }
+    let described = loop {
+        let out = client
+            .describe_change_set()
+            .stack_name(stack_name)
+            .change_set_name(&name)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("DescribeChangeSet: {}", DisplayErrorContext(&e)))?;
+        match out.status() {
+            Some(ChangeSetStatus::CreateComplete) => break out,
+            Some(ChangeSetStatus::Failed) => {
+                let reason = out.status_reason().unwrap_or_default().to_owned();
+                let _ = client.delete_change_set().stack_name(stack_name).change_set_name(&name).send().await;
+                if no_changes(&reason) {
+                    return Ok(None);
+                }
+                bail!("CloudFormation refused the change set for {stack_name}: {reason}");
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    // Replacement and access are also computed from the templates: CloudFormation reports
+    // replacement only where it knows it, and says nothing of what a policy change allows.
+    let offline = diff::diff(&deployed_template(client, stack_name).await?, template);
+    let mut changes = Vec::new();
+    for change in described.changes() {
+        let Some(resource) = change.resource_change() else { continue };
+        let id = resource.logical_resource_id().unwrap_or_default().to_owned();
+        let computed = offline.iter().find(|c| c.id == id);
+        let action = match resource.action() {
+            Some(ChangeAction::Add) => Action::Add,
+            Some(ChangeAction::Remove) => Action::Remove,
+            _ => Action::Modify,
+        };
+        let replacement = match resource.replacement() {
+            Some(CfnReplacement::True) => Replacement::Always,
+            Some(CfnReplacement::Conditional) => Replacement::Conditional,
+            Some(CfnReplacement::False) => Replacement::Never,
+            _ => computed.map_or(Replacement::Never, |c| c.replacement),
+        };
+        changes.push(ResourceChange {
+            id,
+            kind: resource.resource_type().unwrap_or_default().to_owned(),
+            action,
+            replacement: if action == Action::Modify { replacement } else { Replacement::Never },
+            properties: computed.map(|c| c.properties.clone()).unwrap_or_default(),
+            broadens: computed.map(|c| c.broadens.clone()).unwrap_or_default(),
+            stateful: computed.is_some_and(|c| c.stateful),
+        });
+    }
+    changes.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Some(ChangeSet { name, changes }))
+}
+
+/// Whether CloudFormation's message says the template changes nothing.
+fn no_changes(message: &str) -> bool {
+    message.contains("didn't contain changes") || message.contains("No updates are to be performed")
+}
+
+/// Deletes a change set that will not be executed, and the empty stack a first change set
+/// leaves behind (`REVIEW_IN_PROGRESS`, no resources), so the next deploy starts clean.
+pub async fn discard(client: &Client, stack_name: &str, change_set: &ChangeSet) {
+    let _ = client.delete_change_set().stack_name(stack_name).change_set_name(&change_set.name).send().await;
+    if let Ok(Some(stack)) = describe(client, stack_name).await
+        && stack.stack_status().is_some_and(|s| s.as_str() == "REVIEW_IN_PROGRESS")
+    {
+        let _ = client.delete_stack().stack_name(stack_name).send().await;
+    }
+}
+
+/// How long a deploy may take before the command gives up watching (the stack goes on).
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
+
+/// Executes the change set, printing the stack's events as they come, and returns the stack
+/// once it has settled; fails with the root cause when it did not end in `*_COMPLETE`.
+pub async fn execute(client: &Client, stack_name: &str, change_set: &ChangeSet) -> anyhow::Result<Stack> {
+    let started =
+        aws_sdk_cloudformation::primitives::DateTime::from(std::time::SystemTime::now() - Duration::from_secs(2));
+    client
+        .execute_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&change_set.name)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("ExecuteChangeSet {stack_name}: {}", DisplayErrorContext(&e)))?;
+    let total = change_set.changes.len() as u64;
+    let bar = indicatif::ProgressBar::new(total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut events: Vec<StackEvent> = Vec::new();
+    let deadline = std::time::Instant::now() + DEPLOY_TIMEOUT;
+    loop {
+        if std::time::Instant::now() > deadline {
+            bar.finish_and_clear();
+            bail!("{stack_name} is still updating after {DEPLOY_TIMEOUT:?}; `cargo xtask status` shows where it is");
+        }
+        let mut fresh: Vec<StackEvent> = client
+            .describe_stack_events()
+            .stack_name(stack_name)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("DescribeStackEvents: {}", DisplayErrorContext(&e)))?
+            .stack_events()
+            .iter()
+            .filter(|e| e.timestamp().is_some_and(|t| t.secs() >= started.secs()))
+            .filter(|e| seen.insert(e.event_id().unwrap_or_default().to_owned()))
+            .cloned()
+            .collect();
+        fresh.reverse(); // oldest first
+        for event in &fresh {
+            let status = event.resource_status().map(|s| s.as_str()).unwrap_or_default();
+            bar.println(format!(
+                "  {:<28} {:<40} {}{}",
+                status,
+                event.logical_resource_id().unwrap_or_default(),
+                event.resource_type().unwrap_or_default(),
+                event.resource_status_reason().map(|r| format!(": {r}")).unwrap_or_default()
+            ));
+            if status.ends_with("_COMPLETE") && event.logical_resource_id() != Some(stack_name) {
+                bar.inc(1);
+            }
+        }
+        events.extend(fresh);
+        let stack = describe(client, stack_name).await?.context("the stack disappeared while deploying")?;
+        let status = stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        bar.set_message(status.clone());
+        if !status.ends_with("_IN_PROGRESS") {
+            bar.finish_and_clear();
+            if status.contains("ROLLBACK") || status.ends_with("_FAILED") {
+                let cause = events
+                    .iter()
+                    .find(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("_FAILED")))
+                    .map(|e| {
+                        format!(
+                            "{} ({}): {}",
+                            e.logical_resource_id().unwrap_or_default(),
+                            e.resource_type().unwrap_or_default(),
+                            e.resource_status_reason().unwrap_or("no reason given")
+                        )
+                    })
+                    .unwrap_or_else(|| stack.stack_status_reason().unwrap_or("no reason given").to_owned());
+                bail!("deploying {stack_name} failed; the stack is now {status}\nroot cause: {cause}");
+            }
+            return Ok(stack);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

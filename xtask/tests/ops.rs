@@ -1,0 +1,139 @@
+//! The ops commands, run as an operator runs them (the built `xtask` binary), against the moto
+//! server emulator: status of a missing stack, a deploy refused without approval when there is
+//! no terminal, a deploy with `--yes`, a second deploy with no changes, status and the offline
+//! diff of the deployed stack, and a deploy that fails with its root cause.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+
+use hiring_tests::moto::Moto;
+use serde_json::Value;
+
+fn xtask(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .envs(moto.aws_env())
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("xtask runs")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// What `publish` would leave for the local stage: the code objects (tiny stand-ins unless
+/// `missing_code`) in the assets bucket, the emulator's two secrets, the image digest.
+async fn parameters(moto: &Moto, dir: &std::path::Path, missing_code: bool) -> std::path::PathBuf {
+    let sdk = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let bucket = "hiring-assets-123456789012-us-east-1";
+    moto.create_bucket(bucket).await.expect("the assets bucket");
+    let mut parameters = BTreeMap::new();
+    for (prefix, binary, _) in stack::topology::FUNCTIONS {
+        let key = format!("functions/{binary}/{}.zip", "0".repeat(64));
+        if !missing_code {
+            s3.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(b"PK\x05\x06".to_vec().into())
+                .send()
+                .await
+                .expect("PutObject");
+        }
+        parameters.insert(stack::topology::code_key_parameter(prefix), key);
+    }
+    parameters.insert(
+        stack::topology::API_IMAGE_PARAMETER.to_owned(),
+        format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/hiring-api@sha256:{}", "ab".repeat(32)),
+    );
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    for (key, name) in [("DatabaseSecretArn", "local/db"), ("ApiTokenSecretArn", "local/token")] {
+        let created = secrets.create_secret().name(name).secret_string("{}").send().await.expect("CreateSecret");
+        parameters.insert(key.to_owned(), created.arn().expect("an ARN").to_owned());
+    }
+    let path = dir.join("local.json");
+    std::fs::write(&path, serde_json::to_vec(&parameters).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
+    let moto = Moto::start().expect("moto starts");
+    let dir = tempfile::tempdir().unwrap();
+
+    let missing = xtask(&moto, &["status", "--stage", "local"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("hiring-local: no such stack"), "{}", text(&missing));
+    let missing_json: Value =
+        serde_json::from_slice(&xtask(&moto, &["status", "--stage", "local", "--json"]).stdout).unwrap();
+    assert_eq!((missing_json["exists"].as_bool(), missing_json["healthy"].as_bool()), (Some(false), Some(false)));
+
+    let file = parameters(&moto, dir.path(), false).await;
+    let file = file.to_str().unwrap();
+
+    // A first deploy creates IAM roles: no terminal and no --yes, so it is refused.
+    let refused = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("needs approval"), "{}", text(&refused));
+    assert!(text(&refused).contains("+ ProcessRole (AWS::IAM::Role)  [broadens access]"), "{}", text(&refused));
+
+    let deployed = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    let out = text(&deployed);
+    assert!(out.contains("hiring-local: CREATE_COMPLETE"), "{out}");
+    // moto computes no outputs for a stack made by a change set (it does for CreateStack), so
+    // the outputs deploy prints cannot be checked here; the resources can.
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let resources =
+        cfn.describe_stack_resources().stack_name("hiring-local").send().await.expect("DescribeStackResources");
+    let template = stack::Topology::stage(&stack::Stage::Local.config()).template;
+    let created =
+        resources.stack_resources().iter().filter(|r| r.physical_resource_id().is_some_and(|p| !p.is_empty())).count();
+    // Types moto only pretends to create (see tests/tests/stack_emulator), and the DB subnet
+    // group, which it creates without reporting a physical id.
+    let not_reported =
+        ["AWS::S3::BucketPolicy", "AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm", "AWS::RDS::DBSubnetGroup"];
+    let expected = template
+        .resources
+        .values()
+        .filter(|r| !not_reported.contains(&r.kind.as_str()) && !r.kind.as_str().starts_with("AWS::ApiGatewayV2::"))
+        .count();
+    assert_eq!(created, expected, "{created} of {} resources created", template.resources.len());
+
+    let again = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("no changes: hiring-local is up to date"), "{}", text(&again));
+
+    let status = xtask(&moto, &["status", "--stage", "local", "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let report: Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(report["status"], "CREATE_COMPLETE");
+    assert_eq!(report["healthy"], true);
+    assert!(report["outputs"].is_object());
+
+    let diff = xtask(&moto, &["diff", "--stage", "local", "--offline", "--fail"]);
+    assert!(diff.status.success(), "{}", text(&diff));
+    assert!(text(&diff).contains("no changes"), "{}", text(&diff));
+}
+
+/// A resource that cannot be created (its log group already exists) fails the deploy with the
+/// reason. moto reports such a failure as ExecuteChangeSet's error, not as `CREATE_FAILED`
+/// events (AWS's way, which `cfn::execute` turns into "root cause: …"), and leaves the stack
+/// in progress: the test checks what both have in common, a non-zero exit naming the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_that_fails_names_the_cause_and_exits_non_zero() {
+    let moto = Moto::start().expect("moto starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = parameters(&moto, dir.path(), false).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
+    logs.create_log_group().log_group_name("/aws/lambda/hiring-local-validate").send().await.expect("CreateLogGroup");
+    let failed = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let out = text(&failed);
+    assert!(out.contains("already exists"), "{out}");
+
+    let status = xtask(&moto, &["status", "--stage", "local"]);
+    assert_eq!(status.status.code(), Some(1), "a failed stack is not healthy: {}", text(&status));
+}
