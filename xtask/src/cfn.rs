@@ -14,12 +14,24 @@ use aws_sdk_cloudformation::types::{
 use serde_json::Value;
 use stack::diff::{self, Action, Replacement, ResourceChange};
 
+/// An AWS call's failure in one line: "what: Code: message", or the SDK's whole story when
+/// the service said nothing (a network failure, a credentials problem).
+pub fn failed<E>(what: String, error: &E) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => anyhow::anyhow!("{what}: {code}: {message}"),
+        _ => anyhow::anyhow!("{what}: {}", DisplayErrorContext(error)),
+    }
+}
+
 /// A stack as CloudFormation reports it, or `None` when there is none by that name.
 pub async fn describe(client: &Client, name: &str) -> anyhow::Result<Option<Stack>> {
     match client.describe_stacks().stack_name(name).send().await {
         Ok(out) => Ok(out.stacks().first().cloned()),
         Err(error) if error.message().is_some_and(|m| m.contains("does not exist")) => Ok(None),
-        Err(error) => Err(anyhow::anyhow!("DescribeStacks {name}: {}", DisplayErrorContext(&error))),
+        Err(error) => Err(failed(format!("DescribeStacks {name}"), &error)),
     }
 }
 
@@ -28,12 +40,8 @@ pub async fn deployed_template(client: &Client, name: &str) -> anyhow::Result<Va
     if describe(client, name).await?.is_none() {
         return Ok(serde_json::json!({}));
     }
-    let out = client
-        .get_template()
-        .stack_name(name)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("GetTemplate {name}: {}", DisplayErrorContext(&e)))?;
+    let out =
+        client.get_template().stack_name(name).send().await.map_err(|e| failed(format!("GetTemplate {name}"), &e))?;
     serde_json::from_str(out.template_body().unwrap_or("{}")).context("the deployed template is not JSON")
 }
 
@@ -95,7 +103,7 @@ pub async fn create_change_set(
         if error.message().is_some_and(no_changes) {
             return Ok(None);
         }
-        bail!("CreateChangeSet {stack_name}: {}", DisplayErrorContext(&error));
+        return Err(failed(format!("CreateChangeSet {stack_name}"), &error));
     }
     let described = loop {
         let out = client
@@ -104,7 +112,7 @@ pub async fn create_change_set(
             .change_set_name(&name)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("DescribeChangeSet: {}", DisplayErrorContext(&e)))?;
+            .map_err(|e| failed("DescribeChangeSet".to_owned(), &e))?;
         match out.status() {
             Some(ChangeSetStatus::CreateComplete) => break out,
             Some(ChangeSetStatus::Failed) => {
@@ -181,7 +189,7 @@ pub async fn execute(client: &Client, stack_name: &str, change_set: &ChangeSet) 
         .change_set_name(&change_set.name)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("ExecuteChangeSet {stack_name}: {}", DisplayErrorContext(&e)))?;
+        .map_err(|e| failed(format!("ExecuteChangeSet {stack_name}"), &e))?;
     let total = change_set.changes.len() as u64;
     let bar = indicatif::ProgressBar::new(total.max(1));
     bar.set_style(
@@ -201,7 +209,7 @@ pub async fn execute(client: &Client, stack_name: &str, change_set: &ChangeSet) 
             .stack_name(stack_name)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("DescribeStackEvents: {}", DisplayErrorContext(&e)))?
+            .map_err(|e| failed("DescribeStackEvents".to_owned(), &e))?
             .stack_events()
             .iter()
             .filter(|e| e.timestamp().is_some_and(|t| t.secs() >= started.secs()))

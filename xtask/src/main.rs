@@ -18,6 +18,7 @@ mod aws;
 mod bench;
 mod cfn;
 mod deploy;
+mod destroy;
 mod dev;
 mod diff;
 mod functions;
@@ -68,6 +69,8 @@ enum Command {
     Diff(diff::Diff),
     /// The stage stack's state and outputs; exits 1 unless it is healthy.
     Status(status::Status),
+    /// Delete the stage stack after listing what outlives it (prod needs --force-prod).
+    Destroy(destroy::Destroy),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Deploy(command) => command.run(),
         Command::Diff(command) => command.run(),
         Command::Status(command) => command.run(),
+        Command::Destroy(command) => command.run(),
     }
 }
 

@@ -116,6 +116,32 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     let diff = xtask(&moto, &["diff", "--stage", "local", "--offline", "--fail"]);
     assert!(diff.status.success(), "{}", text(&diff));
     assert!(text(&diff).contains("no changes"), "{}", text(&diff));
+
+    // destroy: refused without a terminal or --yes, then done; the local stage keeps nothing
+    // but the database's final snapshot.
+    let refused = xtask(&moto, &["destroy", "--stage", "local"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("Database                 AWS::RDS::DBInstance         deleted after a final snapshot"),
+        "{}",
+        text(&refused)
+    );
+    assert!(text(&refused).contains("run again with --yes"), "{}", text(&refused));
+    // moto deletes a stack's VPC before its subnets and refuses (DependencyViolation), where
+    // CloudFormation orders deletions by dependency: destroy must say so in one line.
+    let destroyed = xtask(&moto, &["destroy", "--stage", "local", "--yes"]);
+    assert_eq!(destroyed.status.code(), Some(1), "moto can delete the stage now: assert it is gone instead");
+    let out = text(&destroyed);
+    assert!(out.contains("Error: DeleteStack hiring-local: DependencyViolation: The vpc vpc-"), "{out}");
+    assert!(!out.contains("ServiceError"), "a short message, not the SDK's dump: {out}");
+}
+
+#[test]
+fn destroying_prod_needs_force_prod() {
+    let refused =
+        Command::new(env!("CARGO_BIN_EXE_xtask")).args(["destroy", "--stage", "prod", "--yes"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("refusing to destroy prod: pass --force-prod"), "{}", text(&refused));
 }
 
 /// A resource that cannot be created (its log group already exists) fails the deploy with the
