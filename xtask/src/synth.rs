@@ -122,6 +122,10 @@ fn stray_templates(dir: &Path, rendered: &[(String, String)]) -> anyhow::Result<
     Ok(stray)
 }
 
+fn days(n: u32) -> String {
+    if n == 1 { "1 day".to_owned() } else { format!("{n} days") }
+}
+
 /// A row of the stages table: how to show one setting of a stage.
 type Row = Box<dyn Fn(&stack::StageConfig) -> String>;
 
@@ -139,10 +143,10 @@ pub fn stages_table() -> String {
         ("database class", Box::new(|c| c.db_instance_class.to_owned())),
         ("storage (autoscaling to)", Box::new(|c| format!("{} GB ({} GB)", c.db_storage_gb, c.db_max_storage_gb))),
         ("multi-AZ database", Box::new(move |c| yes_no(c.db_multi_az))),
-        ("automated DB backups", Box::new(|c| format!("{} days", c.db_backup_retention_days))),
+        ("automated DB backups", Box::new(|c| days(c.db_backup_retention_days))),
         ("deletion protection", Box::new(move |c| yes_no(c.deletion_protection))),
         ("buckets on stack delete", Box::new(|c| if c.emulator { "deleted" } else { "retained" }.to_owned())),
-        ("log retention", Box::new(|c| format!("{} days", c.log_retention_days))),
+        ("log retention", Box::new(|c| days(c.log_retention_days))),
         (
             "API tasks (CPU / memory)",
             Box::new(|c| format!("{} ({} / {} MiB)", c.api_desired_count, c.api_cpu, c.api_memory_mb)),
@@ -173,4 +177,24 @@ pub fn stages_table() -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's diagram and stages table are the ones the code gives today.
+    #[test]
+    fn the_readme_shows_the_current_diagram_and_stages_table() {
+        let readme = std::fs::read_to_string(project_root().join("README.md")).expect("README.md");
+        let diagram = stack::diagram::mermaid(&stack::Topology::stage(&Stage::Prod.config()));
+        assert!(
+            readme.contains(&diagram),
+            "the README's diagram is stale: paste `cargo xtask synth --diagram` into it"
+        );
+        assert!(
+            readme.contains(&stages_table()),
+            "the README's stages table is stale: paste `cargo xtask synth --stages`"
+        );
+    }
 }
