@@ -144,7 +144,9 @@ impl StageConfig {
             tags,
         };
         match stage {
-            Stage::Local => StageConfig { vpc_cidr: "10.10.0.0/16", emulator: true, ..base },
+            // On the emulator the API runs as a local process (test-local): moto runs no
+            // tasks, so the service wants none and `status` can call it healthy.
+            Stage::Local => StageConfig { vpc_cidr: "10.10.0.0/16", api_desired_count: 0, emulator: true, ..base },
             Stage::Dev => StageConfig { vpc_cidr: "10.20.0.0/16", pipeline_branch: Some("main"), ..base },
             Stage::Staging => StageConfig {
                 architecture: Architecture::Arm64,

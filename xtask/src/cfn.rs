@@ -45,6 +45,25 @@ pub async fn deployed_template(client: &Client, name: &str) -> anyhow::Result<Va
     serde_json::from_str(out.template_body().unwrap_or("{}")).context("the deployed template is not JSON")
 }
 
+/// The physical id of every resource of the stack, by logical id (moto reports no outputs
+/// for stacks made by change sets; the resources are always there).
+pub async fn physical_ids(client: &Client, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let out = client
+        .describe_stack_resources()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| failed(format!("DescribeStackResources {name}"), &e))?;
+    Ok(out
+        .stack_resources()
+        .iter()
+        .filter_map(|r| {
+            let physical = r.physical_resource_id().filter(|p| !p.is_empty())?;
+            Some((r.logical_resource_id()?.to_owned(), physical.to_owned()))
+        })
+        .collect())
+}
+
 /// The stack's outputs, by key.
 pub fn outputs(stack: &Stack) -> BTreeMap<String, String> {
     stack

@@ -112,6 +112,12 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     assert_eq!(report["status"], "CREATE_COMPLETE");
     assert_eq!(report["healthy"], true);
     assert!(report["outputs"].is_object());
+    assert_eq!(report["service"]["desired"], 0, "the emulator stage runs no tasks: {report}");
+    assert_eq!(report["service"]["running"], 0);
+    assert_eq!(report["executions"], serde_json::json!([]));
+    let text_status = xtask(&moto, &["status", "--stage", "local"]);
+    assert!(text(&text_status).contains("API service: 0/0 tasks running"), "{}", text(&text_status));
+    assert!(text(&text_status).contains("pipeline: no executions yet"), "{}", text(&text_status));
 
     let diff = xtask(&moto, &["diff", "--stage", "local", "--offline", "--fail"]);
     assert!(diff.status.success(), "{}", text(&diff));
