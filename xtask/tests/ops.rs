@@ -73,6 +73,11 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     let file = parameters(&moto, dir.path(), false).await;
     let file = file.to_str().unwrap();
 
+    // Before the first deploy, the change-set diff shows everything to add, and --fail fails.
+    let first = xtask(&moto, &["diff", "--stage", "local", "--parameters", file, "--fail"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(text(&first).contains("+ RawBucket (AWS::S3::Bucket)"), "{}", text(&first));
+
     // A first deploy creates IAM roles: no terminal and no --yes, so it is refused.
     let refused = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
@@ -122,6 +127,9 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     let diff = xtask(&moto, &["diff", "--stage", "local", "--offline", "--fail"]);
     assert!(diff.status.success(), "{}", text(&diff));
     assert!(text(&diff).contains("no changes"), "{}", text(&diff));
+    let change_set_diff = xtask(&moto, &["diff", "--stage", "local", "--parameters", file, "--fail"]);
+    assert!(change_set_diff.status.success(), "{}", text(&change_set_diff));
+    assert!(text(&change_set_diff).contains("no changes"), "{}", text(&change_set_diff));
 
     // destroy: refused without a terminal or --yes, then done; the local stage keeps nothing
     // but the database's final snapshot.
