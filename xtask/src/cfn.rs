@@ -40,6 +40,11 @@ pub async fn deployed_template(client: &Client, name: &str) -> anyhow::Result<Va
     if describe(client, name).await?.is_none() {
         return Ok(serde_json::json!({}));
     }
+    template_of(client, name).await
+}
+
+/// The template of a stack known to exist.
+async fn template_of(client: &Client, name: &str) -> anyhow::Result<Value> {
     let out =
         client.get_template().stack_name(name).send().await.map_err(|e| failed(format!("GetTemplate {name}"), &e))?;
     serde_json::from_str(out.template_body().unwrap_or("{}")).context("the deployed template is not JSON")
@@ -147,7 +152,11 @@ pub async fn create_change_set(
     };
     // Replacement and access are also computed from the templates: CloudFormation reports
     // replacement only where it knows it, and says nothing of what a policy change allows.
-    let offline = diff::diff(&deployed_template(client, stack_name).await?, template);
+    let deployed = match existing {
+        Some(_) => template_of(client, stack_name).await?,
+        None => serde_json::json!({}),
+    };
+    let offline = diff::diff(&deployed, template);
     let mut changes = Vec::new();
     for change in described.changes() {
         let Some(resource) = change.resource_change() else { continue };

@@ -9,7 +9,6 @@
 //! Not yet here (issue 5): building and publishing the artifacts as part of the deploy.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -74,12 +73,10 @@ impl Deploy {
             let risky: Vec<&str> =
                 change_set.changes.iter().filter(|c| c.needs_approval()).map(|c| c.id.as_str()).collect();
             if !risky.is_empty() && !self.yes {
-                let approved = if std::io::stdin().is_terminal() {
-                    print!("{} broaden access or replace data ({}). Deploy? [y/N] ", risky.len(), risky.join(", "));
-                    std::io::stdout().flush()?;
-                    let mut answer = String::new();
-                    std::io::stdin().lock().read_line(&mut answer)?;
-                    matches!(answer.trim(), "y" | "Y" | "yes")
+                let question =
+                    format!("{} broaden access or replace data ({}). Deploy? [y/N] ", risky.len(), risky.join(", "));
+                let approved = if let Some(answer) = crate::ask(&question)? {
+                    matches!(answer.as_str(), "y" | "Y" | "yes")
                 } else {
                     cfn::discard(&client, &stack_name, &change_set).await;
                     bail!(

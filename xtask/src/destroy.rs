@@ -3,7 +3,6 @@
 //! database's final snapshot). prod is refused unless `--force-prod`; its termination
 //! protection is turned off only then. With no terminal and no `--yes` it refuses.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -70,14 +69,10 @@ impl Destroy {
                 println!("  nothing: every resource of this stage is deleted with it");
             }
             if !self.yes {
-                if !std::io::stdin().is_terminal() {
+                let Some(answer) = crate::ask(&format!("Destroy {name}? Type the stack's name to confirm: "))? else {
                     bail!("destroying {name} needs confirmation and there is no terminal to ask: run again with --yes");
-                }
-                print!("Destroy {name}? Type the stack's name to confirm: ");
-                std::io::stdout().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().lock().read_line(&mut answer)?;
-                if answer.trim() != name {
+                };
+                if answer != name {
                     bail!("not destroyed");
                 }
             }

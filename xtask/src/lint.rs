@@ -22,38 +22,28 @@ pub struct Lint {}
 impl Lint {
     pub fn run(self) -> anyhow::Result<()> {
         let venv = venv::ensure().context("failed to prepare the Python venv (cfn-lint)")?;
-        check_synth()?;
-        cfn_lint(&venv)?;
-        guard(&cfn_guard()?)?;
+        let files = check_synth()?;
+        cfn_lint(&venv, &files)?;
+        guard(&cfn_guard()?, &files)?;
         println!("lint: the templates match the code, cfn-lint and cfn-guard pass");
         Ok(())
     }
 }
 
-/// Fails when the committed templates differ from the code.
-pub fn check_synth() -> anyhow::Result<()> {
+/// Fails when the committed templates differ from the code (or a stray one is left);
+/// returns their paths, for the linters.
+pub fn check_synth() -> anyhow::Result<Vec<PathBuf>> {
     let rendered = synth::render(&stack::Stage::ALL)?;
-    let dir = synth::templates_dir();
-    for (file, text) in &rendered {
-        if std::fs::read_to_string(dir.join(file)).ok().as_deref() != Some(text.as_str()) {
-            bail!("templates/{file} differs from the code: run `cargo xtask synth` and commit templates/");
-        }
-    }
+    synth::check_committed(&rendered, true)?;
     println!("synth: {} templates match the code", rendered.len());
-    Ok(())
-}
-
-/// Every committed template, for the linters.
-fn template_files() -> anyhow::Result<Vec<PathBuf>> {
-    let rendered = synth::render(&stack::Stage::ALL)?;
     Ok(rendered.into_iter().map(|(file, _)| synth::templates_dir().join(file)).collect())
 }
 
 /// cfn-lint on every template; warnings fail too.
-pub fn cfn_lint(venv: &venv::Venv) -> anyhow::Result<()> {
+pub fn cfn_lint(venv: &venv::Venv, files: &[PathBuf]) -> anyhow::Result<()> {
     let status = Command::new(venv.bin("cfn-lint"))
         .args(["--regions", "us-east-1", "eu-west-1", "--non-zero-exit-code", "warning", "--"])
-        .args(template_files()?)
+        .args(files)
         .current_dir(project_root())
         .status()
         .context("could not run cfn-lint from the venv (`cargo xtask venv` installs it)")?;
@@ -89,10 +79,10 @@ pub fn cfn_guard() -> anyhow::Result<PathBuf> {
 }
 
 /// cfn-guard with the project's rules on every template.
-pub fn guard(binary: &PathBuf) -> anyhow::Result<()> {
+pub fn guard(binary: &PathBuf, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut command = Command::new(binary);
     command.args(["validate", "--rules"]).arg(project_root().join("stack/rules")).args(["--show-summary", "fail"]);
-    for file in template_files()? {
+    for file in files {
         command.arg("--data").arg(file);
     }
     let status = command.status().context("could not run cfn-guard")?;

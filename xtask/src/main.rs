@@ -91,6 +91,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Asks `question` on the terminal and returns the answer, trimmed; `None` when there is no
+/// terminal to ask (CI, a pipe), where the caller refuses and says which flag to pass.
+pub fn ask(question: &str) -> anyhow::Result<Option<String>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(Some(answer.trim().to_owned()))
+}
+
 /// The workspace root: the parent of this crate's manifest directory.
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -37,7 +37,8 @@ impl Status {
     pub fn run(self) -> anyhow::Result<()> {
         let name = self.stage.stack_name();
         let healthy = aws::block_on(async {
-            let client = aws_sdk_cloudformation::Client::new(&aws::config().await);
+            let sdk = aws::config().await;
+            let client = aws_sdk_cloudformation::Client::new(&sdk);
             let stack = cfn::describe(&client, &name).await?;
             let status = stack.as_ref().and_then(|s| s.stack_status()).map(|s| s.as_str().to_owned());
             let healthy = status.as_deref().is_some_and(|s| HEALTHY.contains(&s));
@@ -47,7 +48,6 @@ impl Status {
                 .map(|t| t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).unwrap_or_default());
             let reason = stack.as_ref().and_then(|s| s.stack_status_reason()).map(str::to_owned);
             let outputs = stack.as_ref().map(cfn::outputs).unwrap_or_default();
-            let sdk = aws::config().await;
             let physical = if stack.is_some() { cfn::physical_ids(&client, &name).await? } else { Default::default() };
             let service = match (physical.get("Cluster"), physical.get("ApiService")) {
                 (Some(cluster), Some(service)) => service_state(&sdk, cluster, service).await?,

@@ -67,24 +67,7 @@ impl Synth {
         let elapsed = started.elapsed();
         let dir = templates_dir();
         if self.check {
-            let mut drifted = Vec::new();
-            for (file, text) in &rendered {
-                let path = dir.join(file);
-                if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                    drifted.push(file.clone());
-                }
-            }
-            if self.stage.is_none() {
-                for stray in stray_templates(&dir, &rendered)? {
-                    drifted.push(format!("{stray} (no stage gives it)"));
-                }
-            }
-            if !drifted.is_empty() {
-                bail!(
-                    "the committed templates differ from the code: {}\nrun `cargo xtask synth` and commit templates/",
-                    drifted.join(", ")
-                );
-            }
+            check_committed(&rendered, self.stage.is_none())?;
             println!("synth --check: {} templates match the code ({elapsed:.2?} to synthesize)", rendered.len());
             return Ok(());
         }
@@ -98,6 +81,30 @@ impl Synth {
         println!("synthesized {} templates in {elapsed:.2?}", rendered.len());
         Ok(())
     }
+}
+
+/// Fails, naming the files, when the committed templates differ from `rendered`; with
+/// `include_stray`, also when `templates/` holds a template no stage produces any more.
+pub fn check_committed(rendered: &[(String, String)], include_stray: bool) -> anyhow::Result<()> {
+    let dir = templates_dir();
+    let mut drifted = Vec::new();
+    for (file, text) in rendered {
+        if std::fs::read_to_string(dir.join(file)).ok().as_deref() != Some(text.as_str()) {
+            drifted.push(file.clone());
+        }
+    }
+    if include_stray {
+        for stray in stray_templates(&dir, rendered)? {
+            drifted.push(format!("{stray} (no stage gives it)"));
+        }
+    }
+    if !drifted.is_empty() {
+        bail!(
+            "the committed templates differ from the code: {}\nrun `cargo xtask synth` and commit templates/",
+            drifted.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// JSON files under `templates/` that no stage produces any more.

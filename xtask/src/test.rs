@@ -54,10 +54,10 @@ impl Test {
 
         // The infrastructure: templates match the code, then the offline linters.
         let templates_started = Instant::now();
-        lint::check_synth()?;
-        lint::cfn_lint(&venv)?;
+        let templates = lint::check_synth()?;
+        lint::cfn_lint(&venv, &templates)?;
         let cfn_guard = lint::cfn_guard().context("failed to install cfn-guard")?;
-        lint::guard(&cfn_guard)?;
+        lint::guard(&cfn_guard, &templates)?;
         phases.push(("templates", templates_started.elapsed()));
 
         let lambda_started = Instant::now();

@@ -73,8 +73,8 @@ impl From<StepError> for Diagnostic {
 /// Where the database is.
 #[derive(Debug)]
 enum Database {
-    /// `DATABASE_URL`.
-    Url(String),
+    /// `DATABASE_URL`, parsed.
+    Url(Box<PgConnectOptions>),
     /// RDS: the address, and the managed secret holding the user and password.
     Secret { arn: String, host: String, port: u16, name: String, ssl_mode: PgSslMode, aws: secret::AwsSettings },
 }
@@ -104,11 +104,10 @@ impl Function {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StepError> {
         let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
         let database = match (setting("DATABASE_URL"), setting("HIRING_DB_SECRET_ARN"), setting("HIRING_DB_HOST")) {
-            (Some(url), _, _) => {
+            (Some(url), _, _) => Database::Url(Box::new(
                 url.parse::<PgConnectOptions>()
-                    .map_err(|e| StepError::fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
-                Database::Url(url)
-            }
+                    .map_err(|e| StepError::fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?,
+            )),
             (None, Some(arn), Some(host)) => Database::Secret {
                 arn,
                 host,
@@ -172,7 +171,7 @@ impl Function {
     /// A lazily connected pool, after reading the database secret when there is one.
     async fn connect(&self) -> Result<PgPool, StepError> {
         let options = match &self.database {
-            Database::Url(url) => url.parse::<PgConnectOptions>().map_err(|e| StepError::fatal(e.to_string()))?,
+            Database::Url(options) => (**options).clone(),
             Database::Secret { arn, host, port, name, ssl_mode, aws } => {
                 #[derive(Deserialize)]
                 struct Master {

@@ -418,20 +418,8 @@ fn urlencoding_decode(text: &str) -> Value {
     {
         return value;
     }
-    let mut bytes = Vec::new();
-    let raw = text.as_bytes();
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            let hex = std::str::from_utf8(&raw[i + 1..i + 3]).expect("ASCII");
-            bytes.push(u8::from_str_radix(hex, 16).expect("a hex escape"));
-            i += 3;
-        } else {
-            bytes.push(if raw[i] == b'+' { b' ' } else { raw[i] });
-            i += 1;
-        }
-    }
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("the policy document is not JSON: {e}: {text}"))
+    let decoded = percent_encoding::percent_decode_str(&text.replace('+', " ")).collect::<Vec<u8>>();
+    serde_json::from_slice(&decoded).unwrap_or_else(|e| panic!("the policy document is not JSON: {e}: {text}"))
 }
 
 /// (action, resource) pairs of a policy document.
