@@ -75,7 +75,8 @@ pub struct Settings {
 
 /// `DATABASE_URL`; else, as the stack deploys the API, the URL made of `HIRING_DB_HOST`,
 /// `HIRING_DB_PORT` (5432), `HIRING_DB_NAME` (hiring) and `HIRING_DB_SECRET`, the JSON of RDS's
-/// managed master secret (`{"username": …, "password": …}`), with TLS required.
+/// managed master secret (`{"username": …, "password": …}`), with TLS required unless
+/// `HIRING_DB_SSLMODE` says otherwise.
 fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     let setting = |name: &str| lookup(name).filter(|v| !v.is_empty());
@@ -98,8 +99,10 @@ fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Stri
     })?;
     let port = setting("HIRING_DB_PORT").unwrap_or_else(|| "5432".into());
     let name = setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".into());
+    // RDS forces TLS; `HIRING_DB_SSLMODE` (e.g. `disable`) is for a PostgreSQL without it.
+    let ssl_mode = setting("HIRING_DB_SSLMODE").unwrap_or_else(|| "require".into());
     Ok(format!(
-        "postgres://{}:{}@{host}:{port}/{}?sslmode=require",
+        "postgres://{}:{}@{host}:{port}/{}?sslmode={ssl_mode}",
         utf8_percent_encode(&master.username, NON_ALPHANUMERIC),
         utf8_percent_encode(&master.password, NON_ALPHANUMERIC),
         utf8_percent_encode(&name, NON_ALPHANUMERIC),

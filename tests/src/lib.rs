@@ -1,7 +1,8 @@
 //! Support for the black-box tests in `tests/` (each subdirectory there is one test binary):
 //! [`moto`], the AWS emulator as a per-test fixture, and [`lambda`], the Lambda Runtime API
-//! emulator that runs the built function binaries.
+//! emulator that runs the built function binaries; [`server`] starts any local HTTP server on a
+//! free port (`cargo xtask test-local` starts `hiring-api` with it).
 
 pub mod lambda;
 pub mod moto;
-mod server;
+pub mod server;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// How to start one server.
-pub(crate) struct Server<'a> {
+pub struct Server<'a> {
     /// Its name in messages, e.g. `moto`.
     pub name: &'a str,
     /// Where its log files go (`<name>-<attempt>.log`).
@@ -26,7 +26,7 @@ pub(crate) struct Server<'a> {
 }
 
 /// A started server: its process, port and log file.
-pub(crate) struct Started {
+pub struct Started {
     pub child: Child,
     pub port: u16,
     pub log: PathBuf,
@@ -103,7 +103,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The last lines of a log file, for error messages.
-pub(crate) fn log_tail(log: &Path) -> String {
+pub fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_else(|error| format!("(cannot read: {error})"));
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")

@@ -3,10 +3,12 @@
 //! replaces or removes data, execution with live events, outputs.
 //!
 //! The template's parameters (the functions' code keys, the image digest; on the emulator
-//! stage, the secrets) come from `--parameters`, by default `<target>/publish/<stage>.json`,
-//! the file `cargo xtask publish` writes.
+//! stage, the secrets) are the file `publish` writes, `<target>/publish/<stage>.json`.
 //!
-//! Not yet here (issue 5): building and publishing the artifacts as part of the deploy.
+//! Without `--parameters`, the deploy goes the whole way first: the templates are checked
+//! (`lint`: synth --check, cfn-lint, cfn-guard), the stage's artifacts built (`build`) and
+//! published (`publish`), whose parameters file it then uses. With `--parameters`, it deploys
+//! what was published before, straight from the change set.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use stack::Stage;
 
-use crate::{aws, cfn, target_dir};
+use crate::{artifacts, aws, cfn, lint, publish, target_dir};
 
 #[derive(Args)]
 pub struct Deploy {
@@ -25,7 +27,8 @@ pub struct Deploy {
     /// Deploy without asking, even when the change broadens access or replaces data.
     #[arg(long)]
     yes: bool,
-    /// The template parameters, a JSON object (default: <target>/publish/<stage>.json).
+    /// Deploy what was published: the template parameters, a JSON object such as
+    /// <target>/publish/<stage>.json; skips lint, build and publish.
     #[arg(long)]
     parameters: Option<PathBuf>,
 }
@@ -59,48 +62,28 @@ impl Deploy {
         let stack_name = self.stage.stack_name();
         let template = stack::Topology::stage(&cfg).template;
         template.check_references().map_err(|e| anyhow::anyhow!("the synthesized template is broken: {e}"))?;
-        let parameters =
-            read_parameters(&self.parameters.clone().unwrap_or_else(|| parameters_file(self.stage)), &template)?;
+        let sdk = aws::block_on(async { Ok(aws::config().await) })?;
+        let parameters_path = match self.parameters.clone() {
+            Some(path) => path,
+            None => {
+                // The whole way: the templates checked, the artifacts built and published.
+                let venv = crate::venv::ensure().context("failed to prepare the Python venv (cfn-lint)")?;
+                let templates = lint::check_synth()?;
+                lint::cfn_lint(&venv, &templates)?;
+                lint::guard(&lint::cfn_guard()?, &templates)?;
+                let artifacts = artifacts::build(self.stage)?;
+                aws::block_on(publish::publish(&sdk, self.stage, &artifacts, self.yes))?.0
+            }
+        };
+        let parameters = read_parameters(&parameters_path, &template)?;
         let body: serde_json::Value = serde_json::from_str(&template.to_json())?;
         aws::block_on(async {
-            let client = aws_sdk_cloudformation::Client::new(&aws::config().await);
-            println!("==> change set for {stack_name}");
-            let Some(change_set) = cfn::create_change_set(&client, &stack_name, &body, &parameters).await? else {
-                println!("no changes: {stack_name} is up to date");
+            let client = aws_sdk_cloudformation::Client::new(&sdk);
+            let Some(stack) =
+                deploy_stack(&client, &stack_name, &body, &parameters, self.yes, cfg.deletion_protection).await?
+            else {
                 return Ok(());
             };
-            print!("{}", stack::diff::render(&change_set.changes));
-            let risky: Vec<&str> =
-                change_set.changes.iter().filter(|c| c.needs_approval()).map(|c| c.id.as_str()).collect();
-            if !risky.is_empty() && !self.yes {
-                let question =
-                    format!("{} broaden access or replace data ({}). Deploy? [y/N] ", risky.len(), risky.join(", "));
-                let approved = if let Some(answer) = crate::ask(&question)? {
-                    matches!(answer.as_str(), "y" | "Y" | "yes")
-                } else {
-                    cfn::discard(&client, &stack_name, &change_set).await;
-                    bail!(
-                        "the change needs approval ({}: access broadened or data replaced) and there is no terminal \
-                         to ask: review the diff above and run again with --yes",
-                        risky.join(", ")
-                    );
-                };
-                if !approved {
-                    cfn::discard(&client, &stack_name, &change_set).await;
-                    bail!("not deployed: the change set was discarded");
-                }
-            }
-            println!("==> deploying {stack_name}");
-            let stack = cfn::execute(&client, &stack_name, &change_set).await?;
-            if cfg.deletion_protection {
-                client
-                    .update_termination_protection()
-                    .stack_name(&stack_name)
-                    .enable_termination_protection(true)
-                    .send()
-                    .await
-                    .context("could not turn termination protection on")?;
-            }
             println!("{stack_name}: {}", stack.stack_status().map(|s| s.as_str()).unwrap_or_default());
             for (key, value) in cfn::outputs(&stack) {
                 println!("  {key:<22} {value}");
@@ -108,4 +91,53 @@ impl Deploy {
             Ok(())
         })
     }
+}
+
+/// Deploys `template` as `stack_name` through a change set: its diff is printed, approval is
+/// asked where the change broadens access or replaces data (unless `yes`), and the execution's
+/// events are streamed. Returns the settled stack, or `None` when nothing changed.
+pub async fn deploy_stack(
+    client: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+    template: &serde_json::Value,
+    parameters: &BTreeMap<String, String>,
+    yes: bool,
+    protect: bool,
+) -> anyhow::Result<Option<aws_sdk_cloudformation::types::Stack>> {
+    println!("==> change set for {stack_name}");
+    let Some(change_set) = cfn::create_change_set(client, stack_name, template, parameters).await? else {
+        println!("no changes: {stack_name} is up to date");
+        return Ok(None);
+    };
+    print!("{}", stack::diff::render(&change_set.changes));
+    let risky: Vec<&str> = change_set.changes.iter().filter(|c| c.needs_approval()).map(|c| c.id.as_str()).collect();
+    if !risky.is_empty() && !yes {
+        let question = format!("{} broaden access or replace data ({}). Deploy? [y/N] ", risky.len(), risky.join(", "));
+        let approved = if let Some(answer) = crate::ask(&question)? {
+            matches!(answer.as_str(), "y" | "Y" | "yes")
+        } else {
+            cfn::discard(client, stack_name, &change_set).await;
+            bail!(
+                "the change needs approval ({}: access broadened or data replaced) and there is no terminal \
+                 to ask: review the diff above and run again with --yes",
+                risky.join(", ")
+            );
+        };
+        if !approved {
+            cfn::discard(client, stack_name, &change_set).await;
+            bail!("not deployed: the change set was discarded");
+        }
+    }
+    println!("==> deploying {stack_name}");
+    let stack = cfn::execute(client, stack_name, &change_set).await?;
+    if protect {
+        client
+            .update_termination_protection()
+            .stack_name(stack_name)
+            .enable_termination_protection(true)
+            .send()
+            .await
+            .context("could not turn termination protection on")?;
+    }
+    Ok(Some(stack))
 }

@@ -80,6 +80,19 @@ impl Arch {
         }
     }
 
+    /// The OCI and Debian name of the architecture: `amd64` or `arm64`.
+    pub fn oci_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The Debian architecture, as `apt-get download <package>:<arch>` takes it.
+    pub fn debian_name(self) -> &'static str {
+        self.oci_name()
+    }
+
     /// The target as cargo-zigbuild takes it: the triple with the glibc version to link against.
     fn zig_target(self) -> String {
         format!("{}.{}.{}", self.rust_target(), GLIBC.0, GLIBC.1)
@@ -137,39 +150,16 @@ impl BuildFunctions {
 /// artifacts, after printing their paths, sizes and hashes. Warm, it takes a few seconds.
 pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
     let started = Instant::now();
-    check_target_installed(arch)?;
-    let venv = venv::ensure().context("failed to prepare the Python venv that holds cargo-lambda and Zig")?;
-    let cargo_lambda = venv.bin("cargo-lambda");
-    let target_dir = crate::target_dir();
     let lambda_dir = lambda_dir(arch);
-    let zig_cache = target_dir.join("zig");
-
-    let mut command = Command::new(&cargo_lambda);
-    command
-        .current_dir(crate::project_root())
-        .args(["lambda", "build", "--profile", PROFILE, "--disable-optimizations", "--skip-target-check"])
-        .args(["--output-format", "zip", "--target", &arch.zig_target()])
-        .arg("--lambda-dir")
-        .arg(&lambda_dir);
+    let mut command = cargo_lambda(arch)?;
+    command.args(["--output-format", "zip"]).arg("--lambda-dir").arg(&lambda_dir);
     for function in FUNCTIONS {
         command.args(["--package", function.package, "--bin", function.name]);
     }
-    command
-        .env("PATH", venv.path_env()?)
-        .env("CARGO_ZIGBUILD_PYTHON_PATH", venv.python())
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("CARGO_ZIGBUILD_CACHE_DIR", zig_cache.join("cargo-zigbuild"))
-        .env("ZIG_GLOBAL_CACHE_DIR", zig_cache.join("global"))
-        .env("ZIG_LOCAL_CACHE_DIR", zig_cache.join("local"));
     println!("==> build-functions: {} for {arch} (glibc {}.{})", names(), GLIBC.0, GLIBC.1);
-    let status = command.status().with_context(|| format!("failed to run {}", cargo_lambda.display()))?;
-    if !status.success() {
-        bail!(
-            "`cargo lambda build` failed ({status}); see its output above. A compile error is fixed in the \
-             function's code; a Zig or linker error may need `cargo xtask venv` (reinstalls cargo-lambda and Zig)"
-        );
-    }
+    run_cargo_lambda(&mut command)?;
 
+    let target_dir = crate::target_dir();
     let binaries = target_dir.join(arch.rust_target()).join(PROFILE);
     let mut artifacts = Vec::with_capacity(FUNCTIONS.len());
     for function in FUNCTIONS {
@@ -193,6 +183,51 @@ pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
         started.elapsed().as_secs_f64()
     );
     Ok(artifacts)
+}
+
+/// Builds the API server, `hiring-api`, for `arch` the way the functions are built (release,
+/// Zig, glibc [`GLIBC`]), for the container image; returns the binary's path.
+pub fn build_api(arch: Arch) -> anyhow::Result<PathBuf> {
+    let mut command = cargo_lambda(arch)?;
+    command.args(["--output-format", "binary", "--package", "api", "--bin", "hiring-api"]);
+    command.arg("--lambda-dir").arg(crate::target_dir().join("image").join("bin").join(arch.lambda_name()));
+    println!("==> build-image: hiring-api for {arch} (glibc {}.{})", GLIBC.0, GLIBC.1);
+    run_cargo_lambda(&mut command)?;
+    let binary = crate::target_dir().join(arch.rust_target()).join(PROFILE).join("hiring-api");
+    ensure!(binary.is_file(), "`cargo lambda build` succeeded but wrote no {}", binary.display());
+    Ok(binary)
+}
+
+/// `cargo lambda build` for `arch` from the venv, with the shared options; the caller adds
+/// the packages and the output format.
+fn cargo_lambda(arch: Arch) -> anyhow::Result<Command> {
+    check_target_installed(arch)?;
+    let venv = venv::ensure().context("failed to prepare the Python venv that holds cargo-lambda and Zig")?;
+    let target_dir = crate::target_dir();
+    let zig_cache = target_dir.join("zig");
+    let mut command = Command::new(venv.bin("cargo-lambda"));
+    command
+        .current_dir(crate::project_root())
+        .args(["lambda", "build", "--profile", PROFILE, "--disable-optimizations", "--skip-target-check"])
+        .args(["--target", &arch.zig_target()])
+        .env("PATH", venv.path_env()?)
+        .env("CARGO_ZIGBUILD_PYTHON_PATH", venv.python())
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_ZIGBUILD_CACHE_DIR", zig_cache.join("cargo-zigbuild"))
+        .env("ZIG_GLOBAL_CACHE_DIR", zig_cache.join("global"))
+        .env("ZIG_LOCAL_CACHE_DIR", zig_cache.join("local"));
+    Ok(command)
+}
+
+fn run_cargo_lambda(command: &mut Command) -> anyhow::Result<()> {
+    let status = command.status().with_context(|| format!("failed to run {}", command.get_program().display()))?;
+    if !status.success() {
+        bail!(
+            "`cargo lambda build` failed ({status}); see its output above. A compile error is fixed in the \
+             code; a Zig or linker error may need `cargo xtask venv` (reinstalls cargo-lambda and Zig)"
+        );
+    }
+    Ok(())
 }
 
 /// Copies the freshly linked binary next to the zip cargo-lambda wrote, checks its glibc

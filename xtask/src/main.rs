@@ -14,6 +14,7 @@
 //! Each subcommand lives in its own module with a `run(self)` entry point; `pg` is the shared
 //! PostgreSQL discovery (an existing server, or a private throwaway cluster under `target/`).
 
+mod artifacts;
 mod aws;
 mod bench;
 mod cfn;
@@ -23,12 +24,15 @@ mod dev;
 mod diff;
 mod functions;
 mod gen_data;
+mod image;
 mod lint;
 mod pg;
 mod pg_check;
+mod publish;
 mod status;
 mod synth;
 mod test;
+mod test_local;
 mod venv;
 
 use std::path::{Path, PathBuf};
@@ -59,16 +63,24 @@ enum Command {
     Venv(venv::VenvCommand),
     /// Build the Lambda functions (release, glibc 2.34) into target/lambda/<name>/bootstrap.zip.
     BuildFunctions(functions::BuildFunctions),
+    /// Build the API's container image (OCI layout, no Docker) into target/image/<arch>/.
+    BuildImage(image::BuildImage),
+    /// Build what a stage deploys: the Lambda zips and the API image, for its architecture.
+    Build(artifacts::Build),
     /// Write the CloudFormation templates of the typed topology under templates/ (--check: fail on drift).
     Synth(synth::Synth),
     /// Check the committed templates offline: they match the code, cfn-lint and cfn-guard pass.
     Lint(lint::Lint),
+    /// Build the stage's artifacts and upload them (bootstrap stack, S3 zips, ECR image); writes the deploy parameters.
+    Publish(publish::Publish),
     /// Deploy the stage stack through a change set (diff, approval, live events, outputs).
     Deploy(deploy::Deploy),
     /// What deploying would change (--offline: against the deployed template).
     Diff(diff::Diff),
     /// The stage stack's state and outputs; exits 1 unless it is healthy.
     Status(status::Status),
+    /// The local stage end to end on an AWS emulator: build, publish, deploy, API, pipeline, checks, status.
+    TestLocal(test_local::TestLocal),
     /// Delete the stage stack after listing what outlives it (prod needs --force-prod).
     Destroy(destroy::Destroy),
 }
@@ -82,11 +94,15 @@ fn main() -> anyhow::Result<()> {
         Command::PgCheck(command) => command.run(),
         Command::Venv(command) => command.run(),
         Command::BuildFunctions(command) => command.run(),
+        Command::BuildImage(command) => command.run(),
+        Command::Build(command) => command.run(),
         Command::Synth(command) => command.run(),
         Command::Lint(command) => command.run(),
+        Command::Publish(command) => command.run(),
         Command::Deploy(command) => command.run(),
         Command::Diff(command) => command.run(),
         Command::Status(command) => command.run(),
+        Command::TestLocal(command) => command.run(),
         Command::Destroy(command) => command.run(),
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask status --stage S [--json]`: the stage stack's state, reason, last update and
+//! `cargo xtask status --stage S [--json] [--drift]`: the stage stack's state, reason, last update and
 //! outputs; exits 1 unless the stack exists and its last operation completed.
 //!
 //! It also reports the API's ECS service (running and desired tasks, the rollout of its
@@ -12,8 +12,19 @@
 //!   "service": {"running", "desired", "rollout"} | null,
 //!   "executions": [{"name", "status", "started", "error", "cause"}]}`.
 //!
-//! Not yet here (issue 5): drift and the API's `/health`.
+//! The API's `GET /health` is asked through the `ApiUrl` output (or `HIRING_API_URL`, for the
+//! emulator stage whose API runs on this machine, as `test-local` runs it); unhealthy unless
+//! it answers 200 within 10 s.
+//!
+//! `--drift` runs CloudFormation's drift detection, waits for it (up to 10 minutes) and lists
+//! the resources that were modified or deleted outside the stack; drifted is unhealthy. Where
+//! the endpoint has no drift detection (moto), drift is reported as unavailable, with the
+//! reason, and does not count against health.
+//!
+//! The JSON also has `"api": {"url", "status", "error"} | null` and, with `--drift`,
+//! `"drift": {"status", "reason", "resources": [{"id", "type", "status"}]}`.
 
+use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use stack::Stage;
@@ -28,6 +39,9 @@ pub struct Status {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also detect drift (resources changed outside CloudFormation); waits for the detection.
+    #[arg(long)]
+    drift: bool,
 }
 
 /// The states of a stack whose last operation succeeded.
@@ -57,17 +71,29 @@ impl Status {
                 Some(arn) => executions(&sdk, arn).await?,
                 None => Vec::new(),
             };
+            let api_url = std::env::var("HIRING_API_URL").ok().or_else(|| outputs.get("ApiUrl").cloned());
+            let api = match &api_url {
+                Some(url) if stack.is_some() => Some(api_health(url).await),
+                _ => None,
+            };
+            let drift = if self.drift && stack.is_some() { Some(drift(&client, &name).await) } else { None };
+            let api_ok = api.as_ref().is_none_or(|a| a["status"] == 200);
+            let drift_ok = drift.as_ref().is_none_or(|d| d["status"] != "DRIFTED");
             let service_ok = service
                 .as_ref()
                 .is_none_or(|s| s["running"].as_i64() >= s["desired"].as_i64() && s["rollout"] != "FAILED");
             let executions_ok = executions.first().is_none_or(|e| e["status"] != "FAILED");
-            let healthy = healthy && service_ok && executions_ok;
+            let healthy = healthy && service_ok && executions_ok && api_ok && drift_ok;
             if self.json {
                 let report = json!({
                     "stack": name, "exists": stack.is_some(), "status": status, "reason": reason,
                     "last_updated": last_updated, "healthy": healthy, "outputs": outputs,
-                    "service": service, "executions": executions,
+                    "service": service, "executions": executions, "api": api,
                 });
+                let mut report = report;
+                if let Some(drift) = &drift {
+                    report["drift"] = drift.clone();
+                }
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if let Some(status) = &status {
                 println!("{name}: {status}{}", reason.map(|r| format!(" ({r})")).unwrap_or_default());
@@ -85,6 +111,31 @@ impl Status {
                         service["rollout"].as_str().unwrap_or("unknown"),
                         if service_ok { "" } else { "  [unhealthy]" }
                     );
+                }
+                if let Some(api) = &api {
+                    match api["status"].as_u64() {
+                        Some(200) => println!("  API: {} answers 200", api["url"].as_str().unwrap_or_default()),
+                        _ => println!(
+                            "  API: {} is not healthy: {}  [unhealthy]",
+                            api["url"].as_str().unwrap_or_default(),
+                            api["error"].as_str().unwrap_or("no answer")
+                        ),
+                    }
+                }
+                if let Some(drift) = &drift {
+                    print!("  drift: {}", drift["status"].as_str().unwrap_or_default());
+                    match drift["reason"].as_str() {
+                        Some(reason) => println!(" ({reason})"),
+                        None => println!(),
+                    }
+                    for resource in drift["resources"].as_array().into_iter().flatten() {
+                        println!(
+                            "    {} {} {}",
+                            resource["status"].as_str().unwrap_or_default(),
+                            resource["id"].as_str().unwrap_or_default(),
+                            resource["type"].as_str().unwrap_or_default()
+                        );
+                    }
                 }
                 if executions.is_empty() {
                     println!("  pipeline: no executions yet");
@@ -170,4 +221,85 @@ async fn executions(sdk: &aws_config::SdkConfig, state_machine: &str) -> anyhow:
         }));
     }
     Ok(out)
+}
+
+/// `GET <url>/health`: `{"url", "status", "error"}`.
+async fn api_health(url: &str) -> serde_json::Value {
+    let health = format!("{}/health", url.trim_end_matches('/'));
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build();
+    let answer = match client {
+        Ok(client) => client.get(&health).send().await,
+        Err(error) => return json!({ "url": health, "status": null, "error": error.to_string() }),
+    };
+    match answer {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let error = (status != 200).then(|| format!("answered {status}"));
+            json!({ "url": health, "status": status, "error": error })
+        }
+        Err(error) => json!({ "url": health, "status": null, "error": format!("no answer: {error}") }),
+    }
+}
+
+/// How long drift detection may take before status stops waiting.
+const DRIFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Drift detection of the stack: `{"status", "reason", "resources"}`; `status` is `IN_SYNC`,
+/// `DRIFTED`, or `UNAVAILABLE` (with the reason) when it could not be run.
+async fn drift(client: &aws_sdk_cloudformation::Client, name: &str) -> serde_json::Value {
+    match detect_drift(client, name).await {
+        Ok(value) => value,
+        Err(error) => json!({ "status": "UNAVAILABLE", "reason": format!("{error:#}"), "resources": [] }),
+    }
+}
+
+async fn detect_drift(client: &aws_sdk_cloudformation::Client, name: &str) -> anyhow::Result<serde_json::Value> {
+    use aws_sdk_cloudformation::types::{StackDriftDetectionStatus, StackResourceDriftStatus};
+    let id = client
+        .detect_stack_drift()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("DetectStackDrift {name}"), &e))?
+        .stack_drift_detection_id()
+        .context("DetectStackDrift returned no detection id")?
+        .to_owned();
+    let deadline = std::time::Instant::now() + DRIFT_TIMEOUT;
+    let detection = loop {
+        let out = client
+            .describe_stack_drift_detection_status()
+            .stack_drift_detection_id(&id)
+            .send()
+            .await
+            .map_err(|e| cfn::failed("DescribeStackDriftDetectionStatus".to_owned(), &e))?;
+        if out.detection_status() != Some(&StackDriftDetectionStatus::DetectionInProgress) {
+            break out;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "drift detection still running after {DRIFT_TIMEOUT:?}");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    let resources = client
+        .describe_stack_resource_drifts()
+        .stack_name(name)
+        .stack_resource_drift_status_filters(StackResourceDriftStatus::Modified)
+        .stack_resource_drift_status_filters(StackResourceDriftStatus::Deleted)
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("DescribeStackResourceDrifts {name}"), &e))?;
+    let drifted: Vec<serde_json::Value> = resources
+        .stack_resource_drifts()
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.logical_resource_id(),
+                "type": d.resource_type(),
+                "status": d.stack_resource_drift_status().map(|s| s.as_str()),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "status": detection.stack_drift_status().map(|s| s.as_str()).unwrap_or("UNKNOWN"),
+        "reason": detection.detection_status_reason(),
+        "resources": drifted,
+    }))
 }

@@ -12,6 +12,8 @@
 //! under cargo-lambda's emulator: `HIRING_LAMBDA_DIR` and `HIRING_CARGO_LAMBDA` say where.
 //! The CloudFormation templates are checked before the tests too (see `lint`: synth --check,
 //! cfn-lint, cfn-guard); `HIRING_CFN_GUARD` gives the rules' own tests the cfn-guard binary.
+//! The API image is built too (`HIRING_IMAGE_DIR`: the tests unpack it and run the API in it).
+//! Last, when no test filter was given, `test-local` runs the local stage end to end.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -21,7 +23,7 @@ use anyhow::{Context, bail};
 
 use crate::functions::{self, Arch};
 use crate::pg::{self, Source};
-use crate::{lint, venv};
+use crate::{image, lint, test_local, venv};
 
 #[derive(clap::Args)]
 pub struct Test {
@@ -64,6 +66,10 @@ impl Test {
         functions::build(Arch::X86_64).context("failed to build the Lambda functions the tests run")?;
         phases.push(("lambda", lambda_started.elapsed()));
 
+        let image_started = Instant::now();
+        let image = image::build(Arch::X86_64).context("failed to build the API image the tests unpack")?;
+        phases.push(("image", image_started.elapsed()));
+
         let database_started = Instant::now();
         let postgres = pg::find_or_start("hiring_test").context("failed to find PostgreSQL")?;
         println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
@@ -92,7 +98,8 @@ impl Test {
             .env("HIRING_MOTO_SERVER", venv.bin("moto_server"))
             .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
             .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"))
-            .env("HIRING_CFN_GUARD", &cfn_guard);
+            .env("HIRING_CFN_GUARD", &cfn_guard)
+            .env("HIRING_IMAGE_DIR", &image.dir);
         phase(&mut phases, "tests", &mut tests)?;
 
         if nextest {
@@ -106,6 +113,14 @@ impl Test {
         }
 
         drop(postgres);
+        if self.args.is_empty() {
+            let started = Instant::now();
+            println!("\n==> test-local");
+            test_local::run(test_local::Emulator::Moto)?;
+            phases.push(("test-local", started.elapsed()));
+        } else {
+            println!("test-local skipped: test runner arguments were given");
+        }
         println!();
         for (name, duration) in &phases {
             println!("  {name:<10} {}", seconds(*duration));

@@ -1,0 +1,43 @@
+//! `cargo xtask build --stage S`: everything a stage deploys that is not a template — the
+//! Lambda zips (see `functions`) and the API's container image (see `image`), both for the
+//! stage's architecture. `publish` uploads them; `deploy` runs both.
+
+use clap::Args;
+use stack::Stage;
+
+use crate::functions::{self, Arch, Artifact};
+use crate::image::{self, Image};
+
+#[derive(Args)]
+pub struct Build {
+    /// The stage whose architecture to build for: local, dev, staging, prod.
+    #[arg(long)]
+    stage: Stage,
+}
+
+impl Build {
+    pub fn run(self) -> anyhow::Result<()> {
+        build(self.stage)?;
+        Ok(())
+    }
+}
+
+/// What `build` produced.
+pub struct Artifacts {
+    pub functions: Vec<Artifact>,
+    pub image: Image,
+}
+
+/// The architecture a stage runs on, as the builds name it.
+pub fn arch(stage: Stage) -> Arch {
+    match stage.config().architecture {
+        stack::Architecture::Arm64 => Arch::Arm64,
+        stack::Architecture::X86_64 => Arch::X86_64,
+    }
+}
+
+/// Builds the functions and the image for `stage`.
+pub fn build(stage: Stage) -> anyhow::Result<Artifacts> {
+    let arch = arch(stage);
+    Ok(Artifacts { functions: functions::build(arch)?, image: image::build(arch)? })
+}

@@ -1,0 +1,285 @@
+//! `cargo xtask publish --stage S [--yes]`: builds the stage's artifacts (see `artifacts`) and
+//! puts them where its stack takes them from, then writes the template parameters that name
+//! them to `<target>/publish/<stage>.json`, which `deploy` reads.
+//!
+//! 1. The bootstrap stack `hiring-bootstrap` (assets bucket, ECR repository) is created or
+//!    updated through a change set, as `deploy` does it.
+//! 2. Each Lambda zip goes to `s3://<assets>/functions/<name>/<sha256>.zip`, unless an object
+//!    is already there (content-addressed: the same key is the same bytes).
+//! 3. The image goes to ECR through its layer-upload API: each blob (config, layers) is
+//!    uploaded unless `BatchCheckLayerAvailability` has it, then the manifest is put by its
+//!    digest unless the repository holds that digest already. The repository is
+//!    `IMMUTABLE` and images are referenced by digest only, so no tag is pushed.
+//! 4. On the emulator stage (`local`), the two secrets AWS would create (RDS's managed user
+//!    secret, the API token) are made in Secrets Manager unless they exist.
+//!
+//! Re-running it with nothing rebuilt uploads nothing: it says so, item by item.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use aws_sdk_ecr::primitives::Blob as EcrBlob;
+use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
+use clap::Args;
+use stack::Stage;
+use stack::bootstrap::BOOTSTRAP_STACK;
+
+use crate::artifacts::{self, Artifacts};
+use crate::cfn::failed;
+use crate::image::{self, Blob, Image};
+use crate::{aws, deploy};
+
+#[derive(Args)]
+pub struct Publish {
+    /// The stage to publish for: local, dev, staging, prod.
+    #[arg(long)]
+    stage: Stage,
+    /// Update the bootstrap stack without asking, even when the change broadens access.
+    #[arg(long)]
+    yes: bool,
+}
+
+impl Publish {
+    pub fn run(self) -> anyhow::Result<()> {
+        let artifacts = artifacts::build(self.stage)?;
+        let sdk = aws::block_on(async { Ok(aws::config().await) })?;
+        let (published, _) = aws::block_on(publish(&sdk, self.stage, &artifacts, self.yes))?;
+        println!("==> publish: parameters of {} in {}", self.stage.stack_name(), published.display());
+        Ok(())
+    }
+}
+
+/// What one publish did, for its summary and the tests.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub uploaded: usize,
+    pub present: usize,
+}
+
+/// Publishes `artifacts` for `stage` and writes the parameters file; returns its path and
+/// what was uploaded.
+pub async fn publish(
+    sdk: &aws_config::SdkConfig,
+    stage: Stage,
+    artifacts: &Artifacts,
+    yes: bool,
+) -> anyhow::Result<(PathBuf, Counts)> {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    println!("==> publish: {BOOTSTRAP_STACK}");
+    let bootstrap = serde_json::from_str(&stack::bootstrap::template().to_json())?;
+    deploy::deploy_stack(&cfn, BOOTSTRAP_STACK, &bootstrap, &BTreeMap::new(), yes, false).await?;
+    let resources = crate::cfn::physical_ids(&cfn, BOOTSTRAP_STACK).await?;
+    let (Some(bucket), Some(repository)) = (resources.get("AssetsBucket"), resources.get("ApiRepository")) else {
+        bail!("{BOOTSTRAP_STACK} has no AssetsBucket or ApiRepository: `cargo xtask status` and the console tell why");
+    };
+
+    let mut parameters = BTreeMap::new();
+    let mut counts = Counts::default();
+    let s3 = s3_client(sdk);
+    for (prefix, name, _) in stack::topology::FUNCTIONS {
+        let artifact = artifacts
+            .functions
+            .iter()
+            .find(|a| a.function.name == name)
+            .with_context(|| format!("the build made no {name} function"))?;
+        let key = format!("functions/{name}/{}.zip", artifact.sha256);
+        let present = s3.head_object().bucket(bucket).key(&key).send().await.is_ok();
+        if present {
+            counts.present += 1;
+        } else {
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(&artifact.zip)
+                .await
+                .with_context(|| format!("failed to read {}", artifact.zip.display()))?;
+            s3.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(body)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .send()
+                .await
+                .map_err(|e| failed(format!("PutObject s3://{bucket}/{key}"), &e))?;
+            counts.uploaded += 1;
+        }
+        println!("  {:<9} s3://{bucket}/{key}  {}", name, if present { "present" } else { "uploaded" });
+        parameters.insert(stack::topology::code_key_parameter(prefix), key);
+    }
+
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    let uri = push_image(&ecr, repository, &artifacts.image, &mut counts).await?;
+    parameters.insert(stack::topology::API_IMAGE_PARAMETER.to_owned(), format!("{uri}@{}", artifacts.image.digest));
+
+    if stage.config().emulator {
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        for (parameter, name, value) in emulator_secrets(stage) {
+            let arn = ensure_secret(&secrets, &name, &value).await?;
+            parameters.insert(parameter.to_owned(), arn);
+        }
+    }
+
+    let path = deploy::parameters_file(stage);
+    std::fs::create_dir_all(path.parent().expect("a parent"))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&parameters)?)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    println!(
+        "==> publish: {} uploaded, {} already present{}",
+        counts.uploaded,
+        counts.present,
+        if counts.uploaded == 0 { " (nothing new)" } else { "" }
+    );
+    Ok((path, counts))
+}
+
+fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    // Path-style requests work on AWS and on emulators alike (no per-bucket DNS names).
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build())
+}
+
+/// The secrets an emulator stage takes as parameters (parameter, name, initial value): on AWS,
+/// RDS and the stack create them. The database secret's user is PostgreSQL's `postgres`,
+/// as `cargo xtask dev` and `test-local` run it; `test-local` writes the real value.
+pub fn emulator_secrets(stage: Stage) -> [(&'static str, String, String); 2] {
+    [
+        (
+            "DatabaseSecretArn",
+            format!("hiring-{stage}/database"),
+            r#"{"username":"postgres","password":""}"#.to_owned(),
+        ),
+        ("ApiTokenSecretArn", format!("hiring-{stage}/api-token"), random_token()),
+    ]
+}
+
+/// A secret's ARN, creating it with `value` when there is none by that name.
+async fn ensure_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> anyhow::Result<String> {
+    if let Ok(found) = client.describe_secret().secret_id(name).send().await
+        && let Some(arn) = found.arn()
+    {
+        return Ok(arn.to_owned());
+    }
+    let created = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|e| failed(format!("CreateSecret {name}"), &e))?;
+    println!("  secret    {name}  created");
+    created.arn().map(str::to_owned).context("CreateSecret returned no ARN")
+}
+
+/// 32 random bytes from the kernel, as hex.
+fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("/dev/urandom is readable");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Pushes the image's blobs and manifest to `repository`; returns the repository's URI.
+async fn push_image(
+    ecr: &aws_sdk_ecr::Client,
+    repository: &str,
+    image: &Image,
+    counts: &mut Counts,
+) -> anyhow::Result<String> {
+    let described = ecr
+        .describe_repositories()
+        .repository_names(repository)
+        .send()
+        .await
+        .map_err(|e| failed(format!("DescribeRepositories {repository}"), &e))?;
+    let uri = described
+        .repositories()
+        .first()
+        .and_then(|r| r.repository_uri())
+        .with_context(|| format!("ECR knows no repository {repository}"))?
+        .to_owned();
+
+    let blobs: Vec<&Blob> = std::iter::once(&image.config).chain(&image.layers).collect();
+    let checked = ecr
+        .batch_check_layer_availability()
+        .repository_name(repository)
+        .set_layer_digests(Some(blobs.iter().map(|b| b.digest.clone()).collect()))
+        .send()
+        .await
+        .map_err(|e| failed(format!("BatchCheckLayerAvailability {repository}"), &e))?;
+    for blob in blobs {
+        let present = checked.layers().iter().any(|layer| {
+            layer.layer_digest() == Some(blob.digest.as_str())
+                && layer.layer_availability() == Some(&LayerAvailability::Available)
+        });
+        if present {
+            counts.present += 1;
+        } else {
+            upload_blob(ecr, repository, blob).await?;
+            counts.uploaded += 1;
+        }
+        println!(
+            "  blob      {uri}@{}  {:>9}  {}",
+            blob.digest,
+            format!("{:.1} MiB", blob.size as f64 / 1048576.0),
+            if present { "present" } else { "uploaded" }
+        );
+    }
+
+    let id = ImageIdentifier::builder().image_digest(&image.digest).build();
+    let present = ecr.describe_images().repository_name(repository).image_ids(id).send().await.is_ok();
+    if present {
+        counts.present += 1;
+    } else {
+        let manifest = String::from_utf8(image.manifest.clone()).context("the manifest is not UTF-8")?;
+        ecr.put_image()
+            .repository_name(repository)
+            .image_manifest(manifest)
+            .image_manifest_media_type(image::MANIFEST_TYPE)
+            .image_digest(&image.digest)
+            .send()
+            .await
+            .map_err(|e| failed(format!("PutImage {repository}@{}", image.digest), &e))?;
+        counts.uploaded += 1;
+    }
+    println!("  image     {uri}@{}  {}", image.digest, if present { "present" } else { "pushed" });
+    Ok(uri)
+}
+
+/// One blob through InitiateLayerUpload, UploadLayerPart (in the parts ECR asks for) and
+/// CompleteLayerUpload, which checks the digest.
+async fn upload_blob(ecr: &aws_sdk_ecr::Client, repository: &str, blob: &Blob) -> anyhow::Result<()> {
+    let data = std::fs::read(&blob.path).with_context(|| format!("failed to read {}", blob.path.display()))?;
+    let started = ecr
+        .initiate_layer_upload()
+        .repository_name(repository)
+        .send()
+        .await
+        .map_err(|e| failed(format!("InitiateLayerUpload {repository}"), &e))?;
+    let upload_id = started.upload_id().context("InitiateLayerUpload returned no upload id")?;
+    let part_size = started.part_size().filter(|s| *s > 0).unwrap_or(10 << 20) as usize;
+    for (index, part) in data.chunks(part_size).enumerate() {
+        let first = (index * part_size) as i64;
+        ecr.upload_layer_part()
+            .repository_name(repository)
+            .upload_id(upload_id)
+            .part_first_byte(first)
+            .part_last_byte(first + part.len() as i64 - 1)
+            .layer_part_blob(EcrBlob::new(part))
+            .send()
+            .await
+            .map_err(|e| failed(format!("UploadLayerPart {repository} {}", blob.digest), &e))?;
+    }
+    let completed = ecr
+        .complete_layer_upload()
+        .repository_name(repository)
+        .upload_id(upload_id)
+        .layer_digests(&blob.digest)
+        .send()
+        .await
+        .map_err(|e| failed(format!("CompleteLayerUpload {repository} {}", blob.digest), &e))?;
+    if completed.layer_digest() != Some(blob.digest.as_str()) {
+        bail!(
+            "ECR stored {} as {}: the upload was corrupted; publish again",
+            blob.digest,
+            completed.layer_digest().unwrap_or("no digest")
+        );
+    }
+    Ok(())
+}

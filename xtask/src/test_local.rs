@@ -1,0 +1,827 @@
+//! `cargo xtask test-local [--emulator moto|localstack]`: the whole platform, end to end, on
+//! this machine, through the same code as a real deploy.
+//!
+//! | phase | what it does |
+//! |---|---|
+//! | emulator | moto server from the venv on a free port of 127.0.0.1 (or LocalStack, below) |
+//! | postgres | PostgreSQL found or started as `dev` does; database `hiring_local`, emptied |
+//! | build | the Lambda zips and the API image for the `local` stage (`build`) |
+//! | publish | bootstrap stack, zips, image blobs, secrets (`publish`), then again: nothing new |
+//! | deploy | `hiring-local` through a change set, as `deploy --yes` does it, then again: no changes |
+//! | resources | every resource of the template is in the stack; buckets, functions, state machine, image answer |
+//! | api | `hiring-api` (the binary of the image) with the task definition's environment and secrets |
+//! | pipeline | the sample files uploaded through the API into the raw bucket; validate and process run as real binaries under a Lambda Runtime API emulator with the functions' deployed environment |
+//! | state machine | the deployed definition executed by moto's Step Functions interpreter: both Choice paths |
+//! | checks | the metrics, the 70 rejected hire rows, the Parquet files, a backup |
+//! | status | `status --stage local` reports healthy |
+//!
+//! What stands in for AWS, and why:
+//! - The database is the local PostgreSQL: moto's RDS makes an endpoint that nothing answers.
+//!   The API and the functions get the RDS host replaced by it; everything else (buckets,
+//!   the secret ARNs read with the SDK, the environment) is what the stack deployed.
+//! - The API runs as a process here, not on ECS: moto's ECS starts no containers (the stage
+//!   wants no tasks). `status` asks its `/health` through `HIRING_API_URL`.
+//! - moto's Lambda runs functions only in Docker, and there is none here: the functions run
+//!   under cargo-lambda's Runtime API emulator, and moto's Step Functions interpreter is given
+//!   their real answers (moto's "simple" Lambda replays queued results) to show which path
+//!   the state machine takes.
+//! - Nothing delivers S3's EventBridge events on moto: the Object Created event the rule
+//!   would pass to the state machine is built from the object's metadata.
+//!
+//! `--emulator localstack` runs the same phases against LocalStack (`localstack/compose.yml`,
+//! needs Docker and `LOCALSTACK_AUTH_TOKEN`); moto is the default because it is a pip install
+//! that needs neither (see the README).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use aws_config::SdkConfig;
+use hiring_tests::lambda::{Invocation, LambdaEmulator, RunningFunction};
+use hiring_tests::moto::Moto;
+use serde_json::{Value, json};
+use stack::Stage;
+
+use crate::{artifacts, cfn, deploy, pg, publish, venv};
+
+const STAGE: Stage = Stage::Local;
+const DATABASE: &str = "hiring_local";
+/// The sample files, in the order their foreign keys need.
+const SAMPLES: [&str; 3] = ["departments", "jobs", "hired_employees"];
+/// The hire rows of the sample that break the data rules.
+const SAMPLE_HIRE_REJECTS: i64 = 70;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emulator {
+    Moto,
+    Localstack,
+}
+
+#[derive(clap::Args)]
+pub struct TestLocal {
+    /// The AWS emulator: moto (default, from the venv) or LocalStack (Docker, LOCALSTACK_AUTH_TOKEN).
+    #[arg(long, value_enum, default_value_t = Emulator::Moto)]
+    emulator: Emulator,
+}
+
+impl TestLocal {
+    pub fn run(self) -> anyhow::Result<()> {
+        run(self.emulator)
+    }
+}
+
+/// The phases and their times, printed as they finish and as a summary.
+struct Phases {
+    started: Instant,
+    done: Vec<(&'static str, Duration, String)>,
+}
+
+impl Phases {
+    fn run<T>(&mut self, name: &'static str, work: impl FnOnce() -> anyhow::Result<(T, String)>) -> anyhow::Result<T> {
+        println!("\n==> test-local: {name}");
+        let started = Instant::now();
+        let (value, summary) = work().with_context(|| format!("test-local: the {name} phase failed"))?;
+        let took = started.elapsed();
+        println!("==> test-local: {name} ok in {:.1}s: {summary}", took.as_secs_f64());
+        self.done.push((name, took, summary));
+        Ok(value)
+    }
+}
+
+/// The emulator and how to reach it.
+struct Endpoint {
+    url: String,
+    _moto: Option<Moto>,
+    _localstack: Option<LocalStack>,
+}
+
+pub fn run(emulator: Emulator) -> anyhow::Result<()> {
+    let mut phases = Phases { started: Instant::now(), done: Vec::new() };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+
+    let venv = venv::ensure().context("failed to prepare the Python venv (moto, cargo-lambda)")?;
+    let endpoint = phases.run("emulator", || {
+        let endpoint = match emulator {
+            Emulator::Moto => {
+                // The fixture finds the venv's moto_server under the same target directory.
+                let moto = Moto::start()?;
+                Endpoint { url: moto.endpoint(), _moto: Some(moto), _localstack: None }
+            }
+            Emulator::Localstack => {
+                let localstack = LocalStack::start()?;
+                Endpoint { url: localstack.url.clone(), _moto: None, _localstack: Some(localstack) }
+            }
+        };
+        let summary = format!("{} at {}", if emulator == Emulator::Moto { "moto" } else { "LocalStack" }, endpoint.url);
+        Ok((endpoint, summary))
+    })?;
+    let aws_env = aws_env(&endpoint.url);
+    let sdk = runtime.block_on(sdk_config(&endpoint.url));
+
+    let postgres = phases.run("postgres", || {
+        let postgres = pg::find_or_start(DATABASE)?;
+        runtime.block_on(empty_database(&postgres.url()))?;
+        let summary = format!("{} ({}), emptied", postgres.display_url(), postgres.source());
+        Ok((postgres, summary))
+    })?;
+    let database = reqwest::Url::parse(&postgres.url()).context("the PostgreSQL URL does not parse")?;
+
+    let artifacts = phases.run("build", || {
+        let built = artifacts::build(STAGE)?;
+        let summary = format!("{} functions, image {}", built.functions.len(), built.image.digest);
+        Ok((built, summary))
+    })?;
+
+    let parameters = phases.run("publish", || {
+        runtime.block_on(async {
+            // The database secret RDS would hold: here, the local PostgreSQL's user.
+            let secret = json!({ "username": database.username(), "password": database.password().unwrap_or("") });
+            put_secret(&sdk, &format!("hiring-{STAGE}/database"), &secret.to_string()).await?;
+            let (path, first) = publish::publish(&sdk, STAGE, &artifacts, true).await?;
+            let (_, again) = publish::publish(&sdk, STAGE, &artifacts, true).await?;
+            ensure!(again.uploaded == 0, "publishing the same build again uploaded {} items", again.uploaded);
+            Ok((path, format!("{} uploaded, then again: nothing new ({} present)", first.uploaded, again.present)))
+        })
+    })?;
+
+    let template = stack::Topology::stage(&STAGE.config()).template;
+    let stack_name = STAGE.stack_name();
+    let cfn_client = aws_sdk_cloudformation::Client::new(&sdk);
+    phases.run("deploy", || {
+        runtime.block_on(async {
+            let parameters = deploy::read_parameters(&parameters, &template)?;
+            let body: Value = serde_json::from_str(&template.to_json())?;
+            let deployed = deploy::deploy_stack(&cfn_client, &stack_name, &body, &parameters, true, false).await?;
+            let again = deploy::deploy_stack(&cfn_client, &stack_name, &body, &parameters, true, false).await?;
+            ensure!(again.is_none(), "deploying the same template again was not \"no changes\"");
+            let status = match deployed {
+                Some(stack) => stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                None => "already up to date".to_owned(),
+            };
+            Ok(((), format!("{stack_name} {status}; a second deploy: no changes")))
+        })
+    })?;
+
+    let resources = phases.run("resources", || {
+        runtime.block_on(async {
+            let resources = cfn::physical_ids(&cfn_client, &stack_name).await?;
+            let missing: Vec<&str> =
+                template.resources.keys().map(|id| id.as_str()).filter(|id| !resources.contains_key(*id)).collect();
+            // moto gives the DB subnet group no physical id; the stack still lists it.
+            let missing: Vec<&str> = missing.into_iter().filter(|id| *id != "DatabaseSubnetGroup").collect();
+            ensure!(missing.is_empty(), "the stack lacks {}", missing.join(", "));
+            check_services(&sdk, &resources, &artifacts.image.digest).await?;
+            let summary = format!("{} resources; buckets, functions, state machine, image answer", resources.len());
+            Ok((resources, summary))
+        })
+    })?;
+    let resource = |id: &str| resources.get(id).cloned().with_context(|| format!("the stack has no {id}"));
+
+    let api = phases.run("api", || {
+        let api = runtime.block_on(start_api(&sdk, &resource("ApiTaskDefinition")?, &aws_env, &database))?;
+        let summary = format!("hiring-api on {} with the task definition's environment", api.url);
+        Ok((api, summary))
+    })?;
+
+    let lambda = LambdaEmulator::start(&venv.bin("cargo-lambda"))?;
+    let functions = phases.run("pipeline", || {
+        runtime.block_on(async {
+            let mut functions = BTreeMap::new();
+            for name in ["validate", "process", "backup"] {
+                let function = resource(&format!("{}Function", capitalized(name)))?;
+                let env = function_env(&sdk, &function, &aws_env, &database).await?;
+                let bootstrap = artifacts
+                    .functions
+                    .iter()
+                    .find(|a| a.function.name == name)
+                    .map(|a| a.bootstrap.clone())
+                    .context("no such function was built")?;
+                functions.insert(name, lambda.run_function(name, &bootstrap, &env)?);
+            }
+            let reports = run_pipeline(&sdk, &api, &functions)
+                .await
+                .with_context(|| format!("the API's log ends:\n{}", hiring_tests::server::log_tail(&api.log)))?;
+            let summary = reports
+                .iter()
+                .map(|r| format!("{} {}+{}", r["table"].as_str().unwrap_or("?"), r["accepted"], r["rejected"]))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Ok(((functions, reports), format!("accepted+rejected: {summary}")))
+        })
+    })?;
+    let (functions, reports) = functions;
+
+    phases.run("state machine", || {
+        runtime.block_on(async {
+            let paths =
+                state_machine_paths(&sdk, &endpoint.url, &resource("StateMachine")?, &functions, &reports).await?;
+            Ok(((), paths))
+        })
+    })?;
+
+    phases.run("checks", || {
+        runtime.block_on(async {
+            let summary = check_results(&sdk, &api, &resources, &functions, &reports).await?;
+            Ok(((), summary))
+        })
+    })?;
+
+    phases.run("status", || {
+        let output = Command::new(std::env::current_exe()?)
+            .args(["status", "--stage", STAGE.as_str()])
+            .envs(aws_env.iter().map(|(k, v)| (k, v)))
+            .env("HIRING_API_URL", &api.url)
+            .stdin(Stdio::null())
+            .output()
+            .context("could not run `xtask status`")?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        print!("{text}");
+        ensure!(output.status.success(), "`status --stage local` did not report healthy");
+        Ok(((), "healthy".to_owned()))
+    })?;
+
+    drop(functions);
+    drop(api);
+    println!();
+    for (name, took, summary) in &phases.done {
+        println!("  {name:<14} {:>6.1}s  {summary}", took.as_secs_f64());
+    }
+    println!("  {:<14} {:>6.1}s", "total", phases.started.elapsed().as_secs_f64());
+    println!("test-local: the local stage works end to end");
+    Ok(())
+}
+
+fn capitalized(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// The environment an AWS client needs for the emulator at `url`.
+fn aws_env(url: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", url),
+        ("AWS_ENDPOINT_URL_S3", url),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn sdk_config(url: &str) -> SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator"))
+        .load()
+        .await
+}
+
+/// Drops and creates the tables' database, so every run starts from nothing.
+async fn empty_database(url: &str) -> anyhow::Result<()> {
+    let mut admin = reqwest::Url::parse(url)?;
+    admin.set_path("/postgres");
+    let pool = sqlx::PgPool::connect(admin.as_str()).await.context("could not connect to PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")).execute(&pool).await?;
+    sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Sets the secret `name` to `value`, creating it if needed.
+async fn put_secret(sdk: &SdkConfig, name: &str, value: &str) -> anyhow::Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    if client.describe_secret().secret_id(name).send().await.is_ok() {
+        client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| cfn::failed(format!("PutSecretValue {name}"), &e))?;
+    } else {
+        client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| cfn::failed(format!("CreateSecret {name}"), &e))?;
+    }
+    Ok(())
+}
+
+/// What should exist once the stack is up, asked of each service.
+async fn check_services(sdk: &SdkConfig, resources: &BTreeMap<String, String>, image: &str) -> anyhow::Result<()> {
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    for bucket in ["RawBucket", "RejectsBucket", "ProcessedBucket", "BackupsBucket"] {
+        let name = &resources[bucket];
+        s3.head_bucket().bucket(name).send().await.map_err(|e| cfn::failed(format!("HeadBucket {name}"), &e))?;
+    }
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    for function in ["ValidateFunction", "ProcessFunction", "BackupFunction"] {
+        let name = &resources[function];
+        lambda
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(|e| cfn::failed(format!("GetFunction {name}"), &e))?;
+    }
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let arn = &resources["StateMachine"];
+    sfn.describe_state_machine()
+        .state_machine_arn(arn)
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("DescribeStateMachine {arn}"), &e))?;
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    ecr.describe_images()
+        .repository_name(stack::API_REPOSITORY)
+        .image_ids(aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(image).build())
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("DescribeImages {image}"), &e))?;
+    Ok(())
+}
+
+/// The local PostgreSQL in place of the RDS endpoint the stack configured.
+fn database_overrides(database: &reqwest::Url) -> Vec<(String, String)> {
+    vec![
+        ("HIRING_DB_HOST".into(), database.host_str().unwrap_or("127.0.0.1").to_owned()),
+        ("HIRING_DB_PORT".into(), database.port().unwrap_or(5432).to_string()),
+        ("HIRING_DB_NAME".into(), DATABASE.to_owned()),
+        // RDS forces TLS; a local server may have none.
+        ("HIRING_DB_SSLMODE".into(), "prefer".to_owned()),
+    ]
+}
+
+/// The running API.
+struct Api {
+    url: String,
+    token: String,
+    /// `HIRING_RAW_URL` of the task definition: where uploads go.
+    raw_url: String,
+    child: Child,
+    log: PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `hiring-api` as ECS would: the container's environment, its secrets resolved from
+/// Secrets Manager, then the local overrides (database, emulator, listen address).
+async fn start_api(
+    sdk: &SdkConfig,
+    task_definition: &str,
+    aws_env: &[(String, String)],
+    database: &reqwest::Url,
+) -> anyhow::Result<Api> {
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let described = ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("DescribeTaskDefinition {task_definition}"), &e))?;
+    let container = described
+        .task_definition()
+        .and_then(|t| t.container_definitions().first())
+        .context("the task definition has no container")?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let mut env: Vec<(String, String)> = container
+        .environment()
+        .iter()
+        .filter_map(|pair| Some((pair.name()?.to_owned(), pair.value()?.to_owned())))
+        .collect();
+    let mut token = String::new();
+    for secret in container.secrets() {
+        let value = secrets
+            .get_secret_value()
+            .secret_id(secret.value_from())
+            .send()
+            .await
+            .map_err(|e| cfn::failed(format!("GetSecretValue {}", secret.value_from()), &e))?
+            .secret_string()
+            .unwrap_or_default()
+            .to_owned();
+        if secret.name() == "HIRING_API_TOKEN" {
+            token = value.clone();
+        }
+        env.push((secret.name().to_owned(), value));
+    }
+    ensure!(!token.is_empty(), "the task definition gives the API no HIRING_API_TOKEN secret");
+    let raw_url = env
+        .iter()
+        .find(|(k, _)| k == "HIRING_RAW_URL")
+        .map(|(_, v)| v.clone())
+        .context("the task definition gives the API no HIRING_RAW_URL")?;
+    env.extend(database_overrides(database));
+    env.extend(aws_env.iter().cloned());
+    let binary = crate::target_dir().join("x86_64-unknown-linux-gnu").join("lambda").join("hiring-api");
+    let directory = tempfile::Builder::new().prefix("hiring-test-local-").tempdir()?;
+    let started = hiring_tests::server::Server {
+        name: "hiring-api",
+        directory: directory.path(),
+        port_taken: "Address already in use",
+        ready_timeout: Duration::from_secs(60),
+        probe: "/health",
+    }
+    .start(|port| {
+        let mut command = Command::new(&binary);
+        command
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("HIRING_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HIRING_DATA_DIR", directory.path().join("data"))
+            .env("RUST_LOG", "info");
+        command
+    })?;
+    Ok(Api {
+        url: format!("http://127.0.0.1:{}", started.port),
+        token,
+        raw_url,
+        child: started.child,
+        log: started.log,
+        _directory: directory,
+    })
+}
+
+/// A deployed function's environment, with the local overrides.
+async fn function_env(
+    sdk: &SdkConfig,
+    function: &str,
+    aws_env: &[(String, String)],
+    database: &reqwest::Url,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let configuration = lambda
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("GetFunctionConfiguration {function}"), &e))?;
+    let mut env: Vec<(String, String)> = configuration
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    env.extend(database_overrides(database));
+    env.extend(aws_env.iter().cloned());
+    Ok(env)
+}
+
+/// The raw zone's bucket and key prefix, from the API's `HIRING_RAW_URL` (`s3://bucket/prefix`).
+fn raw_location(env_url: &str) -> anyhow::Result<(String, String)> {
+    let rest = env_url.strip_prefix("s3://").with_context(|| format!("HIRING_RAW_URL `{env_url}` is not s3://"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok((bucket.to_owned(), prefix.trim_end_matches('/').to_owned()))
+}
+
+/// The Object Created event S3 sends to EventBridge for `key`, read from the object itself.
+async fn object_created(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<Value> {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("HeadObject {key}"), &e))?;
+    Ok(json!({
+        "version": "0",
+        "id": format!("test-local-{key}"),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": { "name": bucket },
+            "object": {
+                "key": key,
+                "size": head.content_length().unwrap_or_default(),
+                "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
+            },
+            "reason": "PutObject"
+        }
+    }))
+}
+
+async fn invoke(function: &RunningFunction, event: &Value) -> anyhow::Result<Value> {
+    match function.invoke(event).await? {
+        Invocation::Response(value) => Ok(value),
+        Invocation::Error(error) => {
+            bail!("{} failed: {}: {}\n{}", function.name(), error.error_type, error.error_message, function.log())
+        }
+    }
+}
+
+/// Uploads the sample files through the API (which puts them in the raw bucket and queues
+/// them), then runs validate and process on each as the state machine would. Returns the
+/// validation reports, each with the event that started it (`event`) and the process report
+/// (`process`).
+async fn run_pipeline(
+    sdk: &SdkConfig,
+    api: &Api,
+    functions: &BTreeMap<&str, RunningFunction>,
+) -> anyhow::Result<Vec<Value>> {
+    let client = reqwest::Client::new();
+    let mut form = reqwest::multipart::Form::new();
+    for table in SAMPLES {
+        let path = crate::project_root().join("data").join("challenge").join(format!("{table}.csv"));
+        let bytes = std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
+        form = form.part(table, reqwest::multipart::Part::bytes(bytes).file_name(format!("{table}.csv")));
+    }
+    let response = client.post(format!("{}/upload", api.url)).bearer_auth(&api.token).multipart(form).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.context("POST /upload did not answer JSON")?;
+    ensure!(status == 202, "POST /upload answered {status}: {body}");
+
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let mut reports = Vec::new();
+    for queued in body["ingestions"].as_array().context("POST /upload listed no ingestions")? {
+        let key = queued["key"].as_str().context("a queued ingestion without a key")?;
+        let (bucket, prefix) = raw_location(&api.raw_url)?;
+        let object = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}/{key}") };
+        let event = object_created(&s3, &bucket, &object).await?;
+        let mut report = invoke(&functions["validate"], &event).await?;
+        ensure!(
+            report["ingestion"] == queued["id"],
+            "validate reported ingestion {} for {}",
+            report["ingestion"],
+            queued["id"]
+        );
+        if report["loadable"] == true {
+            let processed = invoke(&functions["process"], &report).await?;
+            report["process"] = processed;
+        }
+        report["event"] = event;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Runs the deployed state machine definition on moto's Step Functions interpreter, its
+/// Lambda tasks answered with the functions' real answers: a loadable file goes Validate →
+/// Loadable? → Process, a file with nothing loadable Validate → Loadable? → Rejected.
+async fn state_machine_paths(
+    sdk: &SdkConfig,
+    endpoint: &str,
+    state_machine: &str,
+    functions: &BTreeMap<&str, RunningFunction>,
+    reports: &[Value],
+) -> anyhow::Result<String> {
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let deployed = sfn
+        .describe_state_machine()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+        .map_err(|e| cfn::failed("DescribeStateMachine".to_owned(), &e))?;
+    let http = reqwest::Client::new();
+    let config =
+        |on: bool| json!({ "stepfunctions": { "execute_state_machine": on }, "lambda": { "use_docker": !on } });
+    http.post(format!("{endpoint}/moto-api/config")).json(&config(true)).send().await?.error_for_status()?;
+    let result = async {
+        let copy = sfn
+            .create_state_machine()
+            .name("hiring-local-paths")
+            .definition(deployed.definition())
+            .role_arn(deployed.role_arn())
+            .send()
+            .await
+            .map_err(|e| cfn::failed("CreateStateMachine".to_owned(), &e))?;
+
+        // A loadable file: the hires, with the answers validate and process gave.
+        let hires = reports
+            .iter()
+            .find(|r| r["table"] == "hired_employees")
+            .context("no validation report of hired_employees")?;
+        let mut validation = hires.clone();
+        let event = validation.as_object_mut().and_then(|o| o.remove("event")).unwrap_or_default();
+        let process = validation.as_object_mut().and_then(|o| o.remove("process")).unwrap_or_default();
+        let loadable = run_execution(
+            &sfn,
+            &http,
+            endpoint,
+            copy.state_machine_arn(),
+            "loadable",
+            &event,
+            &[&validation, &process],
+        )
+        .await?;
+        ensure!(loadable == ["Validate", "Loadable?", "Process"], "a loadable file took the path {loadable:?}");
+
+        // A file with nothing loadable: really validated, then replayed.
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+        let raw = event["detail"]["bucket"]["name"].as_str().context("an event without a bucket")?.to_owned();
+        let prefix = event["detail"]["object"]["key"].as_str().unwrap_or_default();
+        let key = match prefix.rsplit_once('/') {
+            Some((directory, _)) => format!("{directory}/test-local-unloadable/jobs.csv"),
+            None => "test-local-unloadable/jobs.csv".to_owned(),
+        };
+        s3.put_object()
+            .bucket(&raw)
+            .key(&key)
+            .body(b"not,a,jobs,file\n\x00\xff\n".to_vec().into())
+            .send()
+            .await
+            .map_err(|e| cfn::failed(format!("PutObject {key}"), &e))?;
+        let unloadable_event = object_created(&s3, &raw, &key).await?;
+        let rejected_report = invoke(&functions["validate"], &unloadable_event).await;
+        let rejected = match rejected_report {
+            Ok(report) => {
+                ensure!(report["loadable"] == false, "an unloadable file was reported loadable: {report}");
+                run_execution(
+                    &sfn,
+                    &http,
+                    endpoint,
+                    copy.state_machine_arn(),
+                    "rejected",
+                    &unloadable_event,
+                    &[&report],
+                )
+                .await?
+            }
+            Err(error) => bail!("validate did not report the unloadable file: {error:#}"),
+        };
+        ensure!(rejected == ["Validate", "Loadable?", "Rejected"], "an unloadable file took the path {rejected:?}");
+        Ok(format!("{} | {}", loadable.join(" → "), rejected.join(" → ")))
+    }
+    .await;
+    http.post(format!("{endpoint}/moto-api/config")).json(&config(false)).send().await?.error_for_status()?;
+    result
+}
+
+/// Starts an execution whose Lambda tasks answer `answers` in order; returns the states it
+/// entered, after checking it succeeded.
+async fn run_execution(
+    sfn: &aws_sdk_sfn::Client,
+    http: &reqwest::Client,
+    endpoint: &str,
+    state_machine: &str,
+    name: &str,
+    input: &Value,
+    answers: &[&Value],
+) -> anyhow::Result<Vec<String>> {
+    let results: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
+    http.post(format!("{endpoint}/moto-api/static/lambda-simple/response"))
+        .json(&json!({ "results": results, "region": "us-east-1" }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .map_err(|e| cfn::failed("StartExecution".to_owned(), &e))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let described = loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(started.execution_arn())
+            .send()
+            .await
+            .map_err(|e| cfn::failed("DescribeExecution".to_owned(), &e))?;
+        if described.status().as_str() != "RUNNING" {
+            break described;
+        }
+        ensure!(Instant::now() < deadline, "the execution {name} still runs after 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        described.status().as_str() == "SUCCEEDED",
+        "the execution {name} ended {}: {} {}",
+        described.status().as_str(),
+        described.error().unwrap_or_default(),
+        described.cause().unwrap_or_default()
+    );
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(started.execution_arn())
+        .send()
+        .await
+        .map_err(|e| cfn::failed("GetExecutionHistory".to_owned(), &e))?;
+    Ok(history.events().iter().filter_map(|e| e.state_entered_event_details().map(|d| d.name().to_owned())).collect())
+}
+
+/// What a user checks once the files went through: the metrics, the rejects, the Parquet
+/// files, a backup.
+async fn check_results(
+    sdk: &SdkConfig,
+    api: &Api,
+    resources: &BTreeMap<String, String>,
+    functions: &BTreeMap<&str, RunningFunction>,
+    reports: &[Value],
+) -> anyhow::Result<String> {
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", api.url);
+        async move {
+            let response = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+            let status = response.status();
+            let body: Value = response.json().await.with_context(|| format!("GET {url} did not answer JSON"))?;
+            ensure!(status == 200, "GET {url} answered {status}: {body}");
+            anyhow::Ok(body)
+        }
+    };
+    let hires = reports.iter().find(|r| r["table"] == "hired_employees").context("no hires report")?;
+    ensure!(
+        hires["rejected"] == SAMPLE_HIRE_REJECTS,
+        "the hires had {} rejects, not {SAMPLE_HIRE_REJECTS}",
+        hires["rejected"]
+    );
+    let rejects = get(format!("/ingestions/{}/rejects?limit=1000", hires["ingestion"])).await?;
+    let listed = rejects.as_array().map(Vec::len).unwrap_or_default();
+    ensure!(listed as i64 == SAMPLE_HIRE_REJECTS, "GET /ingestions/…/rejects listed {listed} rejects");
+
+    let departments = get("/metrics/departments?year=2021".to_owned()).await?;
+    ensure!(
+        departments.as_array().map(Vec::len) == Some(7)
+            && departments[0] == json!({"id": 8, "department": "Support", "hired": 216}),
+        "GET /metrics/departments?year=2021 answered {departments}"
+    );
+    let by_quarter = get("/metrics/hires?year=2021".to_owned()).await?;
+    let rows = by_quarter.as_array().map(Vec::len).unwrap_or_default();
+    ensure!(rows > 0, "GET /metrics/hires?year=2021 is empty");
+
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let keys = |bucket: String| {
+        let s3 = s3.clone();
+        async move {
+            let listed = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .send()
+                .await
+                .map_err(|e| cfn::failed(format!("ListObjectsV2 {bucket}"), &e))?;
+            anyhow::Ok(listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect::<Vec<_>>())
+        }
+    };
+    let parquet: Vec<String> =
+        keys(resources["ProcessedBucket"].clone()).await?.into_iter().filter(|k| k.ends_with(".parquet")).collect();
+    ensure!(parquet.len() >= SAMPLES.len(), "the processed bucket holds {} Parquet files: {parquet:?}", parquet.len());
+
+    let backup = invoke(&functions["backup"], &json!({ "source": "aws.scheduler" })).await?;
+    let backups = keys(resources["BackupsBucket"].clone()).await?;
+    let avro = backups.iter().filter(|k| k.ends_with(".avro")).count();
+    ensure!(avro >= SAMPLES.len(), "the backups bucket holds {avro} AVRO files after a backup: {backups:?} ({backup})");
+    Ok(format!(
+        "{SAMPLE_HIRE_REJECTS} hire rejects listed, 7 departments above the mean in 2021 (Support 216), {rows} department×job rows, {} Parquet files, {avro} AVRO backups",
+        parquet.len()
+    ))
+}
+
+/// LocalStack, started with Docker compose from `localstack/compose.yml`.
+struct LocalStack {
+    url: String,
+}
+
+impl LocalStack {
+    fn start() -> anyhow::Result<LocalStack> {
+        if std::env::var("LOCALSTACK_AUTH_TOKEN").unwrap_or_default().is_empty() {
+            bail!(
+                "--emulator localstack needs LOCALSTACK_AUTH_TOKEN (a LocalStack account's token); without one, use the default, moto"
+            );
+        }
+        let compose = crate::project_root().join("localstack").join("compose.yml");
+        let status = Command::new("docker")
+            .args(["compose", "-f"])
+            .arg(&compose)
+            .args(["up", "--detach", "--wait"])
+            .status()
+            .context("--emulator localstack needs Docker (`docker compose`), which is not installed here; use the default, moto")?;
+        ensure!(status.success(), "`docker compose up` for LocalStack failed ({status}); see its output above");
+        Ok(LocalStack { url: "http://127.0.0.1:4566".to_owned() })
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let compose = crate::project_root().join("localstack").join("compose.yml");
+        let _ = Command::new("docker").args(["compose", "-f"]).arg(&compose).args(["down"]).status();
+    }
+}
