@@ -101,12 +101,36 @@ pub fn template(cfg: &StageConfig) -> Option<Template> {
                     access: Access::Read,
                     target: Target::EcrAuthorization,
                 });
-                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DeleteChangeSet"],
+                // `publish` creates or updates the bootstrap stack through a change set that
+                // CloudFormation executes as the execution role (HIRING_CFN_EXECUTION_ROLE).
+                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources", "cloudformation:DeleteChangeSet", "cloudformation:GetTemplate"],
                     "Resource": sub(stack_arn(BOOTSTRAP_STACK)) }));
+                extra.push(
+                    json!({ "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": execution.get_att("Arn") }),
+                );
             }
             "Deploy" => {
-                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DeleteChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:GetTemplate", "cloudformation:UpdateTerminationProtection"],
+                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DeleteChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources", "cloudformation:GetTemplate", "cloudformation:UpdateTerminationProtection"],
                     "Resource": [sub(stack_arn(&stack)), sub(stack_arn(BOOTSTRAP_STACK))] }));
+                // `status` after the deploy: the API service and the pipeline's executions.
+                let service = format!(
+                    "arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:service/{}/{}",
+                    cfg.name("cluster"),
+                    cfg.name("api")
+                );
+                let machine = format!(
+                    "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{}",
+                    cfg.name("pipeline")
+                );
+                let executions = format!(
+                    "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{}:*",
+                    cfg.name("pipeline")
+                );
+                extra.push(json!({ "Effect": "Allow", "Action": ["ecs:DescribeServices"], "Resource": sub(service) }));
+                extra.push(json!({ "Effect": "Allow", "Action": ["states:ListExecutions"], "Resource": sub(machine) }));
+                extra.push(
+                    json!({ "Effect": "Allow", "Action": ["states:DescribeExecution"], "Resource": sub(executions) }),
+                );
                 extra.push(
                     json!({ "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": execution.get_att("Arn") }),
                 );

@@ -92,7 +92,7 @@ pub async fn create_change_set(
     template: &Value,
     parameters: &BTreeMap<String, String>,
 ) -> anyhow::Result<Option<ChangeSet>> {
-    let existing = describe(client, stack_name).await?;
+    let existing = settled(client, stack_name).await?;
     if let Some(stack) = &existing
         && stack.stack_status().is_some_and(|s| s.as_str() == "ROLLBACK_COMPLETE")
     {
@@ -120,6 +120,8 @@ pub async fn create_change_set(
         ))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
+        // In the pipeline, CloudFormation acts as its execution role, not as the build's role.
+        .set_role_arn(std::env::var("HIRING_CFN_EXECUTION_ROLE").ok().filter(|arn| !arn.is_empty()))
         .send()
         .await;
     if let Err(error) = created {
@@ -185,6 +187,34 @@ pub async fn create_change_set(
     }
     changes.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Some(ChangeSet { name, changes }))
+}
+
+/// The stack once no operation is running on it (an earlier deploy, interrupted here but
+/// going on in CloudFormation): waits for it, saying so, up to [`DEPLOY_TIMEOUT`].
+async fn settled(client: &Client, stack_name: &str) -> anyhow::Result<Option<Stack>> {
+    let deadline = std::time::Instant::now() + DEPLOY_TIMEOUT;
+    let mut said = false;
+    loop {
+        let stack = describe(client, stack_name).await?;
+        let status = stack.as_ref().and_then(|s| s.stack_status()).map(|s| s.as_str().to_owned()).unwrap_or_default();
+        if !status.ends_with("_IN_PROGRESS") || status == "REVIEW_IN_PROGRESS" {
+            if status.ends_with("ROLLBACK_FAILED") {
+                bail!(
+                    "{stack_name} is {status}: a rollback could not finish. Fix what its events name, then \
+                     `aws cloudformation continue-update-rollback --stack-name {stack_name}` (or delete it)"
+                );
+            }
+            return Ok(stack);
+        }
+        if !said {
+            println!("{stack_name} is {status} (an earlier deploy still running): waiting for it to settle");
+            said = true;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{stack_name} is still {status} after {DEPLOY_TIMEOUT:?}; `cargo xtask status` shows where it is");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Whether CloudFormation's message says the template changes nothing.

@@ -190,12 +190,21 @@ pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
 pub fn build_api(arch: Arch) -> anyhow::Result<PathBuf> {
     let mut command = cargo_lambda(arch)?;
     command.args(["--output-format", "binary", "--package", "api", "--bin", "hiring-api"]);
-    command.arg("--lambda-dir").arg(crate::target_dir().join("image").join("bin").join(arch.lambda_name()));
+    command.arg("--lambda-dir").arg(api_dir(arch));
     println!("==> build-image: hiring-api for {arch} (glibc {}.{})", GLIBC.0, GLIBC.1);
     run_cargo_lambda(&mut command)?;
-    let binary = crate::target_dir().join(arch.rust_target()).join(PROFILE).join("hiring-api");
+    let binary = api_binary(arch);
     ensure!(binary.is_file(), "`cargo lambda build` succeeded but wrote no {}", binary.display());
     Ok(binary)
+}
+
+fn api_dir(arch: Arch) -> PathBuf {
+    crate::target_dir().join("image").join("bin").join(arch.lambda_name())
+}
+
+/// Where [`build_api`] leaves the API binary (cargo-lambda moves it there as `bootstrap`).
+pub fn api_binary(arch: Arch) -> PathBuf {
+    api_dir(arch).join("hiring-api").join("bootstrap")
 }
 
 /// `cargo lambda build` for `arch` from the venv, with the shared options; the caller adds

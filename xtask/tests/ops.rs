@@ -120,6 +120,24 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     assert_eq!(report["service"]["desired"], 0, "the emulator stage runs no tasks: {report}");
     assert_eq!(report["service"]["running"], 0);
     assert_eq!(report["executions"], serde_json::json!([]));
+    // moto has no drift detection: reported as unavailable, with the reason, not as unhealthy.
+    let drift = xtask(&moto, &["status", "--stage", "local", "--json", "--drift"]);
+    assert!(drift.status.success(), "{}", text(&drift));
+    let report: Value = serde_json::from_slice(&drift.stdout).expect("JSON");
+    assert_eq!(report["drift"]["status"], "UNAVAILABLE", "{report}");
+    assert!(report["drift"]["reason"].as_str().unwrap().contains("DetectStackDrift"), "{report}");
+    assert_eq!(report["api"], Value::Null, "no ApiUrl output and no HIRING_API_URL: {report}");
+    // The API's health is asked where HIRING_API_URL says; nothing answers there.
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["status", "--stage", "local", "--json"])
+        .envs(moto.aws_env())
+        .env("HIRING_API_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(1), "{}", text(&unreachable));
+    let report: Value = serde_json::from_slice(&unreachable.stdout).expect("JSON");
+    assert_eq!(report["api"]["url"], "http://127.0.0.1:9/health", "{report}");
+    assert_eq!((report["api"]["status"].clone(), report["healthy"].clone()), (Value::Null, Value::Bool(false)));
     let text_status = xtask(&moto, &["status", "--stage", "local"]);
     assert!(text(&text_status).contains("API service: 0/0 tasks running"), "{}", text(&text_status));
     assert!(text(&text_status).contains("pipeline: no executions yet"), "{}", text(&text_status));
@@ -176,4 +194,39 @@ async fn a_deploy_that_fails_names_the_cause_and_exits_non_zero() {
 
     let status = xtask(&moto, &["status", "--stage", "local"]);
     assert_eq!(status.status.code(), Some(1), "a failed stack is not healthy: {}", text(&status));
+}
+
+/// A deploy interrupted after its change set was made (the stack left REVIEW_IN_PROGRESS with
+/// a change set nobody executes) does not block the next one: it deploys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_interrupted_before_execution_is_finished_by_the_next() {
+    let moto = Moto::start().expect("moto starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = parameters(&moto, dir.path(), false).await;
+    let parameters: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let template = stack::Topology::stage(&stack::Stage::Local.config()).template;
+    cfn.create_change_set()
+        .stack_name("hiring-local")
+        .change_set_name("interrupted")
+        .change_set_type(aws_sdk_cloudformation::types::ChangeSetType::Create)
+        .template_body(template.to_json())
+        .set_parameters(Some(
+            parameters
+                .iter()
+                .map(|(k, v)| {
+                    aws_sdk_cloudformation::types::Parameter::builder().parameter_key(k).parameter_value(v).build()
+                })
+                .collect(),
+        ))
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .expect("CreateChangeSet");
+    let stack = cfn.describe_stacks().stack_name("hiring-local").send().await.unwrap();
+    assert_eq!(stack.stacks()[0].stack_status().unwrap().as_str(), "REVIEW_IN_PROGRESS");
+
+    let deployed = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert!(text(&deployed).contains("hiring-local: CREATE_COMPLETE"), "{}", text(&deployed));
 }
