@@ -92,7 +92,29 @@ pub async fn create_change_set(
     template: &Value,
     parameters: &BTreeMap<String, String>,
 ) -> anyhow::Result<Option<ChangeSet>> {
-    let existing = settled(client, stack_name).await?;
+    let mut existing = settled(client, stack_name).await?;
+    if existing.as_ref().is_some_and(|s| s.stack_status().is_some_and(|s| s.as_str() == "REVIEW_IN_PROGRESS")) {
+        // A first deploy stopped after making its change set: the stack has no resources, only
+        // the stale change set. Start over from no stack.
+        println!("{stack_name} is REVIEW_IN_PROGRESS (a first deploy was interrupted): removing the empty stack");
+        client
+            .delete_stack()
+            .stack_name(stack_name)
+            .send()
+            .await
+            .map_err(|e| failed(format!("DeleteStack {stack_name}"), &e))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while describe(client, stack_name)
+            .await?
+            .is_some_and(|s| s.stack_status().is_some_and(|s| s.as_str() != "DELETE_COMPLETE"))
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("{stack_name} (REVIEW_IN_PROGRESS) was not deleted within 5 minutes; delete it and deploy again");
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        existing = None;
+    }
     if let Some(stack) = &existing
         && stack.stack_status().is_some_and(|s| s.as_str() == "ROLLBACK_COMPLETE")
     {

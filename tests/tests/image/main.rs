@@ -71,16 +71,25 @@ fn unpack(dir: &Path, manifest: &Value, config: &Value) -> tempfile::TempDir {
 /// `chroot <root> <args>` as root, or in a user namespace otherwise.
 fn chroot(root: &Path, user: Option<&str>, args: &[&str]) -> Command {
     let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    // By absolute path: the environment given below (the image's PATH) does not find them.
+    let program = |name: &str| {
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| panic!("{name} is not installed (Debian's coreutils and util-linux have it)"))
+    };
     let mut command = if is_root {
-        Command::new("chroot")
+        Command::new(program("chroot"))
     } else {
-        let mut unshare = Command::new("unshare");
-        unshare.args(["--map-root-user", "chroot"]);
+        let mut unshare = Command::new(program("unshare"));
+        unshare.arg("--map-root-user").arg(program("chroot"));
         unshare
     };
     if let Some(user) = user {
         command.arg(format!("--userspec={user}"));
     }
+    // A clean environment, as a container starts with.
     command.arg(root).args(args).env_clear();
     command
 }
