@@ -151,13 +151,8 @@ impl BuildFunctions {
 pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
     let started = Instant::now();
     let lambda_dir = lambda_dir(arch);
-    let mut command = cargo_lambda(arch)?;
-    command.args(["--output-format", "zip"]).arg("--lambda-dir").arg(&lambda_dir);
-    for function in FUNCTIONS {
-        command.args(["--package", function.package, "--bin", function.name]);
-    }
     println!("==> build-functions: {} for {arch} (glibc {}.{})", names(), GLIBC.0, GLIBC.1);
-    run_cargo_lambda(&mut command)?;
+    build_all(arch)?;
 
     let target_dir = crate::target_dir();
     let binaries = target_dir.join(arch.rust_target()).join(PROFILE);
@@ -188,23 +183,29 @@ pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
 /// Builds the API server, `hiring-api`, for `arch` the way the functions are built (release,
 /// Zig, glibc [`GLIBC`]), for the container image; returns the binary's path.
 pub fn build_api(arch: Arch) -> anyhow::Result<PathBuf> {
-    let mut command = cargo_lambda(arch)?;
-    command.args(["--output-format", "binary", "--package", "api", "--bin", "hiring-api"]);
-    command.arg("--lambda-dir").arg(api_dir(arch));
     println!("==> build-image: hiring-api for {arch} (glibc {}.{})", GLIBC.0, GLIBC.1);
-    run_cargo_lambda(&mut command)?;
+    build_all(arch)?;
     let binary = api_binary(arch);
     ensure!(binary.is_file(), "`cargo lambda build` succeeded but wrote no {}", binary.display());
     Ok(binary)
 }
 
-fn api_dir(arch: Arch) -> PathBuf {
-    crate::target_dir().join("image").join("bin").join(arch.lambda_name())
+/// Where the API binary is built (cargo-lambda also zips it, unused, beside the functions).
+pub fn api_binary(arch: Arch) -> PathBuf {
+    crate::target_dir().join(arch.rust_target()).join(PROFILE).join("hiring-api")
 }
 
-/// Where [`build_api`] leaves the API binary (cargo-lambda moves it there as `bootstrap`).
-pub fn api_binary(arch: Arch) -> PathBuf {
-    api_dir(arch).join("hiring-api").join("bootstrap")
+/// One `cargo lambda build` of the functions and the API together: built separately, the two
+/// would unify their dependencies' features differently and rebuild the shared ones (ring,
+/// rustls, sqlx, …) each time the other was built.
+fn build_all(arch: Arch) -> anyhow::Result<()> {
+    let mut command = cargo_lambda(arch)?;
+    command.args(["--output-format", "zip"]).arg("--lambda-dir").arg(lambda_dir(arch));
+    for function in FUNCTIONS {
+        command.args(["--package", function.package, "--bin", function.name]);
+    }
+    command.args(["--package", "api", "--bin", "hiring-api"]);
+    run_cargo_lambda(&mut command)
 }
 
 /// `cargo lambda build` for `arch` from the venv, with the shared options; the caller adds
