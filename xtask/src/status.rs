@@ -49,9 +49,25 @@ const HEALTHY: [&str; 3] = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLE
 
 impl Status {
     pub fn run(self) -> anyhow::Result<()> {
+        let api_url = std::env::var("HIRING_API_URL").ok().filter(|url| !url.is_empty());
+        let healthy = aws::block_on(async { self.report(&aws::config().await, api_url).await })?;
+        if !healthy {
+            std::process::exit(1);
+        }
+        Ok(())
+    }
+
+    /// The text report of `stage`, without drift.
+    pub fn new(stage: Stage) -> Status {
+        Status { stage, json: false, drift: false }
+    }
+
+    /// Prints the report of the stage through `sdk` and returns whether everything is healthy;
+    /// `api_url` overrides the `ApiUrl` output for the health check.
+    pub async fn report(&self, sdk: &aws_config::SdkConfig, api_url: Option<String>) -> anyhow::Result<bool> {
         let name = self.stage.stack_name();
-        let healthy = aws::block_on(async {
-            let sdk = aws::config().await;
+        {
+            let sdk = sdk.clone();
             let client = aws_sdk_cloudformation::Client::new(&sdk);
             let stack = cfn::describe(&client, &name).await?;
             let status = stack.as_ref().and_then(|s| s.stack_status()).map(|s| s.as_str().to_owned());
@@ -71,7 +87,7 @@ impl Status {
                 Some(arn) => executions(&sdk, arn).await?,
                 None => Vec::new(),
             };
-            let api_url = std::env::var("HIRING_API_URL").ok().or_else(|| outputs.get("ApiUrl").cloned());
+            let api_url = api_url.or_else(|| outputs.get("ApiUrl").cloned());
             let api = match &api_url {
                 Some(url) if stack.is_some() => Some(api_health(url).await),
                 _ => None,
@@ -156,11 +172,7 @@ impl Status {
                 println!("{name}: no such stack; deploy it with `cargo xtask deploy --stage {}`", self.stage);
             }
             Ok(healthy)
-        })?;
-        if !healthy {
-            std::process::exit(1);
         }
-        Ok(())
     }
 }
 
