@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -68,6 +69,16 @@ pub struct Settings {
     /// `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`:
     /// where each zone lives, a directory or `s3://bucket/prefix` (default: `<data dir>/<zone>`).
     pub zone_urls: Vec<(hiring::zones::ZoneName, String)>,
+    /// `HIRING_CORS_ORIGINS`: origins allowed to call the API from a browser, comma-separated
+    /// (e.g. `https://dashboard.example.com`); none by default, so CORS stays closed.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// `HIRING_REQUEST_TIMEOUT_SECS`: how long any request but an upload may take (default 30).
+    pub request_timeout: Duration,
+    /// `HIRING_UPLOAD_TIMEOUT_SECS`: how long `POST /upload` may take (default 900).
+    pub upload_timeout: Duration,
+    /// `HIRING_MAX_CONCURRENT_WRITES`: writes (uploads, batches, backups, restores) running at
+    /// once; more answer 503 `busy` (default 8).
+    pub max_concurrent_writes: usize,
     /// The AWS settings the zones read (`AWS_ENDPOINT_URL`, credentials, region), as given to
     /// [`Settings::from_lookup`]; secrets are wrapped.
     pub aws: Vec<(String, Secret)>,
@@ -138,6 +149,28 @@ impl Settings {
             Some(v) => v.parse().with_context(|| format!("HIRING_MAX_UPLOAD_BYTES `{v}` is not a number of bytes"))?,
             None => Self::DEFAULT_MAX_UPLOAD_BYTES,
         };
+        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match lookup(name).filter(|v| !v.is_empty()) {
+                Some(v) => v.parse().with_context(|| format!("{name} `{v}` is not a whole number")),
+                None => Ok(default),
+            }
+        };
+        let request_timeout = Duration::from_secs(number("HIRING_REQUEST_TIMEOUT_SECS", 30)?.max(1));
+        let upload_timeout = Duration::from_secs(number("HIRING_UPLOAD_TIMEOUT_SECS", 900)?.max(1));
+        let max_concurrent_writes = usize::try_from(number("HIRING_MAX_CONCURRENT_WRITES", 8)?.max(1))?;
+        let cors_origins = lookup("HIRING_CORS_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                    bail!("HIRING_CORS_ORIGINS `{origin}` is not an origin such as https://dashboard.example.com (`*` is refused: name the origins)");
+                }
+                axum::http::HeaderValue::from_str(origin.trim_end_matches('/'))
+                    .with_context(|| format!("HIRING_CORS_ORIGINS `{origin}` is not a valid header value"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let db_max_connections = match lookup("HIRING_DB_MAX_CONNECTIONS") {
             Some(v) => v.parse().with_context(|| format!("HIRING_DB_MAX_CONNECTIONS `{v}` is not a number"))?,
             None => 16,
@@ -174,6 +207,10 @@ impl Settings {
             api_token: lookup("HIRING_API_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
             max_upload_bytes,
             db_max_connections,
+            cors_origins,
+            request_timeout,
+            upload_timeout,
+            max_concurrent_writes,
         })
     }
 }

@@ -48,6 +48,12 @@ pub enum ApiError {
     /// 503: the database is unreachable; retry later.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] hiring::error::Error),
+    /// 503: the handler did not answer in time (`HIRING_REQUEST_TIMEOUT_SECS`).
+    #[error("the request took longer than {}s and was stopped; retry, or ask for less (a smaller upload or batch)", .0.as_secs())]
+    Timeout(std::time::Duration),
+    /// 503: as many writes as the server allows are running (`HIRING_MAX_CONCURRENT_WRITES`).
+    #[error("the server is busy with other writes; retry after the Retry-After delay")]
+    Busy,
     /// 500: a bug or an unexpected failure; the detail is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -64,7 +70,8 @@ impl ApiError {
         ApiError::Unprocessable { code, message: message.into() }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The HTTP status and the stable error code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -74,6 +81,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -118,7 +127,8 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::SERVICE_UNAVAILABLE => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                let after = if matches!(self, ApiError::Busy) { "1" } else { "5" };
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(after));
             }
             _ => {}
         }

@@ -8,39 +8,92 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod guard;
+pub mod openapi;
+pub mod report;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// The largest JSON batch body accepted (1000 rows with generous text fields).
 pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The largest body of `POST /restore/{table}` (a key).
+pub const MAX_RESTORE_BODY_BYTES: usize = 4 * 1024;
+/// The largest body of any other endpoint (none takes one).
+pub const MAX_OTHER_BODY_BYTES: usize = 1024;
 
-/// The API's router.
+/// The routes with their OpenAPI operations: utoipa-axum adds each handler's path to both, so
+/// every route served is in the document.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    use axum::middleware::from_fn_with_state;
+    let settings = &state.settings;
+    let deadline = |limit| from_fn_with_state(limit, guard::deadline);
+    let (request_timeout, upload_timeout) = (settings.request_timeout, settings.upload_timeout);
+    let writes = OpenApiRouter::new()
+        .routes(
+            routes!(routes::upload::upload)
+                .layer(DefaultBodyLimit::max(settings.max_upload_bytes))
+                .layer(deadline(upload_timeout)),
+        )
+        .routes(
+            routes!(routes::batch::batch)
+                .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
+        .routes(
+            routes!(routes::backups::backup)
+                .layer(DefaultBodyLimit::max(MAX_OTHER_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
+        .routes(
+            routes!(routes::backups::restore)
+                .layer(DefaultBodyLimit::max(MAX_RESTORE_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
+        // The token is checked first, so callers without it never take a write permit.
+        .route_layer(from_fn_with_state(state.clone(), guard::write_permit))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    let reads = OpenApiRouter::new()
+        .routes(routes!(routes::report::report))
+        .routes(routes!(routes::health::health))
+        .routes(routes!(routes::prometheus::metrics))
+        .routes(routes!(routes::backups::list))
+        .routes(routes!(routes::ingestions::ingestion))
+        .routes(routes!(routes::ingestions::rejects))
+        .routes(routes!(routes::metrics::hires))
+        .routes(routes!(routes::metrics::departments))
+        .route_layer(DefaultBodyLimit::max(MAX_OTHER_BODY_BYTES))
+        .route_layer(deadline(request_timeout));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(writes).merge(reads)
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
+    routes(state).split_for_parts().1
+}
+
+/// The API's router: the documented routes, `GET /openapi.json`, Swagger UI at `/docs`, and the
+/// middleware every request goes through (request id, logs and metrics, security headers, CORS).
 pub fn app(state: AppState) -> Router {
-    let writes = Router::new()
-        .route("/upload", post(routes::upload::upload).layer(DefaultBodyLimit::max(state.settings.max_upload_bytes)))
-        .route("/batch/{table}", post(routes::batch::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
-        .route("/backups/{table}", post(routes::backups::backup))
-        .route("/restore/{table}", post(routes::backups::restore))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
-    let reads = Router::new()
-        .route("/health", get(routes::health::health))
-        .route("/backups", get(routes::backups::list))
-        .route("/ingestions/{id}", get(routes::ingestions::ingestion))
-        .route("/ingestions/{id}/rejects", get(routes::ingestions::rejects))
-        .route("/metrics/hires", get(routes::metrics::hires))
-        .route("/metrics/departments", get(routes::metrics::departments));
-    writes
-        .merge(reads)
+    let (router, spec) = routes(&state).split_for_parts();
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec);
+    let mut router = router
+        .merge(docs)
         .fallback(routes::not_found)
-        .layer(axum::middleware::from_fn(telemetry::log_request))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(guard::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::observe));
+    if let Some(cors) = guard::cors(&state.settings.cors_origins) {
+        router = router.layer(cors);
+    }
+    router.with_state(state)
 }
 
 /// Applies the migrations, waiting up to 30 s for the database to come up, then marks failed

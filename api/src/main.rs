@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
     }
     api::telemetry::init();
     let settings = Settings::from_env()?;
+    api::telemetry::log_settings(&settings);
     let pool = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -34,11 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
         format!("could not listen on {} (HIRING_LISTEN); is another server there?", settings.listen)
     })?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        writes = if settings.api_token.is_some() { "enabled" } else { "disabled (read-only: HIRING_API_TOKEN is not set)" },
-        "hiring-api listening"
-    );
+    tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
     let state = AppState::new(pool, settings)?;
     state.metrics_cache.clone().spawn_listener(state.pool.clone());
     axum::serve(listener, api::app(state))

@@ -6,6 +6,8 @@ use sqlx::PgPool;
 
 use crate::cache::MetricsCache;
 use crate::config::Settings;
+use crate::guard::WritePermits;
+use crate::telemetry::Metrics;
 
 /// The API's shared state: the pool and the settings.
 #[derive(Clone)]
@@ -18,12 +20,24 @@ pub struct AppState {
     pub metrics_cache: Arc<MetricsCache>,
     /// The storage zones: raw, rejects, processed, backups.
     pub zones: Arc<hiring::zones::Zones>,
+    /// The metrics of `GET /metrics`.
+    pub telemetry: Arc<Metrics>,
+    /// The bound on concurrent writes (`HIRING_MAX_CONCURRENT_WRITES`).
+    pub write_permits: Arc<WritePermits>,
 }
 
 impl AppState {
     /// State over a pool and settings; opens the zones the settings name.
     pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
         let zones = Arc::new(settings.open_zones()?);
-        Ok(AppState { pool, settings: Arc::new(settings), metrics_cache: Arc::default(), zones })
+        let write_permits = Arc::new(WritePermits::new(settings.max_concurrent_writes));
+        Ok(AppState {
+            pool,
+            settings: Arc::new(settings),
+            metrics_cache: Arc::default(),
+            zones,
+            telemetry: Arc::default(),
+            write_permits,
+        })
     }
 }

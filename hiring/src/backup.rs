@@ -50,6 +50,7 @@ pub const MAX_CONFLICT_IDS: usize = 20;
 
 /// What a backup wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupReport {
     /// The object's key in the backups zone, `<table>/<UTC time>.avro`.
     pub key: String,
@@ -61,6 +62,7 @@ pub struct BackupReport {
 
 /// One backup in the zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupInfo {
     /// The table it holds.
     pub table: Table,
@@ -74,6 +76,7 @@ pub struct BackupInfo {
 
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreReport {
     /// The table restored.
     pub table: Table,

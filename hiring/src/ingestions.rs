@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 
 /// A load, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ingestion {
     /// The ingestion id.
     pub id: i64,
@@ -130,4 +131,26 @@ async fn fail_if_abandoned(pool: &PgPool, id: i64) -> Result<bool> {
     .await?;
     tx.commit().await?;
     Ok(marked.rows_affected() == 1)
+}
+
+/// How many rows of an ingestion were rejected for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct RejectCount {
+    /// The ingestion.
+    pub ingestion_id: i64,
+    /// The stable reason code.
+    pub reason: String,
+    /// Rows rejected for it.
+    pub count: i64,
+}
+
+/// The reject counts by reason of the ingestions `ids`, by ingestion then reason.
+pub async fn reject_counts(pool: &PgPool, ids: &[i64]) -> Result<Vec<RejectCount>> {
+    Ok(sqlx::query_as(
+        "SELECT ingestion_id, reason, count(*) AS count FROM rejects
+         WHERE ingestion_id = ANY($1) GROUP BY ingestion_id, reason ORDER BY ingestion_id, reason",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
 }

@@ -31,6 +31,7 @@ pub const CHUNK_ROWS: usize = 16 * 1024;
 
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoadReport {
     /// The ingestion id (see `GET /ingestions/{id}`).
     pub id: i64,

@@ -15,6 +15,7 @@ pub const CHANGES_CHANNEL: &str = "hiring_data_changed";
 
 /// Hires of one (department, job) pair in one year, by quarter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarterlyHires {
     /// The department's name.
     pub department: String,
@@ -36,6 +37,7 @@ pub struct QuarterlyHires {
 
 /// A department that hired more than the mean in a year.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DepartmentHires {
     /// The department id.
     pub id: i32,
@@ -96,4 +98,41 @@ pub async fn departments_above_mean(pool: &PgPool, year: i32) -> Result<Vec<Depa
 pub async fn compact_rollup(pool: &PgPool) -> Result<()> {
     sqlx::query("SELECT hires_rollup_compact()").execute(pool).await?;
     Ok(())
+}
+
+/// A year's hires and the number of departments, whose ratio is the mean that
+/// [`departments_above_mean`] compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct YearTotals {
+    /// Hires in the year.
+    pub hires: i64,
+    /// Departments in the table (hiring or not).
+    pub departments: i64,
+}
+
+impl YearTotals {
+    /// Hires per department (0 without departments).
+    pub fn mean(&self) -> f64 {
+        if self.departments == 0 { 0.0 } else { self.hires as f64 / self.departments as f64 }
+    }
+}
+
+/// The totals of `year`.
+pub async fn year_totals(pool: &PgPool, year: i32) -> Result<YearTotals> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT coalesce(sum(q1 + q2 + q3 + q4), 0)::bigint FROM hires_rollup WHERE year = $1) AS hires,
+                (SELECT count(*) FROM departments) AS departments",
+    )
+    .bind(year)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The years with at least one hire, newest first.
+pub async fn years(pool: &PgPool) -> Result<Vec<i32>> {
+    Ok(sqlx::query_scalar(
+        "SELECT year FROM hires_rollup GROUP BY year HAVING sum(q1 + q2 + q3 + q4) > 0 ORDER BY year DESC",
+    )
+    .fetch_all(pool)
+    .await?)
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One of the contract's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
     /// `departments.csv`: id, department.

@@ -17,6 +17,7 @@
 mod artifacts;
 mod aws;
 mod bench;
+mod browser;
 mod cfn;
 mod deploy;
 mod destroy;
@@ -26,7 +27,7 @@ mod functions;
 mod gen_data;
 mod image;
 mod lint;
-mod pg;
+use hiring_tests::pg;
 mod pg_check;
 mod publish;
 mod status;

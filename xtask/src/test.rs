@@ -13,6 +13,9 @@
 //! The CloudFormation templates are checked before the tests too (see `lint`: synth --check,
 //! cfn-lint, cfn-guard); `HIRING_CFN_GUARD` gives the rules' own tests the cfn-guard binary.
 //! The API image is built too (`HIRING_IMAGE_DIR`: the tests unpack it and run the API in it).
+//! Debian's Chromium is installed for the report's browser test (`HIRING_CHROMIUM`; where it
+//! cannot be, `HIRING_CHROMIUM_SKIP` gives the test its reason to skip), and the venv's
+//! schemathesis sends generated requests to every endpoint (`HIRING_SCHEMATHESIS`).
 //! Last, when no test filter was given, `test-local` runs the local stage end to end.
 
 use std::ffi::OsString;
@@ -23,7 +26,7 @@ use anyhow::{Context, bail};
 
 use crate::functions::{self, Arch};
 use crate::pg::{self, Source};
-use crate::{image, lint, test_local, venv};
+use crate::{browser, image, lint, test_local, venv};
 
 #[derive(clap::Args)]
 pub struct Test {
@@ -70,6 +73,14 @@ impl Test {
         let image = image::build(Arch::X86_64).context("failed to build the API image the tests unpack")?;
         phases.push(("image", image_started.elapsed()));
 
+        // The report's browser test: skipped, with the reason, only where Chromium cannot be had.
+        let browser_started = Instant::now();
+        let browser = browser::ensure();
+        if let Err(reason) = &browser {
+            println!("warning: the report's browser test will be skipped: {reason}");
+        }
+        phases.push(("browser", browser_started.elapsed()));
+
         let database_started = Instant::now();
         let postgres = pg::find_or_start("hiring_test").context("failed to find PostgreSQL")?;
         println!("PostgreSQL: {} ({})", postgres.display_url(), postgres.source());
@@ -99,7 +110,12 @@ impl Test {
             .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
             .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"))
             .env("HIRING_CFN_GUARD", &cfn_guard)
-            .env("HIRING_IMAGE_DIR", &image.dir);
+            .env("HIRING_IMAGE_DIR", &image.dir)
+            .env("HIRING_SCHEMATHESIS", venv.bin("st"));
+        match &browser {
+            Ok(chromium) => tests.env("HIRING_CHROMIUM", chromium),
+            Err(reason) => tests.env("HIRING_CHROMIUM_SKIP", reason),
+        };
         phase(&mut phases, "tests", &mut tests)?;
 
         if nextest {

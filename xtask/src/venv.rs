@@ -21,8 +21,14 @@ use anyhow::{Context, bail};
 /// Lambda Runtime API in tests; it links through `ziglang`'s Zig, found as `python3 -m ziglang`
 /// with the venv's `bin` first on `PATH` (see [`Venv::path_env`]). The pair was checked
 /// together here: cargo-lambda 1.9.2 reads Zig 0.15's `zig env` format.
-const PACKAGES: &[&str] =
-    &["moto[server]==5.2.5", "fastavro==1.13.1", "cargo-lambda==1.9.2", "ziglang==0.15.2", "cfn-lint==1.58.0"];
+const PACKAGES: &[&str] = &[
+    "moto[server]==5.2.5",
+    "fastavro==1.13.1",
+    "cargo-lambda==1.9.2",
+    "ziglang==0.15.2",
+    "cfn-lint==1.58.0",
+    "schemathesis==4.32.5",
+];
 
 /// The file in the venv recording which `PACKAGES` were installed.
 const STAMP: &str = "hiring-packages.txt";

@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::{ApiPath, ApiQuery};
 use hiring::backup::{BackupInfo, BackupReport, RestoreReport};
 use serde::Deserialize;
 
@@ -11,22 +13,41 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The query of `GET /backups`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this table's backups (default: all tables).
+    #[param(value_type = Option<hiring::table::Table>)]
     pub table: Option<String>,
 }
 
 /// The body of `POST /restore/{table}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The backup's key, as `POST /backups/{table}` and `GET /backups` name it.
     pub key: String,
 }
 
-/// Writes a backup of one table to the backups zone.
-pub async fn backup(State(state): State<AppState>, Path(table): Path<String>) -> Result<Json<BackupReport>, ApiError> {
+/// Writes a backup of one table to the backups zone, as an AVRO object container file.
+#[utoipa::path(
+    post,
+    path = "/backups/{table}",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("table" = hiring::table::Table, Path, description = "The table to back up")),
+    responses(
+        (status = 200, description = "The backup written", body = hiring::backup::BackupReport),
+        (status = 400, description = "Unknown table", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server runs read-only (no HIRING_API_TOKEN)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable, the server is busy with other writes, or the request timed out; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn backup(
+    State(state): State<AppState>,
+    ApiPath(table): ApiPath<String>,
+) -> Result<Json<BackupReport>, ApiError> {
     let table = super::table(&table)?;
     // Like loads, a backup is finished even if the client hangs up, so no half-written upload
     // is left to clean.
@@ -36,18 +57,48 @@ pub async fn backup(State(state): State<AppState>, Path(table): Path<String>) ->
 }
 
 /// Lists the backups, oldest first.
+#[utoipa::path(
+    get,
+    path = "/backups",
+    tag = "backups",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The backups, oldest first", body = Vec<hiring::backup::BackupInfo>),
+        (status = 400, description = "Unknown table", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The backups zone is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<BackupInfo>>, ApiError> {
     let table = query.table.as_deref().map(super::table).transpose()?;
     Ok(Json(hiring::backup::list_backups(&state.zones.backups, table).await?))
 }
 
 /// Replaces a table's content with a backup's rows, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/restore/{table}",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("table" = hiring::table::Table, Path, description = "The table to restore")),
+    request_body(content = RestoreRequest, description = "The backup to restore, by key"),
+    responses(
+        (status = 200, description = "The table now holds the backup's rows", body = hiring::backup::RestoreReport),
+        (status = 400, description = "Unknown table", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such backup", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Other rows reference rows the backup lacks; nothing changed", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 4 KiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The body or the backup is not valid", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server runs read-only (no HIRING_API_TOKEN)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable, the server is busy with other writes, or the request timed out; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn restore(
     State(state): State<AppState>,
-    Path(table): Path<String>,
+    ApiPath(table): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<RestoreReport>, ApiError> {
     let table = super::table(&table)?;

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::ApiPath;
 use hiring::load::LoadReport;
 use serde::Serialize;
 use serde_json::Value;
@@ -11,7 +13,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The ingestion report plus the rejected rows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchResponse {
     /// The counts.
     #[serde(flatten)]
@@ -21,7 +23,7 @@ pub struct BatchResponse {
 }
 
 /// One rejected row of a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchReject {
     /// The row's 0-based index in the array.
     pub index: i64,
@@ -31,10 +33,52 @@ pub struct BatchReject {
     pub message: String,
 }
 
-/// Validates and loads a batch in one transaction.
+/// One row of a batch: the columns of its table (departments: id, department; jobs: id, job;
+/// hired_employees: id, name, datetime, department_id, job_id). Rows breaking a rule are
+/// rejected and listed, the others loaded.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BatchRow {
+    /// The row's id (every table).
+    #[schema(example = 4535)]
+    id: Option<i64>,
+    /// A department's name (departments).
+    department: Option<String>,
+    /// A job's name (jobs).
+    job: Option<String>,
+    /// The employee's name (hired_employees).
+    name: Option<String>,
+    /// When they were hired, ISO 8601 with a time zone (hired_employees).
+    #[schema(example = "2021-07-27T16:02:08Z")]
+    datetime: Option<String>,
+    /// Their department's id (hired_employees).
+    department_id: Option<i64>,
+    /// Their job's id (hired_employees).
+    job_id: Option<i64>,
+}
+
+/// Validates and loads a batch of 1 to 1000 rows in one transaction; re-sending rows already
+/// stored changes nothing (they count as unchanged).
+#[utoipa::path(
+    post,
+    path = "/batch/{table}",
+    tag = "ingest",
+    security(("bearer" = [])),
+    params(("table" = hiring::table::Table, Path, description = "The table the rows go to")),
+    request_body(content = Vec<BatchRow>, description = "1 to 1000 rows"),
+    responses(
+        (status = 200, description = "The rows were validated; the valid ones are stored", body = BatchResponse),
+        (status = 400, description = "Unknown table", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 16 MiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Not a JSON array of 1 to 1000 objects", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server runs read-only (no HIRING_API_TOKEN)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable, the server is busy with other writes, or the request timed out; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn batch(
     State(state): State<AppState>,
-    Path(table): Path<String>,
+    ApiPath(table): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let table = super::table(&table)?;
@@ -44,10 +88,16 @@ pub async fn batch(
         Err(e) => return Err(ApiError::unprocessable("invalid_json", format!("the body is not valid JSON: {e}"))),
     };
     let pool = state.pool.clone();
+    let started = std::time::Instant::now();
     // Like uploads, a batch is finished even if the client hangs up.
     let loaded = tokio::spawn(async move { hiring::load::load_batch(&pool, table, "batch", &rows).await });
     let batch = loaded.await.map_err(|e| ApiError::Internal(e.into()))??;
     state.metrics_cache.invalidate();
+    state.telemetry.step("batch", started);
+    state.telemetry.loaded(&batch.report);
+    for reject in &batch.rejects {
+        state.telemetry.rejected(table, reject.violation.reason.code(), 1);
+    }
     let rejects = batch
         .rejects
         .into_iter()

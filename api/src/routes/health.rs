@@ -10,6 +10,16 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// 200 `{"status":"ok"}` when the database answers within 2 s; 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", body = Object, example = json!({"status": "ok"})),
+        (status = 503, description = "The database does not answer", body = Object,
+         example = json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database is unreachable; retry later"}})),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), probe).await {

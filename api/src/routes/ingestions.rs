@@ -1,7 +1,9 @@
 //! `GET /ingestions/{id}` and `GET /ingestions/{id}/rejects`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, HeaderValue, header};
 use hiring::ingestions::Ingestion;
 use serde::{Deserialize, Serialize};
@@ -9,22 +11,36 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The ingestion's report.
-pub async fn ingestion(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Ingestion>, ApiError> {
+/// An ingestion's report: its status, counts, and where its files are.
+#[utoipa::path(
+    get,
+    path = "/ingestions/{id}",
+    tag = "ingest",
+    params(("id" = i64, Path, description = "The ingestion id, as an upload or batch answered it")),
+    responses(
+        (status = 200, description = "The ingestion", body = hiring::ingestions::Ingestion),
+        (status = 400, description = "The id is not a number", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such ingestion", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn ingestion(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<Ingestion>, ApiError> {
     Ok(Json(hiring::ingestions::get(&state.pool, id).await?))
 }
 
 /// Paging of rejects: `limit` (1..=1000, default 100) rows after the position `after`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
-    /// How many rejects to return.
+    /// How many rejects to return (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Return rejects after this line (files) or index (batches).
     pub after: Option<i64>,
 }
 
 /// One reject: `line` for files, `index` for batches.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectView {
     /// The 1-based line in the file.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,10 +57,23 @@ pub struct RejectView {
 }
 
 /// A page of rejects, in order; a `Link: <…>; rel="next"` header points at the next page.
+#[utoipa::path(
+    get,
+    path = "/ingestions/{id}/rejects",
+    tag = "ingest",
+    params(("id" = i64, Path, description = "The ingestion id"), Page),
+    responses(
+        (status = 200, description = "A page of rejects; `Link` points at the next", body = Vec<RejectView>,
+         headers(("link" = String, description = "The next page, when there may be one"))),
+        (status = 400, description = "A bad id or limit", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such ingestion", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn rejects(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    Query(page): Query<Page>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<(HeaderMap, Json<Vec<RejectView>>), ApiError> {
     let limit = page.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

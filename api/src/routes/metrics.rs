@@ -1,7 +1,9 @@
 //! `GET /metrics/hires` and `GET /metrics/departments`, as JSON or CSV.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::ApiQuery;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -10,21 +12,39 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The query of both metrics.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MetricQuery {
-    /// The UTC calendar year (default 2021).
+    /// The UTC calendar year, 1 to 9999 (default 2021).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 9999, example = 2021)]
     pub year: Option<String>,
     /// `json` or `csv`; otherwise `Accept: text/csv` selects CSV.
+    #[param(value_type = Option<Format>)]
     pub format: Option<String>,
+}
+
+/// The answer's format.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Format {
+    /// JSON (the default).
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// Parses a `year` parameter: a UTC calendar year between 1 and 9999.
+pub fn parse_year(text: &str) -> Result<i32, ApiError> {
+    match text.parse::<i32>() {
+        Ok(year) if (1..=9999).contains(&year) => Ok(year),
+        _ => Err(ApiError::bad_request("invalid_year", format!("year `{text}` is not a year between 1 and 9999"))),
+    }
 }
 
 impl MetricQuery {
     fn year(&self) -> Result<i32, ApiError> {
-        let Some(text) = &self.year else { return Ok(2021) };
-        match text.parse::<i32>() {
-            Ok(year) if (1..=9999).contains(&year) => Ok(year),
-            _ => Err(ApiError::bad_request("invalid_year", format!("year `{text}` is not a year between 1 and 9999"))),
-        }
+        self.year.as_deref().map_or(Ok(2021), parse_year)
     }
 
     fn wants_csv(&self, headers: &HeaderMap) -> Result<bool, ApiError> {
@@ -40,10 +60,25 @@ impl MetricQuery {
     }
 }
 
-/// Hires per department and job, by quarter, for a year.
+/// Hires per department and job, by quarter, for a year: one row per (department, job) with
+/// at least one hire, ordered by department then job.
+#[utoipa::path(
+    get,
+    path = "/metrics/hires",
+    tag = "metrics",
+    params(MetricQuery),
+    responses(
+        (status = 200, description = "The rows", content(
+            (Vec<hiring::metrics::QuarterlyHires> = "application/json"),
+            (String = "text/csv", example = "department,job,Q1,Q2,Q3,Q4\nStaff,Recruiter,3,0,7,11\n"),
+        )),
+        (status = 400, description = "A bad year or format", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn hires(
     state: State<AppState>,
-    query: Query<MetricQuery>,
+    query: ApiQuery<MetricQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let columns = ["department", "job", "Q1", "Q2", "Q3", "Q4"];
@@ -53,10 +88,25 @@ pub async fn hires(
     .await
 }
 
-/// Departments that hired more than the mean in a year.
+/// Departments that hired more than the mean (the year's hires over the number of
+/// departments) in a year, by hires descending.
+#[utoipa::path(
+    get,
+    path = "/metrics/departments",
+    tag = "metrics",
+    params(MetricQuery),
+    responses(
+        (status = 200, description = "The departments", content(
+            (Vec<hiring::metrics::DepartmentHires> = "application/json"),
+            (String = "text/csv", example = "id,department,hired\n8,Support,221\n"),
+        )),
+        (status = 400, description = "A bad year or format", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn departments(
     state: State<AppState>,
-    query: Query<MetricQuery>,
+    query: ApiQuery<MetricQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     serve(state, query, headers, "departments", &["id", "department", "hired"], |pool, year| async move {
@@ -68,7 +118,7 @@ pub async fn departments(
 /// Answers a metric for the requested year, from the cache when it may, as JSON or CSV.
 async fn serve<T, F, Fut>(
     State(state): State<AppState>,
-    Query(query): Query<MetricQuery>,
+    ApiQuery(query): ApiQuery<MetricQuery>,
     headers: HeaderMap,
     metric: &'static str,
     columns: &[&str],

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The answer: one report per loaded part, in load order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadResponse {
     /// The ingestions, in dependency order.
     pub ingestions: Vec<LoadReport>,
@@ -26,14 +26,14 @@ pub struct UploadResponse {
 
 /// The answer in `stepfunctions` mode: the queued ingestions, to follow with
 /// `GET /ingestions/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueuedResponse {
     /// The ingestions, in dependency order.
     pub ingestions: Vec<Queued>,
 }
 
 /// A file written to the raw zone and waiting for the state machine.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Queued {
     /// The ingestion id.
     pub id: i64,
@@ -43,6 +43,21 @@ pub struct Queued {
     pub status: &'static str,
     /// The object's key in the raw zone.
     pub key: String,
+}
+
+/// The parts of an upload: any of the three, each a CSV file.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// `departments.csv`: id, department.
+    #[schema(value_type = Option<String>, format = Binary, content_media_type = "text/csv")]
+    departments: Option<Vec<u8>>,
+    /// `jobs.csv`: id, job.
+    #[schema(value_type = Option<String>, format = Binary, content_media_type = "text/csv")]
+    jobs: Option<Vec<u8>>,
+    /// `hired_employees.csv`: id, name, datetime, department_id, job_id.
+    #[schema(value_type = Option<String>, format = Binary, content_media_type = "text/csv")]
+    hired_employees: Option<Vec<u8>>,
 }
 
 static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -58,6 +73,23 @@ struct Part {
 /// validate and process steps run here, each file's load in its own transaction, and the answer
 /// holds the reports; with `HIRING_PIPELINE=stepfunctions` the files are recorded as queued and
 /// the answer is 202 with their ingestion ids, for the state machine to run.
+#[utoipa::path(
+    post,
+    path = "/upload",
+    tag = "ingest",
+    security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data",
+                 description = "One or more CSV files (no header line), each in a part named after its table"),
+    responses(
+        (status = 200, description = "Loaded (inline pipeline): one report per file", body = UploadResponse),
+        (status = 202, description = "Queued for the state machine (HIRING_PIPELINE=stepfunctions)", body = QueuedResponse),
+        (status = 400, description = "No file, a part naming no table, or a malformed body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server runs read-only (no HIRING_API_TOKEN)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Over HIRING_MAX_UPLOAD_BYTES", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable, the server is busy with other writes, or the upload timed out; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> Result<Response, ApiError> {
     let mut parts: Vec<Part> = Vec::new();
     let received = receive(&state.settings.data_dir, &mut multipart, &mut parts).await;
@@ -115,14 +147,19 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
 
     // The steps run in their own task so that a client hanging up does not cancel a load
     // half-way; each load is one transaction either way.
-    let (pool, zones) = (state.pool.clone(), state.zones.clone());
+    let (pool, zones, telemetry) = (state.pool.clone(), state.zones.clone(), state.telemetry.clone());
     let loads = tokio::spawn(async move {
         let mut reports = Vec::with_capacity(keys.len());
         for (key, source) in keys.into_iter().zip(sources) {
             let object = pipeline::RawObject { key, etag: None };
+            let started = std::time::Instant::now();
             let validation = pipeline::validate(&pool, &zones, &object, &source).await?;
+            telemetry.step("validate", started);
             let report = if validation.loadable {
-                pipeline::process(&pool, &zones, &validation).await?.load
+                let started = std::time::Instant::now();
+                let processed = pipeline::process(&pool, &zones, &validation).await?.load;
+                telemetry.step("process", started);
+                processed
             } else {
                 LoadReport {
                     id: validation.ingestion,
@@ -134,8 +171,10 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
                     rejected: validation.rejected,
                 }
             };
+            telemetry.loaded(&report);
             reports.push(report);
         }
+        count_rejects(&pool, &telemetry, &reports).await;
         // A file load appends up to one rollup delta per key; fold them now so the metrics
         // stay fast (failure here loses nothing: the deltas stay until the next compaction).
         if let Err(error) = hiring::metrics::compact_rollup(&pool).await {
@@ -148,6 +187,24 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     state.metrics_cache.invalidate();
     let reports = reports??;
     Ok(Json(UploadResponse { ingestions: reports }).into_response())
+}
+
+/// Adds the reports' rejected rows, by reason, to the metrics.
+async fn count_rejects(pool: &sqlx::PgPool, telemetry: &crate::telemetry::Metrics, reports: &[LoadReport]) {
+    let ids: Vec<i64> = reports.iter().filter(|r| r.rejected > 0).map(|r| r.id).collect();
+    if ids.is_empty() {
+        return;
+    }
+    match hiring::ingestions::reject_counts(pool, &ids).await {
+        Ok(counts) => {
+            for count in counts {
+                if let Some(report) = reports.iter().find(|r| r.id == count.ingestion_id) {
+                    telemetry.rejected(report.table, &count.reason, count.count.unsigned_abs());
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not count the rejects by reason for the metrics"),
+    }
 }
 
 async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Part>) -> Result<(), ApiError> {

@@ -6,8 +6,12 @@
 mod backup;
 mod batch;
 mod functions;
+mod hardening;
 mod helpers;
+mod load;
 mod metrics;
+mod openapi;
 mod processed;
+mod report;
 mod rules;
 mod upload;

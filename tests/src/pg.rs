@@ -9,6 +9,9 @@
 //!
 //! `HIRING_PG=private` skips 1 and 2, so the private cluster can be used (and tested) on a
 //! machine that also runs a server.
+//!
+//! [`Cluster::start_in`] starts a cluster of a test's own, which it may stop and start again
+//! (the fault tests restart PostgreSQL under a running API).
 
 mod client;
 
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::pg::client::Connection;
+use self::client::Connection;
 
 /// The superuser every server is reached as (`initdb -U postgres` for the private cluster).
 const SUPERUSER: &str = "postgres";
@@ -437,12 +440,12 @@ fn init_cluster(tools: &Tools, runner: Runner, data: &Path) -> anyhow::Result<()
 /// too long for the server's Unix socket (about 100 bytes); then a folder under the system's
 /// temporary directory, named after the workspace so checkouts do not share clusters.
 fn cluster_dir(major: &str, runner: Runner) -> anyhow::Result<PathBuf> {
-    let preferred = crate::target_dir().join("pg").join(major);
+    let preferred = target_dir().join("pg").join(major);
     let problem = match prepare_dir(&preferred, runner) {
         Ok(()) => return Ok(preferred),
         Err(problem) => problem,
     };
-    let root = crate::project_root();
+    let root = project_root();
     let fallback =
         std::env::temp_dir().join(format!("hiring-pg-{:016x}", fnv1a(root.as_os_str().as_encoded_bytes()))).join(major);
     prepare_dir(&fallback, runner)
@@ -483,6 +486,108 @@ fn prepare_dir(dir: &Path, runner: Runner) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The workspace's root.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the current directory, as cargo
+/// reads it) or `<root>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+        _ => project_root().join("target"),
+    }
+}
+
+/// A cluster of its own in a folder, on a fixed port, that can be stopped and started again;
+/// stopped (immediately) when dropped.
+pub struct Cluster {
+    tools: Tools,
+    runner: Runner,
+    data: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+impl Cluster {
+    /// Creates a cluster in `<dir>/data` and starts it on a free port of 127.0.0.1.
+    pub fn start_in(dir: &Path) -> anyhow::Result<Cluster> {
+        let tools = find_tools().context("initdb and pg_ctl are not on PATH nor in /usr/lib/postgresql/*/bin")?;
+        let runner = Runner::detect()?;
+        prepare_dir(dir, runner)?;
+        let data = dir.join("data");
+        init_cluster(&tools, runner, &data)?;
+        let mut cluster = Cluster { tools, runner, data, port: free_port()?, running: false };
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of `database` on it (created if missing).
+    pub fn database_url(&self, database: &str) -> anyhow::Result<String> {
+        let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port).into();
+        create_database(address, database).with_context(|| format!("failed to create database `{database}`"))?;
+        Ok(url_for(self.port, database).to_string())
+    }
+
+    /// Starts it (again) on its port and waits until it lets clients in.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let port_option = format!("-p {}", self.port);
+        let log = self.data.with_file_name("server.log");
+        let output = self.pg_ctl(&[
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-o".as_ref(),
+            port_option.as_ref(),
+            "-w".as_ref(),
+            "start".as_ref(),
+        ])?;
+        if !output.status.success() {
+            bail!(
+                "pg_ctl start failed: {}
+{}",
+                combined(&output).trim(),
+                tail(&log, 20)
+            );
+        }
+        self.running = true;
+        wait_until_ready(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port).into(), Duration::from_secs(30))
+    }
+
+    /// Stops it the way a crash would (`pg_ctl stop -m immediate`: no checkpoint, clients cut
+    /// off); the next start recovers from the write-ahead log.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        let output = self.pg_ctl(&["-m".as_ref(), "immediate".as_ref(), "-w".as_ref(), "stop".as_ref()])?;
+        if !output.status.success() {
+            bail!("pg_ctl stop failed: {}", combined(&output).trim());
+        }
+        self.running = false;
+        Ok(())
+    }
+
+    fn pg_ctl(&self, args: &[&std::ffi::OsStr]) -> anyhow::Result<Output> {
+        let mut all: Vec<&std::ffi::OsStr> = vec!["-D".as_ref(), self.data.as_os_str()];
+        all.extend_from_slice(args);
+        self.runner.command(&self.tools.pg_ctl, &all).stdin(Stdio::null()).output().context("failed to run pg_ctl")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.crash();
+        }
+    }
 }
 
 /// Finds initdb and pg_ctl: on PATH first, else the highest version in /usr/lib/postgresql

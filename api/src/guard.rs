@@ -1,0 +1,141 @@
+//! The API's protections against misuse, as middleware: request ids, security headers,
+//! deadlines, a bound on concurrent writes, and CORS (closed unless configured).
+//!
+//! Body limits are per route in [`crate::app`]; the token check is [`crate::auth`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The header that carries a request's id, in and out.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request's id: the caller's `X-Request-Id` when it is 1–64 characters of
+/// `[A-Za-z0-9._:-]`, else one made here. Handlers and logs read it from the extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The id of `request`, taken from its header or made new.
+    pub fn of(request: &Request) -> RequestId {
+        let given = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| acceptable(id));
+        match given {
+            Some(id) => RequestId(id.into()),
+            None => RequestId(new_id().into()),
+        }
+    }
+}
+
+fn acceptable(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// `<process start, hex seconds>-<pid>-<counter>`: unique across the tasks of a service and
+/// across restarts, without coordination.
+fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    format!("{start:x}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Headers every answer carries. Pages get a strict Content-Security-Policy (no scripts on the
+/// report, Swagger UI's own files on `/docs`); JSON answers `default-src 'none'`.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let docs = request.uri().path().starts_with("/docs");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let csp = if docs {
+        // Swagger UI needs its scripts, styles and inline styles; it loads nothing elsewhere.
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    } else {
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; \
+         base-uri 'none'; form-action 'self'"
+    };
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+        (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
+        (HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()"),
+    ] {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Answers 503 (`timeout`) when the handler has not answered within `limit`. Loads run in
+/// their own tasks, so a request that times out still finishes its transaction (or none).
+pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    }
+}
+
+/// The write endpoints' shared bound: at most this many run at once; more answer 503 (`busy`)
+/// with `Retry-After` at once rather than queueing behind them.
+#[derive(Debug)]
+pub struct WritePermits(Arc<Semaphore>);
+
+impl WritePermits {
+    /// Room for `concurrent` writes at once.
+    pub fn new(concurrent: usize) -> Self {
+        WritePermits(Arc::new(Semaphore::new(concurrent.max(1))))
+    }
+}
+
+/// Lets a write through when a permit is free, holding it until the answer is made.
+pub async fn write_permit(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let Ok(_permit) = state.write_permits.0.clone().try_acquire_owned() else {
+        return Err(ApiError::Busy);
+    };
+    Ok(next.run(request).await)
+}
+
+/// CORS for the origins of `HIRING_CORS_ORIGINS`; `None` when there are none, and then no CORS
+/// header is ever sent, so browsers keep other origins out.
+pub fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, REQUEST_ID.clone()])
+            .expose_headers([REQUEST_ID.clone(), header::LINK, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_plain_ids_are_taken_from_callers() {
+        assert!(acceptable("abc-123_x.y:z"));
+        assert!(!acceptable(""));
+        assert!(!acceptable(&"a".repeat(65)));
+        assert!(!acceptable("a b"));
+        assert!(!acceptable("a\nb"));
+        assert_ne!(new_id(), new_id());
+    }
+}
