@@ -79,6 +79,50 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// Puts the answers axum's extractors make on their own (a body over its limit, a missing
+/// content type, a malformed JSON body…), which are plain text, into the API's error shape.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|kind| kind.to_str().is_ok_and(|kind| kind.starts_with("text/plain")));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        _ if status.is_server_error() => "internal",
+        _ => "client_error",
+    };
+    let message = match (status.as_u16(), text.trim()) {
+        (413, _) => "the body is over this endpoint's limit; send less (see the API's limits in the README)".to_owned(),
+        (405, _) => "this path does not take that method; see /docs".to_owned(),
+        (_, "") => status.canonical_reason().unwrap_or("error").to_owned(),
+        (_, text) => text.to_owned(),
+    };
+    let mut answer =
+        (status, axum::Json(serde_json::json!({"error": {"code": code, "message": message}}))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
 /// Answers 503 (`timeout`) when the handler has not answered within `limit`. Loads run in
 /// their own tasks, so a request that times out still finishes its transaction (or none).
 pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {

@@ -88,6 +88,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = router
         .merge(docs)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(guard::json_errors))
         .layer(axum::middleware::from_fn(guard::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::observe));
     if let Some(cors) = guard::cors(&state.settings.cors_origins) {

@@ -37,7 +37,7 @@ pub struct ErrorDetail {
         license(name = "MIT"),
     ),
     modifiers(&BearerToken),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, crate::routes::metrics::Format)),
     tags(
         (name = "ingest", description = "Uploads, batches and their reports"),
         (name = "metrics", description = "The two metrics"),

@@ -11,6 +11,9 @@ use hiring::metrics::{DepartmentHires, QuarterlyHires, YearTotals};
 /// deficiencies, each with at least 3:1 contrast against white.
 pub const QUARTER_COLOURS: [&str; 4] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"];
 
+/// A bar to draw: its label and its segments' (name, colour, value).
+type Stack = (String, Vec<(&'static str, &'static str, i64)>);
+
 /// Width of the charts' drawing, in SVG units (the SVG scales to its container).
 const WIDTH: f64 = 960.0;
 /// Room for the department names left of the bars.
@@ -184,7 +187,7 @@ impl ReportPage {
                 *sum += value;
             }
         }
-        let stacked: Vec<(String, Vec<(&'static str, &'static str, i64)>)> = per_department
+        let stacked: Vec<Stack> = per_department
             .into_iter()
             .map(|(department, quarters)| {
                 let segments = ["Q1", "Q2", "Q3", "Q4"]
@@ -208,7 +211,7 @@ impl ReportPage {
             ..Chart::horizontal(&stacked, None)
         });
         let mean = totals.mean();
-        let above_bars: Vec<(String, Vec<(&'static str, &'static str, i64)>)> =
+        let above_bars: Vec<Stack> =
             above.iter().map(|d| (d.department.clone(), vec![("hires", "#0072B2", d.hired)])).collect();
         let above_chart = (!above_bars.is_empty()).then(|| Chart {
             id: "above-chart",
@@ -259,7 +262,7 @@ impl ReportPage {
 
 impl Chart {
     /// Horizontal bars of stacked segments, scaled so the longest bar (or the mean) fits.
-    fn horizontal(bars: &[(String, Vec<(&'static str, &'static str, i64)>)], mean: Option<f64>) -> Chart {
+    fn horizontal(bars: &[Stack], mean: Option<f64>) -> Chart {
         let largest = bars.iter().map(|(_, s)| s.iter().map(|(_, _, v)| *v).sum::<i64>()).max().unwrap_or(0);
         let top = nice_ceiling((largest as f64).max(mean.unwrap_or(0.0)).max(1.0));
         let span = WIDTH - LABELS - TRAILER;

@@ -251,9 +251,21 @@ pub async fn list_backups(zone: &Zone, table: Option<Table>) -> Result<Vec<Backu
 /// (stored hires reference departments or jobs the backup does not have).
 #[tracing::instrument(skip(pool, zone))]
 pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) -> Result<RestoreReport> {
-    let location = Key::parse(key).ok().filter(|location| !location.as_ref().is_empty()).ok_or_else(|| {
-        Error::InvalidBackup(format!("`{key}` is not a backup key such as {table}/20261127T181500.123456Z.avro"))
-    })?;
+    // Backups are `<table>/<time>.avro`; anything else (a folder, a name the file system
+    // refuses) is not one, and is said so before the zone is asked.
+    let shaped = key.split_once('/').is_some_and(|(folder, name)| {
+        Table::from_name(folder).is_some()
+            && name.ends_with(".avro")
+            && name.len() <= 200
+            && !name.contains('/')
+            && !name.starts_with('.')
+    });
+    let location =
+        Key::parse(key).ok().filter(|location| shaped && !location.as_ref().is_empty()).ok_or_else(|| {
+            Error::InvalidBackup(format!(
+                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z.avro (GET /backups lists them)"
+            ))
+        })?;
     let not_found = |e: object_store::Error| match e {
         object_store::Error::NotFound { .. } => Error::ObjectNotFound(key.to_owned()),
         other => zone_error(zone, key, other),

@@ -6,6 +6,7 @@
 //! last. A crash before the commit leaves no partial rows. Writers of a table are serialised by
 //! an advisory lock, so concurrent loads of the same data cannot interleave.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -576,8 +577,10 @@ pub(crate) async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Re
     }
     let positions: Vec<i64> = rejects.iter().map(|r| r.position).collect();
     let reasons: Vec<&str> = rejects.iter().map(|r| r.violation.reason.code()).collect();
-    let messages: Vec<&str> = rejects.iter().map(|r| r.violation.message.as_str()).collect();
-    let raws: Vec<&str> = rejects.iter().map(|r| r.raw.as_str()).collect();
+    // A rejected row may hold NUL characters (that is one reason to reject it), and so may a
+    // message quoting it; PostgreSQL text cannot, so they are stored as U+2400 (␀).
+    let messages: Vec<Cow<'_, str>> = rejects.iter().map(|r| crate::reject::storable(&r.violation.message)).collect();
+    let raws: Vec<Cow<'_, str>> = rejects.iter().map(|r| crate::reject::storable(&r.raw)).collect();
     sqlx::query(
         "INSERT INTO rejects (ingestion_id, position, reason, message, raw)
          SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[])

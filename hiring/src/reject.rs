@@ -101,3 +101,13 @@ impl Reject {
         Reject { position, violation, raw: text }
     }
 }
+
+/// `text` as PostgreSQL can store it: NUL characters, which `text` cannot hold, become U+2400
+/// (␀, the symbol for NUL), so the rest is kept as received.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{2400}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}

@@ -210,7 +210,7 @@ async fn count_rejects(pool: &sqlx::PgPool, telemetry: &crate::telemetry::Metric
 async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Part>) -> Result<(), ApiError> {
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let field_name = field.name().unwrap_or_default().to_owned();
-        let file_name = field.file_name().unwrap_or_default().to_owned();
+        let file_name = hiring::reject::storable(field.file_name().unwrap_or_default()).into_owned();
         let from_file = Path::new(&file_name).file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let Some(table) = Table::from_name(&field_name).or_else(|| Table::from_name(from_file)) else {
             return Err(ApiError::bad_request(

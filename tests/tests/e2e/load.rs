@@ -226,8 +226,15 @@ async fn mixed_traffic_from_several_clients_keeps_every_row_exactly_once(pool: P
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_run_gives_503s_then_the_api_recovers_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = hiring_tests::pg::Cluster::start_in(dir.path()).expect("a private PostgreSQL cluster");
-    let url = cluster.database_url("hiring_fault").unwrap();
+    // The cluster's control is blocking (pg_ctl, and a client with its own runtime).
+    let path = dir.path().to_owned();
+    let (mut cluster, url) = tokio::task::spawn_blocking(move || {
+        let cluster = hiring_tests::pg::Cluster::start_in(&path).expect("a private PostgreSQL cluster");
+        let url = cluster.database_url("hiring_fault").expect("a database on it");
+        (cluster, url)
+    })
+    .await
+    .unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(2))
@@ -243,13 +250,23 @@ async fn postgres_restarted_mid_run_gives_503s_then_the_api_recovers_without_a_r
         (0..4).map(|n| tokio::spawn(client(app.clone(), n, until, 400, Duration::from_secs(40)))).collect();
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.crash().expect("PostgreSQL stops");
+    cluster = tokio::task::spawn_blocking(move || {
+        cluster.crash().expect("PostgreSQL stops");
+        cluster
+    })
+    .await
+    .unwrap();
     let down = Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (health, _) = app.get_json("/health").await;
     let (metric, body) = app.get_json("/metrics/hires?year=2021").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.start().expect("PostgreSQL starts again");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start().expect("PostgreSQL starts again");
+        cluster
+    })
+    .await
+    .unwrap();
     let outage = down.elapsed();
     assert_eq!(health, 503, "health says the database is down");
     // A metric may still be served from the cache; if not, it is a 503, never a 500.
@@ -273,6 +290,7 @@ async fn postgres_restarted_mid_run_gives_503s_then_the_api_recovers_without_a_r
     assert_eq!(status, 200, "writes work again");
     tally.accepted.push(9_000_001);
     let (stored, rejects) = check_exactly_once(&app.pool, &tally).await;
+    drop(cluster);
     let unavailable = tally.count(503);
     assert!(unavailable > 0, "the clients saw the outage as 503s: {:?}", tally.statuses);
     let server_errors: u64 = tally.statuses.iter().filter(|(s, _)| **s >= 500 && **s != 503).map(|(_, c)| c).sum();

@@ -44,7 +44,7 @@ async fn every_route_is_in_the_document_and_the_readme(pool: PgPool) {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."), "OpenAPI 3");
     let documented = operations(&spec);
     assert_eq!(documented, readme_endpoints(), "the README's endpoint table and the OpenAPI document differ");
-    assert!(documented.len() >= 13, "{documented:?}");
+    assert_eq!(documented.len(), 12, "{documented:?}");
 
     // Every documented operation is routed (the fallback answers `not_found` for anything else),
     // and every one documents its errors in the one error shape.
@@ -98,6 +98,18 @@ async fn swagger_ui_is_served_with_its_own_assets(pool: PgPool) {
             assert!(text.contains("/openapi.json"), "the UI loads our document: {text}");
         }
     }
+    // In a browser, under the page's Content-Security-Policy, the UI lists every operation.
+    let Some(chromium) = crate::report::chromium() else { return };
+    let url = app.url("/docs/");
+    let dom =
+        tokio::task::spawn_blocking(move || crate::report::headless(&chromium, &url, &["--dump-dom"])).await.unwrap();
+    let (_, spec) = app.get_json("/openapi.json").await;
+    let operations = operations(&spec).len();
+    assert_eq!(
+        dom.matches("class=\"opblock-summary-path\" data-path=").count(),
+        operations,
+        "Swagger UI rendered every operation"
+    );
 }
 
 /// schemathesis generates requests from the document, valid and invalid, for every operation,
@@ -116,9 +128,12 @@ async fn generated_requests_to_every_endpoint_find_no_server_error(pool: PgPool)
     command
         .arg("run")
         .arg(app.url("/openapi.json"))
-        .args(["--checks", "not_a_server_error", "--max-examples", "15", "--seed", "20261128"])
+        // The coverage phase is left out: schemathesis 4.32.5 fails in it on its own ("AST
+        // constructor recursion depth mismatch", a hypothesis internal), whatever the API answers.
+        .args(["--checks", "not_a_server_error", "--phases", "examples,fuzzing,stateful"])
+        .args(["--max-examples", "20", "--seed", "20261128"])
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
-        .args(["--request-timeout", "30", "--max-time", "300", "--workers", "2", "--no-color"])
+        .args(["--request-timeout", "30", "--max-time", "90", "--workers", "2", "--no-color"])
         .current_dir(reports.path())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(600), command.output())
