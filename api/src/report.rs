@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(nice_ceiling(216.0), 250.0);
         assert_eq!(nice_ceiling(1.0), 5.0);
         assert_eq!(nice_ceiling(1000.0), 1000.0);
-        assert_eq!(nice_ceiling(1001.0), 2000.0);
+        assert_eq!(nice_ceiling(1001.0), 2500.0, "steps of 500");
     }
 
     #[test]

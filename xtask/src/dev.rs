@@ -271,7 +271,11 @@ fn print_usage(base: &str, token: &str) {
 hiring-api is running at {base}
 token (write endpoints): {token}
 
+  the report:        {base}/
+  the API, to try:   {base}/docs/      (OpenAPI document: {base}/openapi.json)
+
   GET  {base}/health
+  GET  {base}/metrics                           (Prometheus)
   GET  {base}/metrics/hires?year=2021
   GET  {base}/metrics/departments?year=2021      (add &format=csv for CSV)
   GET  {base}/ingestions/{{id}}
