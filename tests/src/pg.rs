@@ -516,13 +516,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Creates a cluster in `<dir>/data` and starts it on a free port of 127.0.0.1.
+    /// Creates a cluster in `<dir>/data`, durable (fsync and synchronous commits on, unlike the
+    /// shared test cluster), and starts it on a free port of 127.0.0.1.
     pub fn start_in(dir: &Path) -> anyhow::Result<Cluster> {
         let tools = find_tools().context("initdb and pg_ctl are not on PATH nor in /usr/lib/postgresql/*/bin")?;
         let runner = Runner::detect()?;
         prepare_dir(dir, runner)?;
         let data = dir.join("data");
         init_cluster(&tools, runner, &data)?;
+        // Unlike the shared test cluster, this one is crashed on purpose: a commit it
+        // acknowledged must survive, as on a real server (RDS), so durability is back on.
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).with_context(|| format!("failed to read {}", conf.display()))?;
+        text.push_str("\n# Crash tests: acknowledged commits are durable.\nfsync = on\nsynchronous_commit = on\nfull_page_writes = on\n");
+        std::fs::write(&conf, text).with_context(|| format!("failed to write {}", conf.display()))?;
         let mut cluster = Cluster { tools, runner, data, port: free_port()?, running: false };
         cluster.start()?;
         Ok(cluster)
