@@ -130,7 +130,8 @@ pub async fn publish(
     Ok((path, counts))
 }
 
-fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+/// An S3 client over `sdk` that makes path-style requests.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     // Path-style requests work on AWS and on emulators alike (no per-bucket DNS names).
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build())
 }

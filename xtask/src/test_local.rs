@@ -347,7 +347,7 @@ async fn put_secret(sdk: &SdkConfig, name: &str, value: &str) -> anyhow::Result<
 
 /// What should exist once the stack is up, asked of each service.
 async fn check_services(sdk: &SdkConfig, resources: &BTreeMap<String, String>, image: &str) -> anyhow::Result<()> {
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let s3 = crate::publish::s3_client(sdk);
     for bucket in ["RawBucket", "RejectsBucket", "ProcessedBucket", "BackupsBucket"] {
         let name = &resources[bucket];
         s3.head_bucket().bucket(name).send().await.map_err(|e| cfn::failed(format!("HeadBucket {name}"), &e))?;
@@ -578,7 +578,7 @@ async fn run_pipeline(
     let body: Value = response.json().await.context("POST /upload did not answer JSON")?;
     ensure!(status == 202, "POST /upload answered {status}: {body}");
 
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let s3 = crate::publish::s3_client(sdk);
     let mut reports = Vec::new();
     for queued in body["ingestions"].as_array().context("POST /upload listed no ingestions")? {
         let key = queued["key"].as_str().context("a queued ingestion without a key")?;
@@ -654,7 +654,7 @@ async fn state_machine_paths(
         ensure!(loadable == ["Validate", "Loadable?", "Process"], "a loadable file took the path {loadable:?}");
 
         // A file with nothing loadable: really validated, then replayed.
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+        let s3 = crate::publish::s3_client(sdk);
         let raw = event["detail"]["bucket"]["name"].as_str().context("an event without a bucket")?.to_owned();
         // The raw zone's keys are `[<prefix>/]<table>/<file>`: a jobs file beside the hires.
         let hires_key = event["detail"]["object"]["key"].as_str().unwrap_or_default();
@@ -791,7 +791,7 @@ async fn check_results(
     let rows = by_quarter.as_array().map(Vec::len).unwrap_or_default();
     ensure!(rows > 0, "GET /metrics/hires?year=2021 is empty");
 
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let s3 = crate::publish::s3_client(sdk);
     let keys = |bucket: String| {
         let s3 = s3.clone();
         async move {
