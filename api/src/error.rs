@@ -1,10 +1,8 @@
 //! The API's one error type: client errors carry a stable code and a message; internal errors
 //! answer an opaque message and are logged with their detail.
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// Everything a handler can answer instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +119,7 @@ impl IntoResponse for ApiError {
             }
             _ => self.to_string(),
         };
-        let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+        let mut response = crate::openapi::ErrorBody::response(status, code, message);
         match status {
             StatusCode::UNAUTHORIZED => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

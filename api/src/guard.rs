@@ -21,7 +21,7 @@ use crate::state::AppState;
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request's id: the caller's `X-Request-Id` when it is 1–64 characters of
-/// `[A-Za-z0-9._:-]`, else one made here. Handlers and logs read it from the extensions.
+/// `[A-Za-z0-9._:-]`, else one made here. It is the `request_id` of the request's log span.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
@@ -82,7 +82,6 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// Puts the answers axum's extractors make on their own (a body over its limit, a missing
 /// content type, a malformed JSON body…), which are plain text, into the API's error shape.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    use axum::response::IntoResponse;
     let response = next.run(request).await;
     let status = response.status();
     let plain = response
@@ -113,8 +112,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         (_, "") => status.canonical_reason().unwrap_or("error").to_owned(),
         (_, text) => text.to_owned(),
     };
-    let mut answer =
-        (status, axum::Json(serde_json::json!({"error": {"code": code, "message": message}}))).into_response();
+    let mut answer = crate::openapi::ErrorBody::response(status, code, message);
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             answer.headers_mut().insert(name, value.clone());

@@ -75,11 +75,6 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(writes).merge(reads)
 }
 
-/// The OpenAPI document of [`routes`].
-pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
-    routes(state).split_for_parts().1
-}
-
 /// The API's router: the documented routes, `GET /openapi.json`, Swagger UI at `/docs`, and the
 /// middleware every request goes through (request id, logs and metrics, security headers, CORS).
 pub fn app(state: AppState) -> Router {

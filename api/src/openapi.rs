@@ -2,20 +2,30 @@
 //! collected as [`crate::app`] routes them (utoipa-axum), so a route cannot be served without
 //! being documented. Served at `GET /openapi.json`; Swagger UI at `/docs`.
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-/// The shape of every error answer.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+/// The shape of every error answer; [`crate::error`] answers with it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorDetail,
 }
 
+impl ErrorBody {
+    /// The JSON answer `{"error":{"code","message"}}` with `status`.
+    pub fn response(status: StatusCode, code: &str, message: String) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message } };
+        (status, Json(body)).into_response()
+    }
+}
+
 /// An error's code and message.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable code, e.g. `unknown_table`, `invalid_year`, `unauthorized`, `database_unavailable`.
     #[schema(example = "unknown_table")]

@@ -175,9 +175,8 @@ impl Metrics {
 /// a span that carries it (so every log line of the request has it), logs the method, route,
 /// status and duration, and counts it. Headers (and so tokens) and query strings are never
 /// logged.
-pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let id = RequestId::of(&request);
-    request.extensions_mut().insert(id.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();

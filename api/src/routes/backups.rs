@@ -4,11 +4,10 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-
-use super::{ApiPath, ApiQuery};
 use hiring::backup::{BackupInfo, BackupReport, RestoreReport};
 use serde::Deserialize;
 
+use super::{ApiPath, ApiQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 

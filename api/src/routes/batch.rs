@@ -3,12 +3,11 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-
-use super::ApiPath;
 use hiring::load::LoadReport;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::ApiPath;
 use crate::error::ApiError;
 use crate::state::AppState;
 

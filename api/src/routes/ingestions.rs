@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-
-use super::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, HeaderValue, header};
 use hiring::ingestions::Ingestion;
 use serde::{Deserialize, Serialize};
 
+use super::{ApiPath, ApiQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-
-use super::ApiQuery;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::ApiQuery;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -155,6 +155,9 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
             let started = std::time::Instant::now();
             let validation = pipeline::validate(&pool, &zones, &object, &source).await?;
             telemetry.step("validate", started);
+            for (reason, count) in &validation.reasons {
+                telemetry.rejected(validation.table, reason, count.unsigned_abs());
+            }
             let report = if validation.loadable {
                 let started = std::time::Instant::now();
                 let processed = pipeline::process(&pool, &zones, &validation).await?.load;
@@ -174,7 +177,6 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
             telemetry.loaded(&report);
             reports.push(report);
         }
-        count_rejects(&pool, &telemetry, &reports).await;
         // A file load appends up to one rollup delta per key; fold them now so the metrics
         // stay fast (failure here loses nothing: the deltas stay until the next compaction).
         if let Err(error) = hiring::metrics::compact_rollup(&pool).await {
@@ -187,24 +189,6 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     state.metrics_cache.invalidate();
     let reports = reports??;
     Ok(Json(UploadResponse { ingestions: reports }).into_response())
-}
-
-/// Adds the reports' rejected rows, by reason, to the metrics.
-async fn count_rejects(pool: &sqlx::PgPool, telemetry: &crate::telemetry::Metrics, reports: &[LoadReport]) {
-    let ids: Vec<i64> = reports.iter().filter(|r| r.rejected > 0).map(|r| r.id).collect();
-    if ids.is_empty() {
-        return;
-    }
-    match hiring::ingestions::reject_counts(pool, &ids).await {
-        Ok(counts) => {
-            for count in counts {
-                if let Some(report) = reports.iter().find(|r| r.id == count.ingestion_id) {
-                    telemetry.rejected(report.table, &count.reason, count.count.unsigned_abs());
-                }
-            }
-        }
-        Err(error) => tracing::warn!(%error, "could not count the rejects by reason for the metrics"),
-    }
 }
 
 async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Part>) -> Result<(), ApiError> {

@@ -105,7 +105,8 @@ async fn the_report_of_the_sample_year_renders_in_chromium(pool: PgPool) {
         .collect();
 
     let url = app.url("/?year=2021");
-    let dom = tokio::task::spawn_blocking(move || headless(&chromium.clone(), &url, &["--dump-dom"])).await.unwrap();
+    let browser = chromium.clone();
+    let dom = tokio::task::spawn_blocking(move || headless(&browser, &url, &["--dump-dom"])).await.unwrap();
 
     // Hires by department, stacked by quarter: a bar per department, in name order, 4 segments each.
     let chart = svg(&dom, "hires-chart");
@@ -150,7 +151,7 @@ async fn the_report_of_the_sample_year_renders_in_chromium(pool: PgPool) {
     // A screenshot for people (and the README).
     let shot = screenshots().join("report.png");
     let (url, path) = (app.url("/?year=2021"), shot.clone());
-    let browser = std::env::var_os("HIRING_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let browser = chromium.clone();
     tokio::task::spawn_blocking(move || {
         headless(&browser, &url, &[&format!("--screenshot={}", path.display()), "--window-size=1200,1650"])
     })
@@ -162,8 +163,7 @@ async fn the_report_of_the_sample_year_renders_in_chromium(pool: PgPool) {
 
     // A year without hires shows an empty state, not empty charts.
     let url = app.url("/?year=1999");
-    let browser = std::env::var_os("HIRING_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    let dom = tokio::task::spawn_blocking(move || headless(&browser, &url, &["--dump-dom"])).await.unwrap();
+    let dom = tokio::task::spawn_blocking(move || headless(&chromium, &url, &["--dump-dom"])).await.unwrap();
     assert!(dom.contains("No hires are recorded in 1999."), "{dom}");
     assert!(!dom.contains("id=\"hires-chart\""));
 }
