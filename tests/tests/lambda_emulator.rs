@@ -1,4 +1,4 @@
-//! The built Lambda binaries under a Lambda Runtime API emulator (`hiring_tests::lambda`):
+//! The built Lambda binaries under a Lambda Runtime API emulator (`devenv::lambda`):
 //! `cargo xtask build-functions` cross-builds them for Lambda (glibc 2.34), and here they run
 //! as Lambda runs them, polling cargo-lambda's emulator, and answer invocations.
 //!
@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use hiring_tests::lambda::{self, Invocation, LambdaEmulator, RunningFunction};
+use devenv::lambda::{self, Invocation, LambdaEmulator, RunningFunction};
 use serde_json::json;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -103,7 +103,7 @@ async fn the_built_functions_validate_process_and_back_up_a_real_s3_object(
     _pool: PgPoolOptions,
     database: PgConnectOptions,
 ) -> anyhow::Result<()> {
-    let moto = hiring_tests::moto::Moto::start()?;
+    let moto = devenv::moto::Moto::start()?;
     for bucket in ["hiring-raw", "hiring-rejects", "hiring-processed", "hiring-backups"] {
         moto.create_bucket(bucket).await?;
     }

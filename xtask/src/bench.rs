@@ -25,7 +25,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
 use crate::gen_data::{self, Spec};
-use crate::pg;
+use devenv::pg;
 
 const TOKEN: &str = "bench-token";
 const BATCH_ROWS: i64 = 1000;
@@ -140,12 +140,12 @@ impl Bench {
             self.clients > 0 && self.requests > 0 && self.seconds > 0,
             "--clients, --requests and --seconds must be positive"
         );
-        let status = crate::cargo()
+        let status = devenv::cargo()
             .args(["build", "--release", "--package", "api", "--bin", "hiring-api"])
             .status()
             .context("failed to run cargo build")?;
         ensure!(status.success(), "building hiring-api in release mode failed");
-        let status = crate::cargo()
+        let status = devenv::cargo()
             .args(["build", "--release", "--package", "hiring", "--example", "pipeline_speed"])
             .status()
             .context("failed to run cargo build")?;
@@ -163,8 +163,8 @@ impl Bench {
     }
 
     async fn measure(self, database_url: &str) -> anyhow::Result<()> {
-        let bench_dir = crate::target_dir().join("bench");
-        let binary = crate::target_dir().join("release").join("hiring-api");
+        let bench_dir = devenv::target_dir().join("bench");
+        let binary = devenv::target_dir().join("release").join("hiring-api");
         let mut db = PgConnection::connect(database_url).await.context("failed to connect to the bench database")?;
         let postgres: String = sqlx::query_scalar("SELECT version()").fetch_one(&mut db).await?;
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
@@ -447,7 +447,7 @@ async fn upload_file(
 /// Runs `pipeline_speed` (built by `run`) on `data` and keeps the medians of its runs. It
 /// empties the database's tables first.
 async fn pipeline_speed(database_url: &str, data: &Path, rows: u64, repeat: usize) -> anyhow::Result<PipelineRun> {
-    let program = crate::target_dir().join("release/examples/pipeline_speed");
+    let program = devenv::target_dir().join("release/examples/pipeline_speed");
     let output = tokio::process::Command::new(&program)
         .arg(data)
         .arg(repeat.to_string())
@@ -722,7 +722,7 @@ fn machine() -> Machine {
 fn git_commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(crate::project_root())
+        .current_dir(devenv::project_root())
         .output()
         .ok()
         .filter(|o| o.status.success())

@@ -21,7 +21,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::pg;
+use devenv::pg;
 
 /// How long the server gets to answer `GET /health` with 200.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,6 +40,10 @@ pub struct Dev {
     /// Drop and recreate the database `hiring_dev` first (e.g. after a migration changed).
     #[arg(long)]
     fresh: bool,
+    /// Build the API in release mode (slower to build the first time, faster to run); the
+    /// default is the dev profile the tests use, so a first `dev` compiles little.
+    #[arg(long)]
+    release: bool,
 }
 
 impl Dev {
@@ -79,9 +83,9 @@ impl Dev {
             println!("database recreated empty");
         }
 
-        let binary = build(&mut interrupt).await?;
+        let binary = build(self.release, &mut interrupt).await?;
         let token = random_token().context("failed to generate an API token")?;
-        let data_dir = crate::project_root().join("data").join("local");
+        let data_dir = devenv::project_root().join("data").join("local");
         std::fs::create_dir_all(&data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
 
         let mut command = Command::new(&binary);
@@ -139,19 +143,20 @@ impl Dev {
     }
 }
 
-/// Builds the API in release mode and returns the path of its binary.
-async fn build(interrupt: &mut Signal) -> anyhow::Result<PathBuf> {
-    println!("building hiring-api (release)");
-    let mut cargo = Command::from(crate::cargo());
-    cargo.args(["build", "-p", "api", "--bin", "hiring-api", "--release"]);
+/// Builds the API (the dev profile, or release) and returns the path of its binary.
+async fn build(release: bool, interrupt: &mut Signal) -> anyhow::Result<PathBuf> {
+    let profile = if release { "release" } else { "dev" };
+    println!("building hiring-api ({profile} profile)");
+    let mut cargo = Command::from(devenv::cargo());
+    cargo.args(["build", "-p", "api", "--bin", "hiring-api", "--profile", profile]);
     let status = tokio::select! {
         status = cargo.status() => status.context("failed to run cargo build")?,
         _ = interrupt.recv() => bail!("interrupted during the build"),
     };
     if !status.success() {
-        bail!("cargo build -p api --release failed ({status})");
+        bail!("cargo build -p api --profile {profile} failed ({status}); its errors are above");
     }
-    Ok(crate::target_dir().join("release").join("hiring-api"))
+    Ok(devenv::target_dir().join(if release { "release" } else { "debug" }).join("hiring-api"))
 }
 
 /// 32 random bytes from the operating system, as 64 hex digits.
@@ -215,7 +220,7 @@ struct Ingestion {
 
 /// Uploads the three sample files in one multipart request and prints what was loaded.
 async fn load_sample(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<()> {
-    let sample = crate::project_root().join("data").join("sample");
+    let sample = devenv::project_root().join("data").join("sample");
     let mut form = reqwest::multipart::Form::new();
     for table in TABLES {
         let path = sample.join(format!("{table}.csv"));

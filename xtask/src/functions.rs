@@ -28,7 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use sha2::{Digest, Sha256};
 
-use crate::venv;
+use devenv::venv;
 
 /// The cargo profile of the functions (root `Cargo.toml`).
 const PROFILE: &str = "lambda";
@@ -126,8 +126,8 @@ pub struct Artifact {
 /// default), `<target>/lambda-arm64` for arm64.
 pub fn lambda_dir(arch: Arch) -> PathBuf {
     match arch {
-        Arch::X86_64 => crate::target_dir().join("lambda"),
-        Arch::Arm64 => crate::target_dir().join("lambda-arm64"),
+        Arch::X86_64 => devenv::target_dir().join("lambda"),
+        Arch::Arm64 => devenv::target_dir().join("lambda-arm64"),
     }
 }
 
@@ -154,7 +154,7 @@ pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
     println!("==> build-functions: {} for {arch} (glibc {}.{})", names(), GLIBC.0, GLIBC.1);
     build_all(arch)?;
 
-    let target_dir = crate::target_dir();
+    let target_dir = devenv::target_dir();
     let binaries = target_dir.join(arch.rust_target()).join(PROFILE);
     let mut artifacts = Vec::with_capacity(FUNCTIONS.len());
     for function in FUNCTIONS {
@@ -192,7 +192,7 @@ pub fn build_api(arch: Arch) -> anyhow::Result<PathBuf> {
 
 /// Where the API binary is built (cargo-lambda also zips it, unused, beside the functions).
 pub fn api_binary(arch: Arch) -> PathBuf {
-    crate::target_dir().join(arch.rust_target()).join(PROFILE).join("hiring-api")
+    devenv::target_dir().join(arch.rust_target()).join(PROFILE).join("hiring-api")
 }
 
 /// One `cargo lambda build` of the functions and the API together: built separately, the two
@@ -213,11 +213,11 @@ fn build_all(arch: Arch) -> anyhow::Result<()> {
 fn cargo_lambda(arch: Arch) -> anyhow::Result<Command> {
     check_target_installed(arch)?;
     let venv = venv::ensure().context("failed to prepare the Python venv that holds cargo-lambda and Zig")?;
-    let target_dir = crate::target_dir();
+    let target_dir = devenv::target_dir();
     let zig_cache = target_dir.join("zig");
     let mut command = Command::new(venv.bin("cargo-lambda"));
     command
-        .current_dir(crate::project_root())
+        .current_dir(devenv::project_root())
         .args(["lambda", "build", "--profile", PROFILE, "--disable-optimizations", "--skip-target-check"])
         .args(["--target", &arch.zig_target()])
         .env("PATH", venv.path_env()?)

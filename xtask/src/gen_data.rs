@@ -42,7 +42,7 @@ impl GenData {
     pub fn run(self) -> anyhow::Result<()> {
         let spec = Spec::new(self.rows, self.bad, self.seed)?;
         let out = self.out.unwrap_or_else(|| {
-            crate::target_dir().join("data").join(format!("gen-{}-{}-{}", spec.rows, spec.bad, spec.seed))
+            devenv::target_dir().join("data").join(format!("gen-{}-{}-{}", spec.rows, spec.bad, spec.seed))
         });
         let started = Instant::now();
         let manifest = generate(&spec, &out)?;

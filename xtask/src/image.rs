@@ -82,7 +82,7 @@ pub struct Image {
 
 /// The OCI layout directory of `arch`.
 pub fn image_dir(arch: Arch) -> PathBuf {
-    crate::target_dir().join("image").join(arch.lambda_name())
+    devenv::target_dir().join("image").join(arch.lambda_name())
 }
 
 /// Builds the API binary and the image for `arch`.
@@ -173,7 +173,7 @@ pub fn build(arch: Arch) -> anyhow::Result<Image> {
 
 /// The `.deb` files of [`PACKAGES`] for `arch`, downloaded by apt into the cache directory.
 fn fetch_packages(arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
-    let cache = crate::target_dir().join("image").join("debs").join(arch.lambda_name());
+    let cache = devenv::target_dir().join("image").join("debs").join(arch.lambda_name());
     std::fs::create_dir_all(&cache)?;
     let wanted: Vec<String> = PACKAGES.iter().map(|p| format!("{p}:{}", arch.debian_name())).collect();
     let downloaded = Command::new("apt-get")

@@ -11,7 +11,9 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::{project_root, synth, target_dir, venv};
+use devenv::{project_root, target_dir, venv};
+
+use crate::synth;
 
 /// The cfn-guard release the rules are written for.
 pub const CFN_GUARD_VERSION: &str = "3.2.1";
@@ -64,8 +66,10 @@ pub fn cfn_guard() -> anyhow::Result<PathBuf> {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(CFN_GUARD_VERSION));
     if !installed {
         println!("installing cfn-guard {CFN_GUARD_VERSION} into {} (once)", root.display());
-        let status = crate::cargo()
-            .args(["install", "cfn-guard", "--version", CFN_GUARD_VERSION, "--locked", "--root"])
+        let status = devenv::cargo()
+            // `--debug`: the dev profile builds in about half the time of release, and
+            // checking a few templates takes a blink either way.
+            .args(["install", "cfn-guard", "--version", CFN_GUARD_VERSION, "--locked", "--debug", "--root"])
             .arg(&root)
             .status()
             .context("could not run cargo install")?;

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 
-use crate::pg::{self, Source};
+use devenv::pg::{self, Source};
 
 #[derive(clap::Args)]
 pub struct PgCheck {

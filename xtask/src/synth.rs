@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use stack::Stage;
 
-use crate::project_root;
+use devenv::project_root;
 
 #[derive(Args)]
 pub struct Synth {

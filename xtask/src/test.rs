@@ -1,5 +1,6 @@
-//! `cargo xtask test [--no-lint] [-- <test runner args>]`: what CI runs, in order, stopping at
-//! the first failure: `cargo fmt --check`, `cargo clippy -D warnings`, then every test of the
+//! `cargo xtask test [--no-lint] [--only PHASE,…] [-- <test runner args>]`: what CI runs, in
+//! order, stopping at the first failure: `cargo fmt --check`, `cargo clippy -D warnings`, then
+//! every test of the
 //! workspace with `DATABASE_URL` pointing at a real PostgreSQL (see `pg`). Tests use
 //! `#[sqlx::test]`, which creates a database per test on that server.
 //!
@@ -16,7 +17,11 @@
 //! Debian's Chromium is installed for the report's browser test (`HIRING_CHROMIUM`; where it
 //! cannot be, `HIRING_CHROMIUM_SKIP` gives the test its reason to skip), and the venv's
 //! schemathesis sends generated requests to every endpoint (`HIRING_SCHEMATHESIS`).
-//! Last, when no test filter was given, `test-local` runs the local stage end to end.
+//! Last, `test-local` runs the local stage end to end (the `ops` binary the test build made).
+//!
+//! A run with a test filter (`cargo xtask test -- upload`) runs only the `tests` phase: no
+//! lints, no template checks, no artifact builds, no doc tests, no test-local. `--only` picks
+//! the phases by name (see [`Phase`]), e.g. `--only artifacts,tests -- image`.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -25,17 +30,56 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::functions::{self, Arch};
-use crate::pg::{self, Source};
-use crate::{browser, image, lint, test_local, venv};
+use devenv::pg::{self, Source};
+use devenv::venv;
+
+use crate::{browser, image, lint};
 
 #[derive(clap::Args)]
 pub struct Test {
     /// Skip `cargo fmt --check` and `cargo clippy`, for quick local iterations.
     #[arg(long)]
     no_lint: bool,
+    /// Run only these phases (comma-separated). Without it every phase runs, or, when test
+    /// runner arguments (a filter) are given, only `tests`: a filtered run asks for a few tests,
+    /// not for the whole check.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Phase>,
     /// Passed to the test runner, e.g. a filter: `cargo xtask test -- upload`.
     #[arg(last = true)]
     args: Vec<OsString>,
+}
+
+/// The phases of `cargo xtask test`, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// `cargo fmt --check`.
+    Fmt,
+    /// `cargo clippy -D warnings` on every target.
+    Clippy,
+    /// The committed templates: synth --check, cfn-lint, cfn-guard.
+    Templates,
+    /// The Lambda zips and the API image the function and image tests run.
+    Artifacts,
+    /// Every test of the workspace (or those the filter names).
+    Tests,
+    /// The doc tests.
+    Doc,
+    /// The local stage end to end on the emulator.
+    TestLocal,
+}
+
+impl Test {
+    /// Whether `phase` runs in this invocation.
+    fn runs(&self, phase: Phase) -> bool {
+        if !self.only.is_empty() {
+            return self.only.contains(&phase);
+        }
+        if self.no_lint && matches!(phase, Phase::Fmt | Phase::Clippy) {
+            return false;
+        }
+        self.args.is_empty() || phase == Phase::Tests
+    }
 }
 
 impl Test {
@@ -43,13 +87,15 @@ impl Test {
         let started = Instant::now();
         let mut phases = Vec::new();
 
-        if !self.no_lint {
-            phase(&mut phases, "fmt", crate::cargo().args(["fmt", "--all", "--check"]))
+        if self.runs(Phase::Fmt) {
+            phase(&mut phases, "fmt", devenv::cargo().args(["fmt", "--all", "--check"]))
                 .context("the formatting differs from rustfmt; `cargo fmt --all` fixes it")?;
+        }
+        if self.runs(Phase::Clippy) {
             phase(
                 &mut phases,
                 "clippy",
-                crate::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+                devenv::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
             )?;
         }
 
@@ -58,20 +104,29 @@ impl Test {
         phases.push(("venv", venv_started.elapsed()));
 
         // The infrastructure: templates match the code, then the offline linters.
+        // The infrastructure: templates match the code, then the offline linters. The rules'
+        // own tests need cfn-guard, so it is installed (once) whenever tests run.
         let templates_started = Instant::now();
-        let templates = lint::check_synth()?;
-        lint::cfn_lint(&venv, &templates)?;
         let cfn_guard = lint::cfn_guard().context("failed to install cfn-guard")?;
-        lint::guard(&cfn_guard, &templates)?;
+        if self.runs(Phase::Templates) {
+            let templates = lint::check_synth()?;
+            lint::cfn_lint(&venv, &templates)?;
+            lint::guard(&cfn_guard, &templates)?;
+        }
         phases.push(("templates", templates_started.elapsed()));
 
-        let lambda_started = Instant::now();
-        functions::build(Arch::X86_64).context("failed to build the Lambda functions the tests run")?;
-        phases.push(("lambda", lambda_started.elapsed()));
+        if self.runs(Phase::Artifacts) {
+            let lambda_started = Instant::now();
+            functions::build(Arch::X86_64).context("failed to build the Lambda functions the tests run")?;
+            phases.push(("lambda", lambda_started.elapsed()));
 
-        let image_started = Instant::now();
-        let image = image::build(Arch::X86_64).context("failed to build the API image the tests unpack")?;
-        phases.push(("image", image_started.elapsed()));
+            let image_started = Instant::now();
+            image::build(Arch::X86_64).context("failed to build the API image the tests unpack")?;
+            phases.push(("image", image_started.elapsed()));
+        } else {
+            println!("artifacts not rebuilt: the function and image tests use those already built, if any");
+        }
+        let image_dir = image::image_dir(Arch::X86_64);
 
         // The report's browser test: skipped, with the reason, only where Chromium cannot be had.
         let browser_started = Instant::now();
@@ -94,48 +149,59 @@ impl Test {
         };
 
         let nextest =
-            crate::cargo().args(["nextest", "--version"]).output().is_ok_and(|output| output.status.success());
-        let mut tests = crate::cargo();
-        if nextest {
-            tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-        } else {
-            println!("cargo-nextest is not installed; using cargo test");
-            tests.args(["test", "--workspace", "--no-fail-fast"]);
-        }
-        tests
-            .args(&self.args)
-            .env("DATABASE_URL", postgres.url())
-            .env("HIRING_PYTHON", venv.python())
-            .env("HIRING_MOTO_SERVER", venv.bin("moto_server"))
-            .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
-            .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"))
-            .env("HIRING_CFN_GUARD", &cfn_guard)
-            .env("HIRING_IMAGE_DIR", &image.dir)
-            .env("HIRING_SCHEMATHESIS", venv.bin("st"));
-        match &browser {
-            Ok(chromium) => tests.env("HIRING_CHROMIUM", chromium),
-            Err(reason) => tests.env("HIRING_CHROMIUM_SKIP", reason),
-        };
-        phase(&mut phases, "tests", &mut tests)?;
-
-        if nextest {
-            if self.args.is_empty() {
-                let mut doc = crate::cargo();
-                doc.args(["test", "--workspace", "--doc"]).env("DATABASE_URL", postgres.url());
-                phase(&mut phases, "doc tests", &mut doc)?;
+            devenv::cargo().args(["nextest", "--version"]).output().is_ok_and(|output| output.status.success());
+        if self.runs(Phase::Tests) {
+            let mut tests = devenv::cargo();
+            if nextest {
+                tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
             } else {
-                println!("doc tests skipped: test runner arguments were given");
+                println!("cargo-nextest is not installed; using cargo test");
+                tests.args(["test", "--workspace", "--no-fail-fast"]);
             }
+            tests
+                .args(&self.args)
+                .env("DATABASE_URL", postgres.url())
+                .env("HIRING_PYTHON", venv.python())
+                .env("HIRING_MOTO_SERVER", venv.bin("moto_server"))
+                .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
+                .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"))
+                .env("HIRING_CFN_GUARD", &cfn_guard)
+                .env("HIRING_IMAGE_DIR", &image_dir)
+                .env("HIRING_SCHEMATHESIS", venv.bin("st"));
+            match &browser {
+                Ok(chromium) => tests.env("HIRING_CHROMIUM", chromium),
+                Err(reason) => tests.env("HIRING_CHROMIUM_SKIP", reason),
+            };
+            phase(&mut phases, "tests", &mut tests)?;
+        }
+
+        // nextest does not run doc tests; `cargo test` did, with the others.
+        if nextest && self.runs(Phase::Doc) {
+            let mut doc = devenv::cargo();
+            doc.args(["test", "--workspace", "--doc"]).env("DATABASE_URL", postgres.url());
+            phase(&mut phases, "doc tests", &mut doc)?;
         }
 
         drop(postgres);
-        if self.args.is_empty() {
+        if self.runs(Phase::TestLocal) {
             let started = Instant::now();
             println!("\n==> test-local");
-            test_local::run(test_local::Emulator::Moto)?;
+            let code = if self.runs(Phase::Tests) {
+                // The ops binary the test build just made (`ops` has tests, so cargo built its
+                // binary with the workspace's features): no second build of the AWS SDK.
+                let ops = devenv::target_dir().join("debug").join("ops");
+                let status = Command::new(&ops)
+                    .args(["test-local", "--emulator", "moto"])
+                    .status()
+                    .with_context(|| format!("failed to run {}", ops.display()))?;
+                status.success()
+            } else {
+                crate::ops("test-local", &["--emulator".into(), "moto".into()])? == std::process::ExitCode::SUCCESS
+            };
+            if !code {
+                bail!("test-local failed; see its output above");
+            }
             phases.push(("test-local", started.elapsed()));
-        } else {
-            println!("test-local skipped: test runner arguments were given");
         }
         println!();
         for (name, duration) in &phases {

@@ -5,9 +5,9 @@
 //!
 //! The built binaries are run through a Lambda Runtime API emulator in `lambda_emulator.rs`.
 
+use devenv::moto::Moto;
 use hiring::zones::{Zone, ZoneName};
 use hiring_functions::{FATAL, Function, ObjectCreated, RETRYABLE, StepError};
-use hiring_tests::moto::Moto;
 use lambda_runtime::Diagnostic;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::RowAccessor;

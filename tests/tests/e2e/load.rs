@@ -229,7 +229,7 @@ async fn postgres_restarted_mid_run_gives_503s_then_the_api_recovers_without_a_r
     // The cluster's control is blocking (pg_ctl, and a client with its own runtime).
     let path = dir.path().to_owned();
     let (mut cluster, url) = tokio::task::spawn_blocking(move || {
-        let cluster = hiring_tests::pg::Cluster::start_in(&path).expect("a private PostgreSQL cluster");
+        let cluster = devenv::pg::Cluster::start_in(&path).expect("a private PostgreSQL cluster");
         let url = cluster.database_url("hiring_fault").expect("a database on it");
         (cluster, url)
     })

@@ -79,7 +79,7 @@ async fn an_upload_writes_its_accepted_rows_as_parquet_and_its_rejects_as_json_l
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn with_s3_zones_an_upload_leaves_its_files_in_the_bucket(pool: PgPool) {
-    let moto = hiring_tests::moto::Moto::start().unwrap();
+    let moto = devenv::moto::Moto::start().unwrap();
     moto.create_bucket("lake").await.unwrap();
     let env = moto.aws_env();
     let app = TestApp::start_with(pool, |settings| {

@@ -1,6 +1,6 @@
 //! The stage stack deploys: the bootstrap and `local` templates are created on the moto
 //! server's CloudFormation, then every resource the emulator supports is looked up with the
-//! AWS SDK and checked against the configuration the stack declares.
+//! AWS SDK (or, for services nothing else calls, a plain signed API call) and checked against the configuration the stack declares.
 //!
 //! moto's CloudFormation creates most types for real, but for some it only pretends (it
 //! reports CREATE_COMPLETE and creates nothing) and for others it creates the resource but
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
-use hiring_tests::moto::Moto;
+use devenv::moto::Moto;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use stack::Stage;
@@ -108,6 +108,14 @@ async fn create_stack(
         }
     }
 }
+
+/// The query-protocol API versions of the services inspected with plain signed calls
+/// (`devenv::aws`): one SDK crate each would cost minutes of compile time for one or two calls.
+const EC2: &str = "2016-11-15";
+const ELB: &str = "2015-12-01";
+const IAM: &str = "2010-05-08";
+const RDS: &str = "2014-10-31";
+const SNS: &str = "2010-03-31";
 
 fn parameter(key: &str, value: &str) -> Parameter {
     Parameter::builder().parameter_key(key).parameter_value(value).build()
@@ -248,26 +256,27 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     assert_eq!(definition["States"]["RecordFailure"]["Type"], "Fail");
 
     // The rule: raw bucket events → the state machine, through its role.
-    let events = aws_sdk_eventbridge::Client::new(&sdk);
     let rule_name = &physical["PipelineRule"];
-    let rule = events.describe_rule().name(rule_name).send().await.expect("DescribeRule");
-    let pattern: Value = serde_json::from_str(rule.event_pattern().expect("a pattern")).expect("JSON");
+    let rule = moto
+        .json("events", "AWSEvents.DescribeRule", serde_json::json!({"Name": rule_name}))
+        .await
+        .expect("DescribeRule");
+    let pattern: Value = serde_json::from_str(rule["EventPattern"].as_str().expect("a pattern")).expect("JSON");
     assert_eq!(pattern["detail"]["bucket"]["name"][0], outputs["RawBucketName"]);
     assert_eq!(pattern["detail-type"][0], "Object Created");
-    let targets = events.list_targets_by_rule().rule(rule_name).send().await.expect("ListTargetsByRule");
-    assert_eq!(targets.targets()[0].arn(), outputs["StateMachineArn"]);
+    let targets = moto
+        .json("events", "AWSEvents.ListTargetsByRule", serde_json::json!({"Rule": rule_name}))
+        .await
+        .expect("ListTargetsByRule");
+    assert_eq!(targets["Targets"][0]["Arn"], outputs["StateMachineArn"]);
 
     // IAM: process reads raw and writes processed, nothing else of the zones.
-    let iam = aws_sdk_iam::Client::new(&sdk);
     let process_role = physical["ProcessRole"].rsplit('/').next().expect("a name").to_owned();
-    let policy = iam
-        .get_role_policy()
-        .role_name(&process_role)
-        .policy_name("least-privilege")
-        .send()
+    let policy = moto
+        .query("iam", IAM, "GetRolePolicy", &[("RoleName", &process_role), ("PolicyName", "least-privilege")])
         .await
         .expect("GetRolePolicy");
-    let document = urlencoding_decode(policy.policy_document());
+    let document = urlencoding_decode(&policy.text("PolicyDocument").expect("a document"));
     let raw_arn = format!("arn:aws:s3:::{}", outputs["RawBucketName"]);
     let processed_arn = format!("arn:aws:s3:::{}", outputs["ProcessedBucketName"]);
     let grants = statements(&document);
@@ -277,35 +286,32 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     assert!(!grants.iter().any(|(a, _)| a.contains('*')), "no wildcard action: {grants:?}");
 
     // Log groups, with the stage's retention.
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let groups = logs
-        .describe_log_groups()
-        .log_group_name_prefix("/aws/lambda/hiring-local-")
-        .send()
+    let groups = moto
+        .json(
+            "logs",
+            "Logs_20140328.DescribeLogGroups",
+            serde_json::json!({"logGroupNamePrefix": "/aws/lambda/hiring-local-"}),
+        )
         .await
         .expect("DescribeLogGroups");
-    assert_eq!(groups.log_groups().len(), 3);
-    assert!(groups.log_groups().iter().all(|g| g.retention_in_days() == Some(7)));
+    let groups = groups["logGroups"].as_array().expect("log groups");
+    assert_eq!(groups.len(), 3);
+    assert!(groups.iter().all(|g| g["retentionInDays"] == 7), "{groups:?}");
 
     // PostgreSQL: encrypted, private, in the subnet group.
-    let rds = aws_sdk_rds::Client::new(&sdk);
-    let instances = rds
-        .describe_db_instances()
-        .db_instance_identifier(&physical["Database"])
-        .send()
+    let db = moto
+        .query("rds", RDS, "DescribeDBInstances", &[("DBInstanceIdentifier", &physical["Database"])])
         .await
         .expect("DescribeDBInstances");
-    let db = &instances.db_instances()[0];
-    assert_eq!(db.engine(), Some("postgres"));
-    assert_eq!(db.storage_encrypted(), Some(true));
-    assert_eq!(db.publicly_accessible(), Some(false));
-    let subnet_group = db.db_subnet_group().expect("the database is in a subnet group");
-    let group_subnets: BTreeSet<&str> = subnet_group.subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
+    assert_eq!(db.text("Engine").unwrap(), "postgres");
+    assert_eq!(db.text("StorageEncrypted").unwrap(), "true");
+    assert_eq!(db.text("PubliclyAccessible").unwrap(), "false");
+    let group_subnets: BTreeSet<String> = db.texts("SubnetIdentifier").unwrap().into_iter().collect();
     assert_eq!(
         group_subnets,
-        [physical["PrivateSubnetA"].as_str(), physical["PrivateSubnetB"].as_str()].into_iter().collect()
+        [physical["PrivateSubnetA"].clone(), physical["PrivateSubnetB"].clone()].into_iter().collect()
     );
-    assert_eq!(db.endpoint().and_then(|e| e.address()), Some(outputs["DatabaseEndpoint"].as_str()));
+    assert_eq!(db.text("Address").unwrap(), outputs["DatabaseEndpoint"]);
 
     // ECS: the service runs the task definition with the image by digest and its secrets. moto
     // ignores the deployment configuration (circuit breaker), checked by cfn-guard instead.
@@ -337,73 +343,71 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     assert_eq!(env["HIRING_RAW_URL"], format!("s3://{}/", outputs["RawBucketName"]));
 
     // The internal load balancer and its target group's health check.
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
-    let balancers = elb
-        .describe_load_balancers()
-        .load_balancer_arns(&physical["LoadBalancer"])
-        .send()
+    let balancers = moto
+        .query(
+            "elasticloadbalancing",
+            ELB,
+            "DescribeLoadBalancers",
+            &[("LoadBalancerArns.member.1", &physical["LoadBalancer"])],
+        )
         .await
         .expect("DescribeLoadBalancers");
-    assert_eq!(balancers.load_balancers()[0].scheme().map(|s| s.as_str()), Some("internal"));
-    let groups = elb
-        .describe_target_groups()
-        .target_group_arns(&physical["ApiTargetGroup"])
-        .send()
+    assert_eq!(balancers.text("Scheme").unwrap(), "internal");
+    let groups = moto
+        .query(
+            "elasticloadbalancing",
+            ELB,
+            "DescribeTargetGroups",
+            &[("TargetGroupArns.member.1", &physical["ApiTargetGroup"])],
+        )
         .await
         .expect("DescribeTargetGroups");
-    assert_eq!(groups.target_groups()[0].health_check_path(), Some("/health"));
-    assert_eq!(outputs["ApiUrl"], format!("http://{}", balancers.load_balancers()[0].dns_name().unwrap_or_default()));
+    assert_eq!(groups.text("HealthCheckPath").unwrap(), "/health");
+    assert_eq!(outputs["ApiUrl"], format!("http://{}", balancers.text("DNSName").unwrap()));
 
     // The network: the VPC, two subnets in two zones, five endpoints, five security groups.
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let vpc_id = &physical["Vpc"];
-    let vpcs = ec2.describe_vpcs().vpc_ids(vpc_id).send().await.expect("DescribeVpcs");
-    assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("10.10.0.0/16"));
-    let subnets = ec2
-        .describe_subnets()
-        .subnet_ids(&physical["PrivateSubnetA"])
-        .subnet_ids(&physical["PrivateSubnetB"])
-        .send()
+    let vpcs = moto.query("ec2", EC2, "DescribeVpcs", &[("VpcId.1", vpc_id)]).await.expect("DescribeVpcs");
+    assert_eq!(vpcs.text("cidrBlock").unwrap(), "10.10.0.0/16");
+    let subnets = moto
+        .query(
+            "ec2",
+            EC2,
+            "DescribeSubnets",
+            &[("SubnetId.1", &physical["PrivateSubnetA"]), ("SubnetId.2", &physical["PrivateSubnetB"])],
+        )
         .await
         .expect("DescribeSubnets");
-    let zones: BTreeSet<&str> = subnets.subnets().iter().filter_map(|s| s.availability_zone()).collect();
+    let zones: BTreeSet<String> = subnets.texts("availabilityZone").unwrap().into_iter().collect();
     assert_eq!(zones.len(), 2, "two availability zones");
-    let vpc_filter = aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(vpc_id).build();
-    let endpoints =
-        ec2.describe_vpc_endpoints().filters(vpc_filter.clone()).send().await.expect("DescribeVpcEndpoints");
-    let services: BTreeSet<&str> = endpoints.vpc_endpoints().iter().filter_map(|e| e.service_name()).collect();
+    let vpc_filter = [("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", vpc_id.as_str())];
+    let endpoints = moto.query("ec2", EC2, "DescribeVpcEndpoints", &vpc_filter).await.expect("DescribeVpcEndpoints");
+    let services: BTreeSet<String> = endpoints.texts("serviceName").unwrap().into_iter().collect();
     assert_eq!(
         services,
         ["s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs"]
             .iter()
             .map(|s| format!("com.amazonaws.us-east-1.{s}"))
-            .collect::<BTreeSet<_>>()
-            .iter()
-            .map(String::as_str)
             .collect()
     );
-    let groups = ec2.describe_security_groups().filters(vpc_filter).send().await.expect("DescribeSecurityGroups");
-    let database_group = groups
-        .security_groups()
-        .iter()
-        .find(|g| g.group_id() == Some(physical["DatabaseSecurityGroup"].as_str()))
-        .expect("the database's group");
-    let sources: BTreeSet<&str> = database_group
-        .ip_permissions()
-        .iter()
-        .flat_map(|p| p.user_id_group_pairs())
-        .filter_map(|pair| pair.group_id())
+    let groups = moto.query("ec2", EC2, "DescribeSecurityGroups", &vpc_filter).await.expect("DescribeSecurityGroups");
+    // The database group's ingress sources: the group ids of its `ipPermissions`.
+    let sources: BTreeSet<String> = groups
+        .texts_within("item", "groupId", &physical["DatabaseSecurityGroup"], "ipPermissions", "groupId")
+        .unwrap()
+        .into_iter()
         .collect();
     assert_eq!(
         sources,
-        [physical["FunctionsSecurityGroup"].as_str(), physical["ApiSecurityGroup"].as_str()].into_iter().collect()
+        [physical["FunctionsSecurityGroup"].clone(), physical["ApiSecurityGroup"].clone()].into_iter().collect()
     );
 
     // The alarm topic.
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let topic =
-        sns.get_topic_attributes().topic_arn(&outputs["AlarmTopicArn"]).send().await.expect("GetTopicAttributes");
-    assert!(topic.attributes().is_some());
+    let topic = moto
+        .query("sns", SNS, "GetTopicAttributes", &[("TopicArn", &outputs["AlarmTopicArn"])])
+        .await
+        .expect("GetTopicAttributes");
+    assert!(!topic.texts("entry").unwrap().is_empty(), "the topic has attributes");
 }
 
 /// IAM answers policy documents URL-encoded; moto answers the policies CloudFormation created

@@ -1,13 +1,13 @@
 //! Storage zones (`hiring::zones::Zone`) against both of their backends: a local directory and
 //! S3, here moto's emulation of it (one private moto server per test, see
-//! `hiring_tests::moto`). One helper states what a zone must do and runs on both.
+//! `devenv::moto`). One helper states what a zone must do and runs on both.
 //!
 //! Run them with `cargo xtask test`, or after `cargo xtask venv` with
 //! `HIRING_MOTO_SERVER=$(pwd)/target/venv/bin/moto_server cargo nextest run -p hiring-tests --test zones`.
 
+use devenv::moto::Moto;
 use hiring::error::Error;
 use hiring::zones::Zone;
-use hiring_tests::moto::Moto;
 
 /// The bucket every S3 test creates in its own moto.
 const BUCKET: &str = "hiring-zones";

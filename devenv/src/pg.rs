@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::{project_root, target_dir};
+
 use self::client::Connection;
 
 /// The superuser every server is reached as (`initdb -U postgres` for the private cluster).
@@ -486,23 +488,6 @@ fn prepare_dir(dir: &Path, runner: Runner) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The workspace's root.
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives one level below the workspace root")
-        .to_path_buf()
-}
-
-/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the current directory, as cargo
-/// reads it) or `<root>/target`.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
-        _ => project_root().join("target"),
-    }
 }
 
 /// A cluster of its own in a folder, on a fixed port, that can be stopped and started again;

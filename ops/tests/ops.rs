@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 
-use hiring_tests::moto::Moto;
+use devenv::moto::Moto;
 use serde_json::Value;
 
-fn xtask(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+fn ops(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ops"))
         .args(args)
         .envs(moto.aws_env())
         .env_remove("AWS_PROFILE")
@@ -63,28 +63,28 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     let moto = Moto::start().expect("moto starts");
     let dir = tempfile::tempdir().unwrap();
 
-    let missing = xtask(&moto, &["status", "--stage", "local"]);
+    let missing = ops(&moto, &["status", "--stage", "local"]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert!(text(&missing).contains("hiring-local: no such stack"), "{}", text(&missing));
     let missing_json: Value =
-        serde_json::from_slice(&xtask(&moto, &["status", "--stage", "local", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ops(&moto, &["status", "--stage", "local", "--json"]).stdout).unwrap();
     assert_eq!((missing_json["exists"].as_bool(), missing_json["healthy"].as_bool()), (Some(false), Some(false)));
 
     let file = parameters(&moto, dir.path(), false).await;
     let file = file.to_str().unwrap();
 
     // Before the first deploy, the change-set diff shows everything to add, and --fail fails.
-    let first = xtask(&moto, &["diff", "--stage", "local", "--parameters", file, "--fail"]);
+    let first = ops(&moto, &["diff", "--stage", "local", "--parameters", file, "--fail"]);
     assert_eq!(first.status.code(), Some(1), "{}", text(&first));
     assert!(text(&first).contains("+ RawBucket (AWS::S3::Bucket)"), "{}", text(&first));
 
     // A first deploy creates IAM roles: no terminal and no --yes, so it is refused.
-    let refused = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file]);
+    let refused = ops(&moto, &["deploy", "--stage", "local", "--parameters", file]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(text(&refused).contains("needs approval"), "{}", text(&refused));
     assert!(text(&refused).contains("+ ProcessRole (AWS::IAM::Role)  [broadens access]"), "{}", text(&refused));
 
-    let deployed = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
+    let deployed = ops(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
     assert!(deployed.status.success(), "{}", text(&deployed));
     let out = text(&deployed);
     assert!(out.contains("hiring-local: CREATE_COMPLETE"), "{out}");
@@ -107,11 +107,11 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
         .count();
     assert_eq!(created, expected, "{created} of {} resources created", template.resources.len());
 
-    let again = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
+    let again = ops(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("no changes: hiring-local is up to date"), "{}", text(&again));
 
-    let status = xtask(&moto, &["status", "--stage", "local", "--json"]);
+    let status = ops(&moto, &["status", "--stage", "local", "--json"]);
     assert!(status.status.success(), "{}", text(&status));
     let report: Value = serde_json::from_slice(&status.stdout).expect("JSON");
     assert_eq!(report["status"], "CREATE_COMPLETE");
@@ -121,14 +121,14 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     assert_eq!(report["service"]["running"], 0);
     assert_eq!(report["executions"], serde_json::json!([]));
     // moto has no drift detection: reported as unavailable, with the reason, not as unhealthy.
-    let drift = xtask(&moto, &["status", "--stage", "local", "--json", "--drift"]);
+    let drift = ops(&moto, &["status", "--stage", "local", "--json", "--drift"]);
     assert!(drift.status.success(), "{}", text(&drift));
     let report: Value = serde_json::from_slice(&drift.stdout).expect("JSON");
     assert_eq!(report["drift"]["status"], "UNAVAILABLE", "{report}");
     assert!(report["drift"]["reason"].as_str().unwrap().contains("DetectStackDrift"), "{report}");
     assert_eq!(report["api"], Value::Null, "no ApiUrl output and no HIRING_API_URL: {report}");
     // The API's health is asked where HIRING_API_URL says; nothing answers there.
-    let unreachable = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_ops"))
         .args(["status", "--stage", "local", "--json"])
         .envs(moto.aws_env())
         .env("HIRING_API_URL", "http://127.0.0.1:9")
@@ -138,20 +138,20 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     let report: Value = serde_json::from_slice(&unreachable.stdout).expect("JSON");
     assert_eq!(report["api"]["url"], "http://127.0.0.1:9/health", "{report}");
     assert_eq!((report["api"]["status"].clone(), report["healthy"].clone()), (Value::Null, Value::Bool(false)));
-    let text_status = xtask(&moto, &["status", "--stage", "local"]);
+    let text_status = ops(&moto, &["status", "--stage", "local"]);
     assert!(text(&text_status).contains("API service: 0/0 tasks running"), "{}", text(&text_status));
     assert!(text(&text_status).contains("pipeline: no executions yet"), "{}", text(&text_status));
 
-    let diff = xtask(&moto, &["diff", "--stage", "local", "--offline", "--fail"]);
+    let diff = ops(&moto, &["diff", "--stage", "local", "--offline", "--fail"]);
     assert!(diff.status.success(), "{}", text(&diff));
     assert!(text(&diff).contains("no changes"), "{}", text(&diff));
-    let change_set_diff = xtask(&moto, &["diff", "--stage", "local", "--parameters", file, "--fail"]);
+    let change_set_diff = ops(&moto, &["diff", "--stage", "local", "--parameters", file, "--fail"]);
     assert!(change_set_diff.status.success(), "{}", text(&change_set_diff));
     assert!(text(&change_set_diff).contains("no changes"), "{}", text(&change_set_diff));
 
     // destroy: refused without a terminal or --yes, then done; the local stage keeps nothing
     // but the database's final snapshot.
-    let refused = xtask(&moto, &["destroy", "--stage", "local"]);
+    let refused = ops(&moto, &["destroy", "--stage", "local"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(
         text(&refused).contains("Database                 AWS::RDS::DBInstance         deleted after a final snapshot"),
@@ -161,7 +161,7 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     assert!(text(&refused).contains("run again with --yes"), "{}", text(&refused));
     // moto deletes a stack's VPC before its subnets and refuses (DependencyViolation), where
     // CloudFormation orders deletions by dependency: destroy must say so in one line.
-    let destroyed = xtask(&moto, &["destroy", "--stage", "local", "--yes"]);
+    let destroyed = ops(&moto, &["destroy", "--stage", "local", "--yes"]);
     assert_eq!(destroyed.status.code(), Some(1), "moto can delete the stage now: assert it is gone instead");
     let out = text(&destroyed);
     assert!(out.contains("Error: DeleteStack hiring-local: DependencyViolation: The vpc vpc-"), "{out}");
@@ -171,7 +171,7 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
 #[test]
 fn destroying_prod_needs_force_prod() {
     let refused =
-        Command::new(env!("CARGO_BIN_EXE_xtask")).args(["destroy", "--stage", "prod", "--yes"]).output().unwrap();
+        Command::new(env!("CARGO_BIN_EXE_ops")).args(["destroy", "--stage", "prod", "--yes"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused).contains("refusing to destroy prod: pass --force-prod"), "{}", text(&refused));
 }
@@ -185,14 +185,19 @@ async fn a_deploy_that_fails_names_the_cause_and_exits_non_zero() {
     let moto = Moto::start().expect("moto starts");
     let dir = tempfile::tempdir().unwrap();
     let file = parameters(&moto, dir.path(), false).await;
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
-    logs.create_log_group().log_group_name("/aws/lambda/hiring-local-validate").send().await.expect("CreateLogGroup");
-    let failed = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
+    moto.json(
+        "logs",
+        "Logs_20140328.CreateLogGroup",
+        serde_json::json!({"logGroupName": "/aws/lambda/hiring-local-validate"}),
+    )
+    .await
+    .expect("CreateLogGroup");
+    let failed = ops(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     let out = text(&failed);
     assert!(out.contains("already exists"), "{out}");
 
-    let status = xtask(&moto, &["status", "--stage", "local"]);
+    let status = ops(&moto, &["status", "--stage", "local"]);
     assert_eq!(status.status.code(), Some(1), "a failed stack is not healthy: {}", text(&status));
 }
 
@@ -226,7 +231,7 @@ async fn a_deploy_interrupted_before_execution_is_finished_by_the_next() {
     let stack = cfn.describe_stacks().stack_name("hiring-local").send().await.unwrap();
     assert_eq!(stack.stacks()[0].stack_status().unwrap().as_str(), "REVIEW_IN_PROGRESS");
 
-    let deployed = xtask(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
+    let deployed = ops(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
     assert!(deployed.status.success(), "{}", text(&deployed));
     assert!(text(&deployed).contains("hiring-local: CREATE_COMPLETE"), "{}", text(&deployed));
 }

@@ -27,8 +27,8 @@ use stack::bootstrap::BOOTSTRAP_STACK;
 
 use crate::artifacts::{self, Artifacts};
 use crate::cfn::failed;
-use crate::image::{self, Blob, Image};
 use crate::{aws, deploy};
+use xtask::image::{self, Blob, Image};
 
 #[derive(Args)]
 pub struct Publish {

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use hiring_tests::lambda::{self, Invocation, LambdaEmulator};
+//! use devenv::lambda::{self, Invocation, LambdaEmulator};
 //!
 //! let emulator = LambdaEmulator::start(&lambda::cargo_lambda()?)?;
 //! let function = emulator.run_function("validate", &lambda::bootstrap("validate")?, &[])?;
@@ -44,7 +44,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::server::{Server, default_target_dir, log_tail, workspace_root};
+use crate::server::{Server, log_tail};
+use crate::{project_root as workspace_root, target_dir as default_target_dir};
 
 /// How long cargo-lambda may take to answer HTTP after it is started (it runs `cargo metadata`
 /// first).

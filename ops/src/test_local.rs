@@ -39,12 +39,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use aws_config::SdkConfig;
-use hiring_tests::lambda::{Invocation, LambdaEmulator, RunningFunction};
-use hiring_tests::moto::Moto;
+use devenv::lambda::{Invocation, LambdaEmulator, RunningFunction};
+use devenv::moto::Moto;
 use serde_json::{Value, json};
 use stack::Stage;
 
-use crate::{artifacts, cfn, deploy, pg, publish, venv};
+use devenv::{pg, venv};
+
+use crate::{artifacts, cfn, deploy, publish};
 
 const STAGE: Stage = Stage::Local;
 const DATABASE: &str = "hiring_local";
@@ -235,7 +237,7 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
             }
             let reports = run_pipeline(&sdk, &api, &functions)
                 .await
-                .with_context(|| format!("the API's log ends:\n{}", hiring_tests::server::log_tail(&api.log)))?;
+                .with_context(|| format!("the API's log ends:\n{}", devenv::server::log_tail(&api.log)))?;
             let summary = reports
                 .iter()
                 .map(|r| format!("{} {}+{}", r["table"].as_str().unwrap_or("?"), r["accepted"], r["rejected"]))
@@ -457,9 +459,9 @@ async fn start_api(
         .context("the task definition gives the API no HIRING_RAW_URL")?;
     env.extend(database_overrides(database));
     env.extend(aws_env.iter().cloned());
-    let binary = crate::functions::api_binary(crate::functions::Arch::X86_64);
+    let binary = xtask::functions::api_binary(xtask::functions::Arch::X86_64);
     let directory = tempfile::Builder::new().prefix("hiring-test-local-").tempdir()?;
-    let started = hiring_tests::server::Server {
+    let started = devenv::server::Server {
         name: "hiring-api",
         directory: directory.path(),
         port_taken: "Address already in use",
@@ -569,7 +571,7 @@ async fn run_pipeline(
     let client = reqwest::Client::new();
     let mut form = reqwest::multipart::Form::new();
     for table in SAMPLES {
-        let path = crate::project_root().join("data").join("sample").join(format!("{table}.csv"));
+        let path = devenv::project_root().join("data").join("sample").join(format!("{table}.csv"));
         let bytes = std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
         form = form.part(table, reqwest::multipart::Part::bytes(bytes).file_name(format!("{table}.csv")));
     }
@@ -830,7 +832,7 @@ impl LocalStack {
                 "--emulator localstack needs LOCALSTACK_AUTH_TOKEN (a LocalStack account's token); without one, use the default, moto"
             );
         }
-        let compose = crate::project_root().join("localstack").join("compose.yml");
+        let compose = devenv::project_root().join("localstack").join("compose.yml");
         let status = Command::new("docker")
             .args(["compose", "-f"])
             .arg(&compose)
@@ -844,7 +846,7 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
-        let compose = crate::project_root().join("localstack").join("compose.yml");
+        let compose = devenv::project_root().join("localstack").join("compose.yml");
         let _ = Command::new("docker").args(["compose", "-f"]).arg(&compose).args(["down"]).status();
     }
 }

@@ -17,7 +17,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use stack::Stage;
 
-use crate::{artifacts, aws, cfn, lint, publish, target_dir};
+use devenv::target_dir;
+use xtask::lint;
+
+use crate::{artifacts, aws, cfn, publish};
 
 #[derive(Args)]
 pub struct Deploy {
@@ -67,7 +70,7 @@ impl Deploy {
             Some(path) => path,
             None => {
                 // The whole way: the templates checked, the artifacts built and published.
-                let venv = crate::venv::ensure().context("failed to prepare the Python venv (cfn-lint)")?;
+                let venv = devenv::venv::ensure().context("failed to prepare the Python venv (cfn-lint)")?;
                 let templates = lint::check_synth()?;
                 lint::cfn_lint(&venv, &templates)?;
                 lint::guard(&lint::cfn_guard()?, &templates)?;

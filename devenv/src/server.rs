@@ -108,16 +108,3 @@ pub fn log_tail(log: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
-
-/// The workspace's root directory.
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
-}
-
-/// `CARGO_TARGET_DIR` when set to an absolute path, else `<workspace>/target`.
-pub(crate) fn default_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir,
-        _ => workspace_root().join("target"),
-    }
-}

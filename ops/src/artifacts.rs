@@ -5,8 +5,8 @@
 use clap::Args;
 use stack::Stage;
 
-use crate::functions::{self, Arch, Artifact};
-use crate::image::{self, Image};
+use xtask::functions::{self, Arch, Artifact};
+use xtask::image::{self, Image};
 
 #[derive(Args)]
 pub struct Build {

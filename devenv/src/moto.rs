@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! let moto = hiring_tests::moto::Moto::start()?;
+//! let moto = devenv::moto::Moto::start()?;
 //! moto.create_bucket("zones").await?;
 //! let env = moto.aws_env(); // credentials, region and endpoint of this server
 //! let lookup = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::server::{Server, default_target_dir};
+use crate::server::Server;
+use crate::target_dir as default_target_dir;
 
 /// How long moto may take to answer HTTP after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,6 +100,7 @@ impl Moto {
 
     /// An AWS SDK configuration for this server (test credentials, [`REGION`], its endpoint).
     /// S3 clients built from it also need `force_path_style(true)`.
+    #[cfg(feature = "sdk")]
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let http =

@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 /// Lambda Runtime API in tests; it links through `ziglang`'s Zig, found as `python3 -m ziglang`
 /// with the venv's `bin` first on `PATH` (see [`Venv::path_env`]). The pair was checked
 /// together here: cargo-lambda 1.9.2 reads Zig 0.15's `zig env` format.
-const PACKAGES: &[&str] = &[
+pub const PACKAGES: &[&str] = &[
     "moto[server]==5.2.5",
     "fastavro==1.13.1",
     "cargo-lambda==1.9.2",
@@ -65,22 +65,6 @@ impl Venv {
 
     fn stamp(&self) -> PathBuf {
         self.dir.join(STAMP)
-    }
-}
-
-/// `cargo xtask venv`: creates or updates the venv and prints where things are.
-#[derive(clap::Args)]
-pub struct VenvCommand {}
-
-impl VenvCommand {
-    pub fn run(self) -> anyhow::Result<()> {
-        let venv = ensure()?;
-        println!("venv:         {}", venv.dir.display());
-        println!("python:       {}", venv.python().display());
-        println!("moto_server:  {}", venv.bin("moto_server").display());
-        println!("cargo-lambda: {}", venv.bin("cargo-lambda").display());
-        println!("packages:     {}", PACKAGES.join(" "));
-        Ok(())
     }
 }
 
