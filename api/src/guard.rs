@@ -107,7 +107,9 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         _ => "client_error",
     };
     let message = match (status.as_u16(), text.trim()) {
-        (413, _) => "the body is over this endpoint's limit; send less (see the API's limits in the README)".to_owned(),
+        (413, _) => {
+            "the body is over this endpoint's limit; send less (see the API's limits in docs/api.md)".to_owned()
+        }
         (405, _) => "this path does not take that method; see /docs".to_owned(),
         (_, "") => status.canonical_reason().unwrap_or("error").to_owned(),
         (_, text) => text.to_owned(),

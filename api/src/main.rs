@@ -3,7 +3,7 @@
 //! Run it with `DATABASE_URL=postgres://… HIRING_API_TOKEN=… hiring-api` (or let
 //! `cargo xtask dev` do it); `hiring-api --version` prints the version, and
 //! `hiring-api --health` asks the running server's `GET /health` (exit 0 when it answers 200). The settings are in
-//! `api/src/config.rs` and the README.
+//! `api/src/config.rs` and docs/api.md.
 
 use std::time::Duration;
 

@@ -30,7 +30,7 @@
 //! leaks in. Its output goes to a log file whose tail every error message quotes.
 //!
 //! The paths come from `cargo xtask test`: `HIRING_CARGO_LAMBDA` (the venv's cargo-lambda) and
-//! `HIRING_LAMBDA_DIR` (`<target>/lambda`, where `cargo xtask build-functions` puts
+//! `HIRING_LAMBDA_DIR` (`<target>/lambda-host`, where `cargo xtask test` packages the dev build's
 //! `<name>/bootstrap`); without them, the same places under the default target directory. There
 //! is no silent skip: a missing file fails the test and says which command makes it.
 
@@ -329,8 +329,8 @@ const HOW_TO_GET_CARGO_LAMBDA: &str = "cargo-lambda comes from the project's Pyt
      and set HIRING_CARGO_LAMBDA to the path it prints, or run the tests with `cargo xtask test`, which does both";
 
 const HOW_TO_GET_BOOTSTRAP: &str = "build the functions with `cargo xtask build-functions` and set \
-     HIRING_LAMBDA_DIR to the lambda directory it prints (<target>/lambda), or run the tests with `cargo xtask test`, \
-     which does both";
+     HIRING_LAMBDA_DIR to the lambda directory it prints (<target>/lambda), or run `cargo xtask test --only artifacts,tests`, \
+     which packages the dev build's functions into <target>/lambda-host and points the tests there";
 
 /// `HIRING_CARGO_LAMBDA`, else the venv's `cargo-lambda` under the target directory.
 pub fn cargo_lambda() -> anyhow::Result<PathBuf> {
@@ -345,11 +345,11 @@ pub fn cargo_lambda() -> anyhow::Result<PathBuf> {
 }
 
 /// The built binary of function `name`: `$HIRING_LAMBDA_DIR/<name>/bootstrap`, else under
-/// `<target>/lambda`.
+/// `<target>/lambda-host` (what `cargo xtask test` packages).
 pub fn bootstrap(name: &str) -> anyhow::Result<PathBuf> {
     let (directory, from) = match std::env::var_os("HIRING_LAMBDA_DIR") {
         Some(path) if !path.is_empty() => (PathBuf::from(path), "HIRING_LAMBDA_DIR"),
-        _ => (default_target_dir().join("lambda"), "the default location"),
+        _ => (default_target_dir().join("lambda-host"), "the default location"),
     };
     let path = directory.join(name).join("bootstrap");
     if !path.is_file() {

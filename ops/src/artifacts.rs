@@ -36,8 +36,14 @@ pub fn arch(stage: Stage) -> Arch {
     }
 }
 
-/// Builds the functions and the image for `stage`.
+/// Builds the functions and the image for `stage`. The emulator stage (`local`) runs them on
+/// this machine, so it gets the dev profile's build for this machine, the one the tests share;
+/// the AWS stages get the release cross-build for Lambda's and Fargate's glibc.
 pub fn build(stage: Stage) -> anyhow::Result<Artifacts> {
+    if stage == Stage::Local {
+        functions::build_host()?;
+        return Ok(Artifacts { functions: functions::package_host()?, image: image::build_host()? });
+    }
     let arch = arch(stage);
     Ok(Artifacts { functions: functions::build(arch)?, image: image::build(arch)? })
 }

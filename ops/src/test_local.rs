@@ -30,7 +30,7 @@
 //!
 //! `--emulator localstack` runs the same phases against LocalStack (`localstack/compose.yml`,
 //! needs Docker and `LOCALSTACK_AUTH_TOKEN`); moto is the default because it is a pip install
-//! that needs neither (see the README).
+//! that needs neither (see docs/operations.md).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -459,7 +459,7 @@ async fn start_api(
         .context("the task definition gives the API no HIRING_RAW_URL")?;
     env.extend(database_overrides(database));
     env.extend(aws_env.iter().cloned());
-    let binary = xtask::functions::api_binary(xtask::functions::Arch::X86_64);
+    let binary = xtask::functions::host_binaries().join("hiring-api");
     let directory = tempfile::Builder::new().prefix("hiring-test-local-").tempdir()?;
     let started = devenv::server::Server {
         name: "hiring-api",

@@ -3,7 +3,7 @@
 //! A topology declares what each component touches once, as [`Grant`]s ("process reads raw,
 //! writes processed, reads the database secret"); [`policy_statements`] turns a principal's
 //! grants into IAM statements with explicit actions on exact resources. The same grants draw
-//! the README's diagram.
+//! the diagram of docs/architecture.md.
 //!
 //! `Resource: "*"` appears only where AWS offers no resource-level permission; each such case
 //! is a [`Grant`] target below with the reason next to it:

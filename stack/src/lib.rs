@@ -10,7 +10,7 @@
 //! - [`iam`]: least-privilege policies derived from declared grants;
 //! - [`topology`]: the stage stack; [`bootstrap`]: the once-per-account stack;
 //!   [`pipeline`]: the CodePipeline stack;
-//! - [`diagram`]: the Mermaid diagram of the README;
+//! - [`diagram`]: the Mermaid diagram of docs/architecture.md;
 //! - [`diff`]: what deploying a template would change (replacements, broadened access).
 
 pub mod bootstrap;

@@ -1,8 +1,8 @@
 //! The stage stack `hiring-<stage>`: network, buckets, pipeline, database, API, alarms.
 //!
 //! [`Topology::stage`] declares every component and, once, what each one touches
-//! ([`Grant`]s) and how data flows between them ([`Flow`]s); IAM policies and the README's
-//! diagram are both derived from those declarations.
+//! ([`Grant`]s) and how data flows between them ([`Flow`]s); IAM policies and the diagram of
+//! docs/architecture.md are both derived from those declarations.
 
 use serde_json::{Value, json};
 

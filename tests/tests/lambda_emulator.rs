@@ -8,7 +8,7 @@
 //! in `tests/tests/e2e/functions.rs`.
 //!
 //! Run them with `cargo xtask test`, or after `cargo xtask build-functions` with
-//! `DATABASE_URL=… HIRING_LAMBDA_DIR=<target>/lambda HIRING_CARGO_LAMBDA=<target>/venv/bin/cargo-lambda
+//! `DATABASE_URL=… HIRING_LAMBDA_DIR=<target>/lambda-host HIRING_CARGO_LAMBDA=<target>/venv/bin/cargo-lambda
 //! cargo nextest run -p hiring-tests --test lambda_emulator`.
 
 use std::path::Path;

@@ -180,6 +180,95 @@ pub fn build(arch: Arch) -> anyhow::Result<Vec<Artifact>> {
     Ok(artifacts)
 }
 
+/// The dev profile's output directory for this machine, where [`build_host`] puts binaries.
+pub fn host_binaries() -> PathBuf {
+    devenv::target_dir().join("debug")
+}
+
+/// Where [`package_host`] puts the functions the dev profile built for this machine.
+pub fn host_lambda_dir() -> PathBuf {
+    devenv::target_dir().join("lambda-host")
+}
+
+/// Builds every binary and test of the workspace in the dev profile, the one build that
+/// `cargo xtask test` makes: the tests, and the functions and the API that the host artifacts
+/// package. `--tests` makes the features those of the test build (dev-dependencies on), so a
+/// later `cargo nextest run --workspace` or `cargo test --workspace` finds it all built.
+pub fn build_host() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let status = devenv::cargo()
+        .args(["build", "--workspace", "--bins", "--tests"])
+        .status()
+        .context("failed to run cargo build")?;
+    if !status.success() {
+        bail!("`cargo build --workspace --bins --tests` failed ({status}); its errors are above");
+    }
+    println!("==> build: the workspace's binaries and tests (dev profile) in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Packages the functions that [`build_host`] built like the release ones:
+/// `<target>/lambda-host/<name>/bootstrap` and `bootstrap.zip`. They are this machine's
+/// binaries (its glibc, the dev profile): what the tests and the emulator stage run, on this
+/// machine, never on Lambda. The release cross-build ([`build`]) is for the AWS stages; both
+/// come from the same code.
+pub fn package_host() -> anyhow::Result<Vec<Artifact>> {
+    let binaries = host_binaries();
+    let mut artifacts = Vec::with_capacity(FUNCTIONS.len());
+    for function in FUNCTIONS {
+        let built = binaries.join(function.name);
+        let binary = std::fs::read(&built).with_context(|| {
+            format!("failed to read {} (`cargo build --workspace --bins --tests` builds it)", built.display())
+        })?;
+        let directory = host_lambda_dir().join(function.name);
+        std::fs::create_dir_all(&directory).with_context(|| format!("failed to create {}", directory.display()))?;
+        let bootstrap = directory.join("bootstrap");
+        let zip = directory.join("bootstrap.zip");
+        write_executable(&bootstrap, &binary)?;
+        write_zip(&zip, &binary)?;
+        artifacts.push(Artifact {
+            function: *function,
+            arch: Arch::X86_64,
+            zip_size: file_size(&zip)?,
+            bootstrap_size: binary.len() as u64,
+            sha256: sha256_file(&zip)?,
+            zip,
+            bootstrap,
+        });
+    }
+    println!("==> package: {} (dev profile, this machine) in {}", names(), host_lambda_dir().display());
+    Ok(artifacts)
+}
+
+/// Writes an executable file (mode 0755), replacing any earlier one.
+fn write_executable(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).with_context(|| format!("failed to write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("failed to make {} executable", path.display()))
+}
+
+/// A zip holding one executable entry, `bootstrap`, as Lambda's custom runtimes take it; the
+/// entry's time is zip's epoch, so the same binary gives the same zip (and sha256).
+fn write_zip(path: &Path, binary: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file = File::create(path).with_context(|| format!("failed to create {}", path.display()))?;
+    let mut writer = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o755)
+        .large_file(binary.len() > u32::MAX as usize);
+    let written: zip::result::ZipResult<()> = (|| {
+        writer.start_file("bootstrap", options)?;
+        writer.write_all(binary)?;
+        writer.finish()?;
+        Ok(())
+    })();
+    written.with_context(|| format!("failed to write {}", path.display()))
+}
+
 /// Builds the API server, `hiring-api`, for `arch` the way the functions are built (release,
 /// Zig, glibc [`GLIBC`]), for the container image; returns the binary's path.
 pub fn build_api(arch: Arch) -> anyhow::Result<PathBuf> {

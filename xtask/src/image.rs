@@ -87,10 +87,26 @@ pub fn image_dir(arch: Arch) -> PathBuf {
 
 /// Builds the API binary and the image for `arch`.
 pub fn build(arch: Arch) -> anyhow::Result<Image> {
-    let started = Instant::now();
     let binary = functions::build_api(arch)?;
+    build_with(arch, &binary, image_dir(arch))
+}
+
+/// The OCI layout directory of [`build_host`].
+pub fn host_image_dir() -> PathBuf {
+    devenv::target_dir().join("image").join("host")
+}
+
+/// The image of the API binary the dev profile built for this machine
+/// ([`functions::build_host`]), in [`host_image_dir`]: what the tests and the emulator stage
+/// run. The base layer is the same Debian packages as the release image's.
+pub fn build_host() -> anyhow::Result<Image> {
+    build_with(Arch::X86_64, &functions::host_binaries().join("hiring-api"), host_image_dir())
+}
+
+/// The image of `binary` for `arch` in the OCI layout directory `dir`.
+fn build_with(arch: Arch, binary: &Path, dir: PathBuf) -> anyhow::Result<Image> {
+    let started = Instant::now();
     let debs = fetch_packages(arch)?;
-    let dir = image_dir(arch);
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).with_context(|| format!("failed to create {}", blobs.display()))?;
 
@@ -101,7 +117,7 @@ pub fn build(arch: Arch) -> anyhow::Result<Image> {
     base.add_ca_bundle()?;
     base.add_users();
     let mut app = Tree::default();
-    app.file(BINARY, 0o755, std::fs::read(&binary).with_context(|| format!("failed to read {}", binary.display()))?);
+    app.file(BINARY, 0o755, std::fs::read(binary).with_context(|| format!("failed to read {}", binary.display()))?);
 
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();

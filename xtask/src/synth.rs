@@ -22,7 +22,7 @@ pub struct Synth {
     /// Print the stage's topology as a Mermaid flowchart (prod unless --stage) instead.
     #[arg(long)]
     diagram: bool,
-    /// Print the stages' settings as a Markdown table (the README's) instead.
+    /// Print the stages' settings as a Markdown table (the one in docs/architecture.md) instead.
     #[arg(long)]
     stages: bool,
 }
@@ -190,18 +190,19 @@ pub fn stages_table() -> String {
 mod tests {
     use super::*;
 
-    /// The README's diagram and stages table are the ones the code gives today.
+    /// The diagram and stages table of docs/architecture.md are the ones the code gives today.
     #[test]
-    fn the_readme_shows_the_current_diagram_and_stages_table() {
-        let readme = std::fs::read_to_string(project_root().join("README.md")).expect("README.md");
+    fn the_architecture_page_shows_the_current_diagram_and_stages_table() {
+        let readme =
+            std::fs::read_to_string(project_root().join("docs/architecture.md")).expect("docs/architecture.md");
         let diagram = stack::diagram::mermaid(&stack::Topology::stage(&Stage::Prod.config()));
         assert!(
             readme.contains(&diagram),
-            "the README's diagram is stale: paste `cargo xtask synth --diagram` into it"
+            "the diagram of docs/architecture.md is stale: paste `cargo xtask synth --diagram` into it"
         );
         assert!(
             readme.contains(&stages_table()),
-            "the README's stages table is stale: paste `cargo xtask synth --stages`"
+            "the stages table of docs/architecture.md is stale: paste `cargo xtask synth --stages` into it"
         );
     }
 }

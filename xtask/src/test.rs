@@ -9,11 +9,13 @@
 //!
 //! Tests that need AWS run against moto from the project's Python venv (see `venv`), which is
 //! created or updated first; `HIRING_PYTHON` and `HIRING_MOTO_SERVER` tell the tests where it is.
-//! The Lambda functions are built for x86_64 (see `functions`) before the tests, which run them
-//! under cargo-lambda's emulator: `HIRING_LAMBDA_DIR` and `HIRING_CARGO_LAMBDA` say where.
+//! The workspace is built once in the dev profile (`functions::build_host`); the Lambda
+//! functions are packaged from that build (`<target>/lambda-host`) and run under cargo-lambda's
+//! emulator: `HIRING_LAMBDA_DIR` and `HIRING_CARGO_LAMBDA` say where.
 //! The CloudFormation templates are checked before the tests too (see `lint`: synth --check,
 //! cfn-lint, cfn-guard); `HIRING_CFN_GUARD` gives the rules' own tests the cfn-guard binary.
-//! The API image is built too (`HIRING_IMAGE_DIR`: the tests unpack it and run the API in it).
+//! The API image is built from the same build (`HIRING_IMAGE_DIR`: the tests unpack it and run
+//! the API in it).
 //! Debian's Chromium is installed for the report's browser test (`HIRING_CHROMIUM`; where it
 //! cannot be, `HIRING_CHROMIUM_SKIP` gives the test its reason to skip), and the venv's
 //! schemathesis sends generated requests to every endpoint (`HIRING_SCHEMATHESIS`).
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::functions::{self, Arch};
+use crate::functions;
 use devenv::pg::{self, Source};
 use devenv::venv;
 
@@ -115,18 +117,22 @@ impl Test {
         }
         phases.push(("templates", templates_started.elapsed()));
 
+        // One dev-profile build for the tests and for what the function and image tests run:
+        // the functions and the API as this machine's binaries, packaged as a stage packages
+        // them. (The release cross-build for Lambda, `cargo xtask build-functions`, is the AWS
+        // stages'; building it here too would compile every dependency a second time.)
         if self.runs(Phase::Artifacts) {
-            let lambda_started = Instant::now();
-            functions::build(Arch::X86_64).context("failed to build the Lambda functions the tests run")?;
-            phases.push(("lambda", lambda_started.elapsed()));
-
-            let image_started = Instant::now();
-            image::build(Arch::X86_64).context("failed to build the API image the tests unpack")?;
-            phases.push(("image", image_started.elapsed()));
+            let build_started = Instant::now();
+            functions::build_host().context("failed to build the workspace")?;
+            phases.push(("build", build_started.elapsed()));
+            let artifacts_started = Instant::now();
+            functions::package_host().context("failed to package the Lambda functions the tests run")?;
+            image::build_host().context("failed to build the API image the tests unpack")?;
+            phases.push(("artifacts", artifacts_started.elapsed()));
         } else {
-            println!("artifacts not rebuilt: the function and image tests use those already built, if any");
+            println!("artifacts not rebuilt: the function and image tests use those already packaged, if any");
         }
-        let image_dir = image::image_dir(Arch::X86_64);
+        let image_dir = image::host_image_dir();
 
         // The report's browser test: skipped, with the reason, only where Chromium cannot be had.
         let browser_started = Instant::now();
@@ -163,7 +169,7 @@ impl Test {
                 .env("DATABASE_URL", postgres.url())
                 .env("HIRING_PYTHON", venv.python())
                 .env("HIRING_MOTO_SERVER", venv.bin("moto_server"))
-                .env("HIRING_LAMBDA_DIR", functions::lambda_dir(Arch::X86_64))
+                .env("HIRING_LAMBDA_DIR", functions::host_lambda_dir())
                 .env("HIRING_CARGO_LAMBDA", venv.bin("cargo-lambda"))
                 .env("HIRING_CFN_GUARD", &cfn_guard)
                 .env("HIRING_IMAGE_DIR", &image_dir)

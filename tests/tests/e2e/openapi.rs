@@ -22,10 +22,10 @@ fn operations(spec: &Value) -> BTreeSet<(String, String)> {
     all
 }
 
-/// The endpoints the README's table lists: rows like ``| `GET` | `/metrics/hires` | … |``.
+/// The endpoints the table of docs/api.md lists: rows like ``| `GET` | `/metrics/hires` | … |``.
 fn readme_endpoints() -> BTreeSet<(String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let section = &readme[readme.find("### Endpoints").expect("the README has an Endpoints section")..];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).expect("docs/api.md");
+    let section = &readme[readme.find("### Endpoints").expect("docs/api.md has an Endpoints section")..];
     let section = &section[..section[4..].find("\n#").map_or(section.len(), |end| end + 4)];
     section
         .lines()
@@ -43,7 +43,7 @@ async fn every_route_is_in_the_document_and_the_readme(pool: PgPool) {
     assert_eq!(status, 200);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."), "OpenAPI 3");
     let documented = operations(&spec);
-    assert_eq!(documented, readme_endpoints(), "the README's endpoint table and the OpenAPI document differ");
+    assert_eq!(documented, readme_endpoints(), "the endpoint table of docs/api.md and the OpenAPI document differ");
     assert_eq!(documented.len(), 12, "{documented:?}");
 
     // Every documented operation is routed (the fallback answers `not_found` for anything else),

@@ -148,7 +148,7 @@ async fn the_report_of_the_sample_year_renders_in_chromium(pool: PgPool) {
     assert!(rejects_by_reason > 0, "the sample has rejected hires");
     assert!(panel.contains("class=\"rejects\" href=\"/ingestions/"), "the rejects are linked");
 
-    // A screenshot for people (and the README).
+    // A screenshot for people (and docs/api.md).
     let shot = screenshots().join("report.png");
     let (url, path) = (app.url("/?year=2021"), shot.clone());
     let browser = chromium.clone();
