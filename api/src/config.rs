@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sqlx::postgres::PgConnectOptions;
 
 /// A secret that never prints: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone)]
@@ -52,8 +53,8 @@ pub enum Pipeline {
 /// The API's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `DATABASE_URL` (required): the PostgreSQL connection URL.
-    pub database_url: Secret,
+    /// `DATABASE_URL`, or the deployed variables (see [`Database`]).
+    pub database: Database,
     /// `HIRING_LISTEN`: the address to listen on (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
     /// `HIRING_DATA_DIR`: where uploaded files are kept (default `./data/local`).
@@ -84,40 +85,34 @@ pub struct Settings {
     pub aws: Vec<(String, Secret)>,
 }
 
-/// `DATABASE_URL`; else, as the stack deploys the API, the URL made of `HIRING_DB_HOST`,
-/// `HIRING_DB_PORT` (5432), `HIRING_DB_NAME` (hiring) and `HIRING_DB_SECRET`, the JSON of RDS's
-/// managed master secret (`{"username": …, "password": …}`), with TLS required unless
-/// `HIRING_DB_SSLMODE` says otherwise.
-fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    let setting = |name: &str| lookup(name).filter(|v| !v.is_empty());
-    if let Some(url) = setting("DATABASE_URL") {
-        return Ok(url);
+/// The database to connect to, from `hiring::settings` (`DATABASE_URL`, or as the stack
+/// deploys the API, `HIRING_DB_HOST`… with `HIRING_DB_SECRET`, the JSON of RDS's managed
+/// master secret that ECS injects). Never printed: the options hold the password.
+#[derive(Clone)]
+pub struct Database(pub PgConnectOptions);
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
-    let (Some(host), Some(secret)) = (setting("HIRING_DB_HOST"), setting("HIRING_DB_SECRET")) else {
-        bail!(
-            "DATABASE_URL is not set: point it at PostgreSQL \
-             (e.g. postgres://postgres@127.0.0.1:5432/hiring_dev), or run `cargo xtask dev`"
-        );
+}
+
+fn database(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Database> {
+    use hiring::settings::{DatabaseSettings, SecretSource};
+    let options = match DatabaseSettings::from_lookup(lookup).map_err(anyhow::Error::msg)? {
+        // sqlx's parse error is left out: it may quote the URL, password included.
+        DatabaseSettings::Url(url) => url.parse().map_err(|_| {
+            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL (postgres://user@host:5432/name)")
+        })?,
+        DatabaseSettings::Server { server, secret: SecretSource::Value(json) } => {
+            server.options(&json).map_err(|e| anyhow::anyhow!("HIRING_DB_SECRET: {e}"))?
+        }
+        DatabaseSettings::Server { secret: SecretSource::Arn(_), .. } => bail!(
+            "HIRING_DB_SECRET_ARN is read by the functions: give the API HIRING_DB_SECRET, the secret's JSON \
+             (ECS injects it from the ARN)"
+        ),
     };
-    #[derive(serde::Deserialize)]
-    struct Master {
-        username: String,
-        password: String,
-    }
-    let master: Master = serde_json::from_str(&secret).map_err(|_| {
-        anyhow::anyhow!("HIRING_DB_SECRET is not the JSON of a database secret ({{\"username\", \"password\"}})")
-    })?;
-    let port = setting("HIRING_DB_PORT").unwrap_or_else(|| "5432".into());
-    let name = setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".into());
-    // RDS forces TLS; `HIRING_DB_SSLMODE` (e.g. `disable`) is for a PostgreSQL without it.
-    let ssl_mode = setting("HIRING_DB_SSLMODE").unwrap_or_else(|| "require".into());
-    Ok(format!(
-        "postgres://{}:{}@{host}:{port}/{}?sslmode={ssl_mode}",
-        utf8_percent_encode(&master.username, NON_ALPHANUMERIC),
-        utf8_percent_encode(&master.password, NON_ALPHANUMERIC),
-        utf8_percent_encode(&name, NON_ALPHANUMERIC),
-    ))
+    Ok(Database(options))
 }
 
 impl Settings {
@@ -140,7 +135,7 @@ impl Settings {
 
     /// Reads the settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let database_url = database_url(&lookup)?;
+        let database = database(&lookup)?;
         let listen = lookup("HIRING_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen
             .parse()
@@ -198,7 +193,7 @@ impl Settings {
             })
             .collect();
         Ok(Settings {
-            database_url: Secret::new(database_url),
+            database,
             listen,
             pipeline,
             zone_urls,
@@ -224,19 +219,22 @@ mod tests {
     }
 
     #[test]
-    fn the_database_url_is_made_from_the_managed_secret_when_deployed() {
+    fn the_database_is_the_managed_secret_s_user_when_deployed() {
         let s = settings(&[
             ("HIRING_DB_HOST", "db.example.internal"),
             ("HIRING_DB_SECRET", r#"{"username":"hiring","password":"p@ss:w/rd?#"}"#),
         ])
         .expect("settings");
+        let options = &s.database.0;
         assert_eq!(
-            s.database_url.expose(),
-            "postgres://hiring:p%40ss%3Aw%2Frd%3F%23@db.example.internal:5432/hiring?sslmode=require"
+            (options.get_host(), options.get_port(), options.get_username(), options.get_database()),
+            ("db.example.internal", 5432, "hiring", Some("hiring"))
         );
+        assert!(matches!(options.get_ssl_mode(), sqlx::postgres::PgSslMode::Require));
+        assert!(!format!("{s:?}").contains("p@ss"), "the settings never print the password");
         let with_url =
             settings(&[("DATABASE_URL", "postgres://a@b/c"), ("HIRING_DB_HOST", "ignored")]).expect("settings");
-        assert_eq!(with_url.database_url.expose(), "postgres://a@b/c");
+        assert_eq!((with_url.database.0.get_host(), with_url.database.0.get_database()), ("b", Some("c")));
     }
 
     #[test]
@@ -244,7 +242,7 @@ mod tests {
         let missing = settings(&[]).unwrap_err().to_string();
         assert!(missing.contains("DATABASE_URL is not set"), "{missing}");
         let broken = settings(&[("HIRING_DB_HOST", "h"), ("HIRING_DB_SECRET", "hunter2")]).unwrap_err().to_string();
-        assert!(broken.contains("HIRING_DB_SECRET is not the JSON"), "{broken}");
+        assert!(broken.contains("HIRING_DB_SECRET: the database secret is not the JSON"), "{broken}");
         assert!(!broken.contains("hunter2"), "the secret never reaches an error message");
     }
 }

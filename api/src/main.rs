@@ -28,8 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(settings.database_url.expose())
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        .connect_lazy_with(settings.database.0.clone());
     api::migrate(&pool).await?;
     api::spawn_rollup_compaction(pool.clone(), Duration::from_secs(5));
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {

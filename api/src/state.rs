@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use crate::cache::MetricsCache;
 use crate::config::Settings;
 use crate::guard::WritePermits;
-use crate::telemetry::Metrics;
+use crate::telemetry::Instruments;
 
 /// The API's shared state: the pool and the settings.
 #[derive(Clone)]
@@ -20,8 +20,8 @@ pub struct AppState {
     pub metrics_cache: Arc<MetricsCache>,
     /// The storage zones: raw, rejects, processed, backups.
     pub zones: Arc<hiring::zones::Zones>,
-    /// The metrics of `GET /metrics`.
-    pub telemetry: Arc<Metrics>,
+    /// The instruments (counters, histograms) `GET /metrics` serves to Prometheus.
+    pub telemetry: Arc<Instruments>,
     /// The bound on concurrent writes (`HIRING_MAX_CONCURRENT_WRITES`).
     pub write_permits: Arc<WritePermits>,
 }

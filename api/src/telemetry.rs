@@ -1,5 +1,7 @@
-//! Logs and metrics: `tracing` JSON logs with a request id on every request, and the counters
-//! and histograms `GET /metrics` serves in the Prometheus (OpenMetrics) text format.
+//! Logs and instruments: `tracing` JSON logs with a request id on every request, and the
+//! counters and histograms (the [`Instruments`]) that `GET /metrics` serves in the Prometheus
+//! (OpenMetrics) text format. ("Metrics" alone, in this workspace, are the two business
+//! figures of `hiring::metrics`.)
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -92,7 +94,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// The process's metrics.
-pub struct Metrics {
+pub struct Instruments {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
@@ -101,13 +103,13 @@ pub struct Metrics {
     steps: Family<StepLabels, Histogram, fn() -> Histogram>,
 }
 
-impl std::fmt::Debug for Metrics {
+impl std::fmt::Debug for Instruments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
+        f.write_str("Instruments")
     }
 }
 
-impl Default for Metrics {
+impl Default for Instruments {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hiring");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -132,11 +134,11 @@ impl Default for Metrics {
             "Time of the pipeline's steps run by this process (validate, process, batch)",
             steps.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, latency, rows, rejects, steps }
+        Instruments { registry: Mutex::new(registry), requests, latency, rows, rejects, steps }
     }
 }
 
-impl Metrics {
+impl Instruments {
     /// Counts a load's rows.
     pub fn loaded(&self, report: &hiring::load::LoadReport) {
         let table = report.table.name();

@@ -40,6 +40,10 @@ impl Moto {
     /// to `service` (its signing name: `logs`, `events`); the JSON answer.
     pub async fn json(&self, service: &str, target: &str, body: Value) -> anyhow::Result<Value> {
         let text = self.send(service, "application/x-amz-json-1.1", Some(target), body.to_string()).await?;
+        if text.trim().is_empty() {
+            // An operation without output (CreateLogGroup) may answer an empty body.
+            return Ok(Value::Object(Default::default()));
+        }
         serde_json::from_str(&text).with_context(|| format!("{target} answered no JSON: {text}"))
     }
 

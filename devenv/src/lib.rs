@@ -41,10 +41,37 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The cargo that runs this program (set by `cargo run`), so nested builds use the same
-/// toolchain, started in the workspace root.
+/// toolchain, started in the workspace root, without the variables `cargo run` gave this
+/// program (see [`without_package_env`]).
 pub fn cargo() -> std::process::Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(project_root());
+    without_package_env(&mut command);
     command
+}
+
+/// Removes from `command`'s environment the variables cargo sets for the package it runs
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …). A build started from `cargo xtask` would
+/// otherwise see them: ring's build script reruns when `CARGO_MANIFEST_DIR` changes, so every
+/// alternation between `cargo xtask` and a build it starts rebuilt ring, rustls and all that
+/// depends on them (sqlx, reqwest, the AWS SDK).
+pub fn without_package_env(command: &mut std::process::Command) {
+    const SET_BY_CARGO_RUN: [&str; 9] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("CARGO_PKG_") || SET_BY_CARGO_RUN.contains(&text.as_ref()) {
+            command.env_remove(&name);
+        }
+    }
 }

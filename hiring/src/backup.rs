@@ -30,13 +30,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::pump::{Chunks, Pump};
 use crate::reject::{Reason, Violation};
 use crate::table::Table;
 use crate::validate::{Columns, Context, Hire, Row, parse_text};
 use crate::zones::Zone;
 
-/// Rows inserted per statement while restoring.
-pub const CHUNK_ROWS: usize = 16 * 1024;
+pub use crate::pump::CHUNK_ROWS;
 
 /// Uncompressed bytes per Avro block: large enough for deflate to find repeats across rows,
 /// small enough to keep the writer's buffer and each reader allocation modest.
@@ -167,7 +167,7 @@ pub async fn backup_table(pool: &PgPool, zone: &Zone, table: Table) -> Result<Ba
             return Err(error);
         }
     };
-    upload.shutdown().await.map_err(|e| zone_error(zone, &key, e))?;
+    upload.shutdown().await.map_err(|e| zone.io_error(&key, e))?;
     tx.commit().await?;
     tracing::info!(%table, key, rows, bytes, "backup written");
     Ok(BackupReport { key, rows, bytes })
@@ -213,12 +213,12 @@ async fn write_rows(
         if writer.get_ref().len() >= PART_BYTES {
             let part = std::mem::take(writer.get_mut());
             bytes += part.len() as u64;
-            upload.put(Bytes::from(part)).await.map_err(|e| zone_error(zone, key, e))?;
+            upload.put(Bytes::from(part)).await.map_err(|e| zone.error(key, e))?;
         }
     }
     let rest = writer.into_inner().map_err(avro_error)?;
     bytes += rest.len() as u64;
-    upload.put(Bytes::from(rest)).await.map_err(|e| zone_error(zone, key, e))?;
+    upload.put(Bytes::from(rest)).await.map_err(|e| zone.error(key, e))?;
     Ok((rows, bytes))
 }
 
@@ -263,12 +263,12 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     let location =
         Key::parse(key).ok().filter(|location| shaped && !location.as_ref().is_empty()).ok_or_else(|| {
             Error::InvalidBackup(format!(
-                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z.avro (GET /backups lists them)"
+                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z.avro (the list of backups names them)"
             ))
         })?;
-    let not_found = |e: object_store::Error| match e {
-        object_store::Error::NotFound { .. } => Error::ObjectNotFound(key.to_owned()),
-        other => zone_error(zone, key, other),
+    let not_found = |e: object_store::Error| match zone.error(key, e) {
+        Error::ObjectNotFound(_) => Error::ObjectNotFound(key.to_owned()),
+        other => other,
     };
     // An unknown key is answered at once, without waiting for the locks.
     zone.store().head(&location).await.map_err(not_found)?;
@@ -285,54 +285,52 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     // chunks of the file are in memory at once.
     let (bytes_sender, bytes_receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
     let mut object_stream = object.into_stream();
-    let pump = tokio::spawn(async move {
+    let pump_bytes = tokio::spawn(async move {
         while let Some(chunk) = object_stream.next().await {
-            let failed = chunk.as_ref().err().map(ToString::to_string);
-            let sent = bytes_sender.send(chunk.map_err(std::io::Error::other)).await;
-            if let Some(error) = failed {
-                return Err(error);
-            }
-            if sent.is_err() {
-                // The decoder stopped; its outcome is the one reported.
-                break;
+            match chunk {
+                Ok(bytes) => {
+                    if bytes_sender.send(Ok(bytes)).await.is_err() {
+                        // The decoder stopped; its outcome is the one reported.
+                        break;
+                    }
+                }
+                Err(error) => {
+                    let _ = bytes_sender.send(Err(std::io::Error::other(error.to_string()))).await;
+                    return Err(error);
+                }
             }
         }
         Ok(())
     });
 
-    let (chunk_sender, mut chunks) = mpsc::channel::<Columns>(2);
-    let decoder = tokio::task::spawn_blocking(move || {
-        decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, context, chunk_sender)
-    });
-
+    let decoding = move |chunks: Chunks<Columns>| {
+        decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, context, chunks)
+    };
     // The table is emptied when the first valid chunk arrives, so a file that is not even Avro
     // never costs a DELETE (which would be rolled back anyway).
     let mut emptied = false;
-    let mut failure = None;
-    while let Some(chunk) = chunks.recv().await {
-        let written = async {
-            if !emptied {
-                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
-                emptied = true;
+    let mut pump = Pump::start(decoding);
+    let restored = async {
+        while let Some(chunk) = pump.next().await {
+            let written = async {
+                if !emptied {
+                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                    emptied = true;
+                }
+                insert(&mut tx, table, &chunk).await
+            };
+            if let Err(error) = written.await {
+                return pump.fail(error).await;
             }
-            insert(&mut tx, table, &chunk).await
-        };
-        if let Err(e) = written.await {
-            failure = Some(e);
-            break;
         }
-    }
-    drop(chunks);
-    let decoded = decoder.await.map_err(|e| Error::Interrupted(e.to_string()))?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    let rows = match decoded {
+        pump.finish().await
+    };
+    let rows = match restored.await {
         Ok(rows) => rows,
         Err(error) => {
             // A read that failed in the store is not the file's fault: report that instead.
-            if let Ok(Err(store)) = pump.await {
-                return Err(Error::Zone(format!("{}/{key}: {store}", zone.url())));
+            if let Ok(Err(store)) = pump_bytes.await {
+                return Err(zone.error(key, store));
             }
             return Err(error);
         }
@@ -407,7 +405,7 @@ async fn insert(tx: &mut PgConnection, table: Table, rows: &Columns) -> Result<(
 
 /// Reads the backup (on a blocking thread), checks its schema and every row, and sends the
 /// valid rows in chunks; returns the number of rows. The first problem ends it.
-fn decode(table: Table, input: impl Read, mut context: Context, chunks: mpsc::Sender<Columns>) -> Result<i64> {
+fn decode(table: Table, input: impl Read, mut context: Context, chunks: Chunks<Columns>) -> Result<i64> {
     let reader = Reader::new(input)
         .map_err(|e| Error::InvalidBackup(format!("the object is not an Avro object container file: {e}")))?;
     check_schema(table, reader.writer_schema())?;
@@ -430,14 +428,13 @@ fn decode(table: Table, input: impl Read, mut context: Context, chunks: mpsc::Se
         chunk.push(row);
         if chunk.len() >= CHUNK_ROWS {
             let full = std::mem::replace(&mut chunk, Columns::with_capacity(CHUNK_ROWS));
-            if chunks.blocking_send(full).is_err() {
-                // The writer stopped (it failed); its error is the one reported.
+            if !chunks.send(full) {
                 return Ok(rows);
             }
         }
     }
     if !chunk.is_empty() {
-        let _ = chunks.blocking_send(chunk);
+        chunks.send(chunk);
     }
     Ok(rows)
 }
@@ -562,10 +559,6 @@ impl Read for ChannelReader {
     }
 }
 
-fn zone_error(zone: &Zone, key: &str, error: impl std::fmt::Display) -> Error {
-    Error::Zone(format!("{}/{key}: {error}", zone.url()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +596,8 @@ mod tests {
         }
         let bytes = writer.into_inner().unwrap();
         let (sender, mut receiver) = mpsc::channel(8);
-        let error = decode(Table::Departments, bytes.as_slice(), Context::default(), sender).unwrap_err().to_string();
+        let error =
+            decode(Table::Departments, bytes.as_slice(), Context::default(), Chunks(sender)).unwrap_err().to_string();
         assert_eq!(error, "invalid backup: record 2 (id 2): missing_field: department is required but empty");
         assert!(receiver.try_recv().is_err(), "nothing is sent before the whole chunk is valid");
     }

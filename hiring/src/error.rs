@@ -21,9 +21,28 @@ pub enum Error {
     /// An unknown table name.
     #[error("unknown table `{0}`: expected one of departments, jobs, hired_employees")]
     UnknownTable(String),
-    /// A storage zone could not be opened, read or written.
+    /// A storage zone could not be opened (a malformed URL, a directory that cannot be made),
+    /// or holds something the pipeline cannot use.
     #[error("storage error: {0}")]
     Zone(String),
+    /// A call to a zone's store failed. Transient kinds (see [`Error::is_retryable`]) are
+    /// worth retrying later.
+    #[error("storage error at {location}: {source}")]
+    Store {
+        /// The zone's URL and the key, e.g. `s3://bucket/raw/jobs/1.csv`.
+        location: String,
+        /// What the store answered.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The bucket (or directory) a zone names does not exist.
+    #[error(
+        "the bucket of {location} does not exist: deploy the stage (its stack creates the buckets) or fix the zone's URL"
+    )]
+    BucketNotFound {
+        /// The zone's URL and the key.
+        location: String,
+    },
     /// An object does not exist in its zone.
     #[error("no such object: {0}")]
     ObjectNotFound(String),
@@ -84,16 +103,76 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when retrying the same operation later may succeed (the database was unreachable).
+    /// True when retrying the same operation later may succeed: the database was unreachable
+    /// or busy, another worker holds the ingestion, or the store failed in a transient way.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+        matches!(self, Error::Store { source, .. } if transient(source))
+            || matches!(
+                self,
+                Error::Database(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                )
             )
-        ) || matches!(self, Error::Busy(_))
+            || matches!(self, Error::Busy(_))
             || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
     }
+}
+
+/// True for a store failure that a later attempt may not meet: the connection failed, timed out
+/// or was cut, or S3 answered 5xx or 429, or an error code AWS documents as retryable
+/// (`InternalError`, `ServiceUnavailable`, `SlowDown`, `RequestTimeout`: "Error responses",
+/// Amazon S3 API Reference, https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+/// object_store has retried these itself (up to 10 times within 3 minutes); when it gives up,
+/// the whole step is worth retrying later, e.g. by Step Functions.
+///
+/// object_store's retry and request error types are private, so their kind is read from their
+/// messages ("Server returned non-2xx status code: 503 Service Unavailable: …", "HTTP error: …")
+/// and from the `std::io::Error` at the bottom of the chain.
+fn transient(error: &object_store::Error) -> bool {
+    use std::io::ErrorKind;
+    let object_store::Error::Generic { source, .. } = error else {
+        return false;
+    };
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::NotConnected
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::TimedOut
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        let text = error.to_string();
+        // object_store's `HttpError` ("HTTP error: …"): no answer came (connect, send, timeout,
+        // cut), which it documents as retried; a body that could not be decoded is not.
+        if text.starts_with("HTTP error: ") && !text.contains("decoding") {
+            return true;
+        }
+        let status = text.split("status code: ").nth(1).and_then(|rest| rest.get(..3));
+        if status.is_some_and(|code| code.starts_with('5') || code == "429") {
+            return true;
+        }
+        if ["InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"]
+            .iter()
+            .any(|code| text.contains(&format!("<Code>{code}</Code>")))
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// The result type of the hiring domain.

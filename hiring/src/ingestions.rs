@@ -1,10 +1,98 @@
 //! Reading ingestions and their rejects, and closing ingestions abandoned by a crash.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::error::{Error, Result};
+
+/// Where an ingestion is in its life.
+///
+/// A file goes `queued` → `validating` → `validated` (or `rejected`: nothing in it can be
+/// loaded) → `running` → `succeeded`. A step that fails leaves it `failed`, from which the
+/// same step may run again; a step whose worker died is found by its free advisory lock and
+/// taken over (`validating` → `validating`, `running` → `running`) or marked `failed`. A batch
+/// is recorded `running` and ends `succeeded` in the same transaction. [`Self::can_become`]
+/// holds these moves; the steps claim an ingestion only along them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum IngestionStatus {
+    /// Recorded, not yet validated.
+    Queued,
+    /// Being validated.
+    Validating,
+    /// Validated, with rows to load.
+    Validated,
+    /// Validated, with nothing to load (every row broke a rule, or there were none).
+    Rejected,
+    /// Being loaded (a file's process step, or a batch).
+    Running,
+    /// Loaded.
+    Succeeded,
+    /// A step failed or its worker died; nothing of that step was kept.
+    Failed,
+}
+
+impl IngestionStatus {
+    /// Every status, in the order of the life above.
+    pub const ALL: [IngestionStatus; 7] = [
+        IngestionStatus::Queued,
+        IngestionStatus::Validating,
+        IngestionStatus::Validated,
+        IngestionStatus::Rejected,
+        IngestionStatus::Running,
+        IngestionStatus::Succeeded,
+        IngestionStatus::Failed,
+    ];
+
+    /// The name stored in `ingestions.status` and shown in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IngestionStatus::Queued => "queued",
+            IngestionStatus::Validating => "validating",
+            IngestionStatus::Validated => "validated",
+            IngestionStatus::Rejected => "rejected",
+            IngestionStatus::Running => "running",
+            IngestionStatus::Succeeded => "succeeded",
+            IngestionStatus::Failed => "failed",
+        }
+    }
+
+    /// A step is working on it, or was when its worker died.
+    pub const fn in_progress(self) -> bool {
+        matches!(self, IngestionStatus::Validating | IngestionStatus::Running)
+    }
+
+    /// Whether an ingestion may move from this status to `next`.
+    pub const fn can_become(self, next: IngestionStatus) -> bool {
+        use IngestionStatus::*;
+        matches!(
+            (self, next),
+            (Queued | Validating | Failed, Validating)
+                | (Validating, Validated | Rejected | Failed)
+                | (Validated | Running | Failed, Running)
+                | (Running, Succeeded | Failed)
+        )
+    }
+
+    /// The statuses an ingestion may be claimed from to move it to `to`, as stored.
+    pub fn sources(to: IngestionStatus) -> Vec<&'static str> {
+        IngestionStatus::ALL.into_iter().filter(|from| from.can_become(to)).map(IngestionStatus::as_str).collect()
+    }
+
+    /// The statuses of work in progress, as stored.
+    pub fn in_progress_names() -> Vec<&'static str> {
+        IngestionStatus::ALL.into_iter().filter(|status| status.in_progress()).map(IngestionStatus::as_str).collect()
+    }
+}
+
+impl std::fmt::Display for IngestionStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
 
 /// A load, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -20,9 +108,8 @@ pub struct Ingestion {
     pub kind: String,
     /// Where the rows came from (an upload's file name and stored path, or the batch endpoint).
     pub source: String,
-    /// Where it is: `queued`, `validating`, `validated`, `rejected` (validated, nothing to load),
-    /// `running` (loading), `succeeded` or `failed`. Batches are `running` until they end.
-    pub status: String,
+    /// Where it is (see [`IngestionStatus`]).
+    pub status: IngestionStatus,
     /// When the load started.
     pub started_at: DateTime<Utc>,
     /// When it ended, if it did.
@@ -67,7 +154,7 @@ pub struct StoredReject {
 /// One ingestion; abandoned running ones are reported failed.
 pub async fn get(pool: &PgPool, id: i64) -> Result<Ingestion> {
     let ingestion = fetch(pool, id).await?;
-    if matches!(ingestion.status.as_str(), "validating" | "running") && fail_if_abandoned(pool, id).await? {
+    if ingestion.status.in_progress() && fail_if_abandoned(pool, id).await? {
         return fetch(pool, id).await;
     }
     Ok(ingestion)
@@ -104,8 +191,9 @@ pub async fn rejects(pool: &PgPool, id: i64, after: Option<i64>, limit: i64) -> 
 /// holds its ingestion's advisory lock from the moment the ingestion is recorded. Returns how many were marked.
 pub async fn fail_abandoned(pool: &PgPool) -> Result<u64> {
     let running: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM ingestions WHERE status IN ('validating', 'running') AND started_at < now() - interval '5 seconds'",
+        "SELECT id FROM ingestions WHERE status = ANY($1) AND started_at < now() - interval '5 seconds'",
     )
+    .bind(IngestionStatus::in_progress_names())
     .fetch_all(pool)
     .await?;
     let mut failed = 0;
@@ -122,11 +210,13 @@ async fn fail_if_abandoned(pool: &PgPool, id: i64) -> Result<bool> {
         return Ok(false);
     }
     let marked = sqlx::query(
-        "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(),
+        "UPDATE ingestions SET status = $2, finished_at = clock_timestamp(),
              error = 'the step stopped before it finished (its process stopped or lost the database); nothing was kept: run the step again, or upload the file again'
-         WHERE id = $1 AND status IN ('validating', 'running')",
+         WHERE id = $1 AND status = ANY($3)",
     )
     .bind(id)
+    .bind(IngestionStatus::Failed)
+    .bind(IngestionStatus::in_progress_names())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -153,4 +243,42 @@ pub async fn reject_counts(pool: &PgPool, ids: &[i64]) -> Result<Vec<RejectCount
     .bind(ids)
     .fetch_all(pool)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IngestionStatus::{self, *};
+
+    #[test]
+    fn the_life_of_a_file_is_a_chain_of_legal_moves() {
+        for pair in [Queued, Validating, Validated, Running, Succeeded].windows(2) {
+            assert!(pair[0].can_become(pair[1]), "{} → {}", pair[0], pair[1]);
+        }
+        assert!(Validating.can_become(Rejected));
+        assert!(Running.can_become(Failed) && Failed.can_become(Running), "a failed load may run again");
+    }
+
+    #[test]
+    fn finished_ingestions_stay_finished() {
+        for status in IngestionStatus::ALL {
+            assert!(!Succeeded.can_become(status), "succeeded → {status}");
+            assert!(!Rejected.can_become(status), "rejected → {status}");
+        }
+        assert!(!Queued.can_become(Running), "nothing is loaded unvalidated");
+        assert!(!Validating.can_become(Running));
+    }
+
+    #[test]
+    fn steps_claim_from_their_predecessor_their_own_status_and_failed() {
+        assert_eq!(IngestionStatus::sources(Validating), ["queued", "validating", "failed"]);
+        assert_eq!(IngestionStatus::sources(Running), ["validated", "running", "failed"]);
+        assert_eq!(IngestionStatus::in_progress_names(), ["validating", "running"]);
+    }
+
+    #[test]
+    fn the_names_are_the_serialized_ones() {
+        for status in IngestionStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
 }

@@ -16,19 +16,19 @@ use roaring::RoaringBitmap;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::mpsc;
 
 use crate::batch::{MAX_BATCH_ROWS, parse_json_row};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
+use crate::ingestions::IngestionStatus;
 use crate::processed::ParquetSink;
+use crate::pump::{Chunks, Pump, Staged};
 use crate::reject::Reject;
 use crate::table::Table;
 use crate::validate::{Columns, Context, Row};
 use crate::zones::Zone;
 
-/// Rows sent to PostgreSQL per statement while loading a file.
-pub const CHUNK_ROWS: usize = 16 * 1024;
+pub use crate::pump::CHUNK_ROWS;
 
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -112,8 +112,8 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     let mut tx = connection.begin().await?;
     let mut context = lock_and_read_references(&mut tx, table, Scope::File).await?;
 
-    let (sender, mut receiver) = mpsc::channel::<Chunk>(2);
-    let decoder = tokio::task::spawn_blocking(move || -> Result<(i64, Option<ParquetFile>)> {
+    let mut writer = Writer::new(table);
+    let decode = move |chunks: Chunks<Chunk>| -> Result<(i64, Option<ParquetFile>)> {
         let mut parquet = parquet;
         let mut decoder = Decoder::new(table, input);
         let mut chunk = Chunk::new();
@@ -130,8 +130,7 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
                 if let Some(parquet) = &mut parquet {
                     parquet.sink.write(&full.valid)?;
                 }
-                if sender.blocking_send(full).is_err() {
-                    // The loader stopped (it failed); its error is the one reported.
+                if !chunks.send(full) {
                     return Ok((rows, None));
                 }
             }
@@ -140,29 +139,21 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
         if let Some(parquet) = &mut parquet {
             parquet.sink.write(&chunk.valid)?;
         }
-        let _ = sender.blocking_send(chunk);
+        chunks.send(chunk);
         Ok((rows, parquet))
-    });
-
-    let mut writer = Writer::new(table);
-    let mut failure = None;
-    while let Some(chunk) = receiver.recv().await {
+    };
+    let mut pump = Pump::start(decode);
+    while let Some(chunk) = pump.next().await {
         let written = async {
             writer.write(&mut tx, &chunk.valid, Some(&chunk.copy)).await?;
             writer.counts.rejected += chunk.rejects.len() as i64;
             insert_rejects(&mut tx, id, &chunk.rejects).await
         };
-        if let Err(e) = written.await {
-            failure = Some(e);
-            break;
+        if let Err(error) = written.await {
+            return pump.fail(error).await;
         }
     }
-    drop(receiver);
-    let decoded = decoder.await.map_err(|e| Error::Interrupted(e.to_string()))?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let (rows, parquet) = decoded?;
+    let (rows, parquet) = pump.finish().await?;
     writer.counts.rows = rows;
     writer.flush_rollup(&mut tx).await?;
     let report = writer.counts.report(id, table);
@@ -188,22 +179,22 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
 /// file and uploaded before the commit.
 struct ParquetFile {
     sink: ParquetSink,
-    path: tempfile::TempPath,
+    staged: Staged,
 }
 
 impl ParquetFile {
     fn create(table: Table) -> Result<ParquetFile> {
-        let (file, path) = tempfile::NamedTempFile::new()?.into_parts();
-        Ok(ParquetFile { sink: ParquetSink::create(table, file)?, path })
+        let (file, staged) = Staged::create()?;
+        Ok(ParquetFile { sink: ParquetSink::create(table, file)?, staged })
     }
 
     /// Uploads the file unless it holds no row; true when it did.
     async fn publish(self, zone: &Zone, key: &str) -> Result<bool> {
-        let ParquetFile { sink, path } = self;
+        let ParquetFile { sink, staged } = self;
         if sink.finish()? == 0 {
             return Ok(false);
         }
-        zone.put_file(key, &path).await?;
+        staged.upload(zone, key).await?;
         Ok(true)
     }
 }
@@ -598,9 +589,9 @@ pub(crate) async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Re
 
 async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport, processed_key: Option<&str>) -> Result<()> {
     let updated = sqlx::query(
-        "UPDATE ingestions SET status = 'succeeded', finished_at = clock_timestamp(),
+        "UPDATE ingestions SET status = $8, finished_at = clock_timestamp(),
              rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6, processed_key = $7
-         WHERE id = $1 AND status = 'running'",
+         WHERE id = $1 AND status = $9",
     )
     .bind(report.id)
     .bind(report.rows)
@@ -609,6 +600,8 @@ async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport, processed_
     .bind(report.unchanged)
     .bind(report.rejected)
     .bind(processed_key)
+    .bind(IngestionStatus::Succeeded)
+    .bind(IngestionStatus::Running)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() != 1 {

@@ -32,18 +32,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
 use sqlx::{Acquire, PgPool, Postgres};
-use tokio::sync::mpsc;
 
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
+use crate::ingestions::IngestionStatus;
 use crate::load::{self, LoadReport};
+use crate::pump::{CHUNK_ROWS, Chunks, Pump, Staged};
 use crate::reject::Reject;
 use crate::table::Table;
 use crate::validate::Context;
 use crate::zones::{Zone, Zones};
-
-/// Rejects sent to PostgreSQL per statement while validating.
-const REJECT_CHUNK: usize = 16 * 1024;
 
 /// An object of the raw zone, as an event names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +125,7 @@ pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: 
     if let Some(Json(report)) = validation {
         return Ok(ValidationReport { replayed: true, ..report });
     }
-    let Some(claim) = Claim::take(pool, id, &["queued", "validating", "failed"], "validating").await? else {
+    let Some(claim) = Claim::take(pool, id, IngestionStatus::Validating).await? else {
         // Another worker finished it between the two statements.
         return stored_validation(pool, id).await;
     };
@@ -148,16 +146,16 @@ pub async fn process(pool: &PgPool, zones: &Zones, validation: &ValidationReport
             validation.key, validation.etag
         )));
     }
-    match stored.status.as_str() {
-        "succeeded" => return Ok(stored.process_report(validation.key.clone())),
-        "rejected" => return Err(Error::NotLoadable(id)),
+    match stored.status {
+        IngestionStatus::Succeeded => return Ok(stored.process_report(validation.key.clone())),
+        IngestionStatus::Rejected => return Err(Error::NotLoadable(id)),
         _ if stored.validation.is_none() => return Err(Error::NotValidated(id)),
         _ => {}
     }
-    let Some(mut claim) = Claim::take(pool, id, &["validated", "running", "failed"], "running").await? else {
+    let Some(mut claim) = Claim::take(pool, id, IngestionStatus::Running).await? else {
         let stored = self::stored(pool, id).await?;
-        return match stored.status.as_str() {
-            "succeeded" => Ok(stored.process_report(validation.key.clone())),
+        return match stored.status {
+            IngestionStatus::Succeeded => Ok(stored.process_report(validation.key.clone())),
             status => Err(Error::InvalidStepInput(format!("ingestion {id} is {status}, not validated"))),
         };
     };
@@ -208,10 +206,10 @@ async fn record(
     key: &str,
     etag: &str,
     source: &str,
-) -> Result<(i64, String, Option<Json<ValidationReport>>)> {
+) -> Result<(i64, IngestionStatus, Option<Json<ValidationReport>>)> {
     Ok(sqlx::query_as(
         "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)
-         VALUES ($1, 'file', $2, 'queued', $3, $4)
+         VALUES ($1, 'file', $2, $5, $3, $4)
          ON CONFLICT (object_key, object_etag) DO UPDATE SET object_key = EXCLUDED.object_key
          RETURNING id, status, validation",
     )
@@ -219,6 +217,7 @@ async fn record(
     .bind(source)
     .bind(key)
     .bind(etag)
+    .bind(IngestionStatus::Queued)
     .fetch_one(pool)
     .await?)
 }
@@ -236,7 +235,7 @@ async fn stored_validation(pool: &PgPool, id: i64) -> Result<ValidationReport> {
 struct Stored {
     id: i64,
     table_name: String,
-    status: String,
+    status: IngestionStatus,
     started_at: DateTime<Utc>,
     object_key: Option<String>,
     object_etag: Option<String>,
@@ -290,9 +289,10 @@ struct Claim {
 }
 
 impl Claim {
-    /// Locks the ingestion and moves it from one of `from` to `to`. `Ok(None)` when it is in
-    /// none of `from` (another worker moved it on); [`Error::Busy`] while another step holds it.
-    async fn take(pool: &PgPool, id: i64, from: &[&str], to: &str) -> Result<Option<Claim>> {
+    /// Locks the ingestion and moves it to `to` from a status that may become it
+    /// ([`IngestionStatus::can_become`]). `Ok(None)` when it is in none of them (another worker
+    /// moved it on); [`Error::Busy`] while another step holds it.
+    async fn take(pool: &PgPool, id: i64, to: IngestionStatus) -> Result<Option<Claim>> {
         let mut connection = pool.acquire().await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(id).fetch_one(&mut *connection).await?;
@@ -305,7 +305,7 @@ impl Claim {
              WHERE id = $1 AND status = ANY($2)",
         )
         .bind(id)
-        .bind(from)
+        .bind(IngestionStatus::sources(to))
         .bind(to)
         .execute(&mut *claim.connection)
         .await;
@@ -328,11 +328,13 @@ impl Claim {
         if let Err(error) = &result {
             tracing::warn!(ingestion = self.id, %error, retryable = error.is_retryable(), "pipeline step failed");
             let marked = sqlx::query(
-                "UPDATE ingestions SET status = 'failed', finished_at = clock_timestamp(), error = $2
-                 WHERE id = $1 AND status IN ('validating', 'running')",
+                "UPDATE ingestions SET status = $3, finished_at = clock_timestamp(), error = $2
+                 WHERE id = $1 AND status = ANY($4)",
             )
             .bind(self.id)
             .bind(error.to_string())
+            .bind(IngestionStatus::Failed)
+            .bind(IngestionStatus::in_progress_names())
             .execute(pool)
             .await;
             if let Err(e) = marked {
@@ -366,10 +368,7 @@ async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<Box<dyn Read 
         Err(object_store::Error::Precondition { .. }) => {
             return Err(Error::Superseded { key: key.to_owned(), etag: etag.to_owned() });
         }
-        Err(object_store::Error::NotFound { .. }) => {
-            return Err(Error::ObjectNotFound(format!("{}/{key}", zone.url())));
-        }
-        Err(error) => return Err(Error::Zone(format!("{}/{key}: {error}", zone.url()))),
+        Err(error) => return Err(zone.error(key, error)),
     };
     // A local object is read from its file directly (the version check above was done on it);
     // a remote one is streamed from the store.
@@ -397,8 +396,7 @@ async fn validate_claimed(
     let input = open_object(&zones.raw, key, etag).await?;
     let rejects_file = RejectsFile::create()?;
 
-    let (sender, mut receiver) = mpsc::channel::<Vec<Reject>>(2);
-    let decoder = tokio::task::spawn_blocking(move || -> Result<(Counts, RejectsFile)> {
+    let decode = move |chunks: Chunks<Vec<Reject>>| -> Result<(Counts, RejectsFile)> {
         let mut file = rejects_file;
         let mut decoder = Decoder::new(table, input);
         let mut counts = Counts::default();
@@ -410,10 +408,9 @@ async fn validate_claimed(
                 Err(violation) => {
                     *counts.reasons.entry(violation.reason.code().to_owned()).or_default() += 1;
                     chunk.push(Reject::new(decoded.line, violation, decoder.raw()));
-                    if chunk.len() >= REJECT_CHUNK {
+                    if chunk.len() >= CHUNK_ROWS {
                         file.write(&chunk)?;
-                        if sender.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                            // The writer stopped (it failed); its error is the one reported.
+                        if !chunks.send(std::mem::take(&mut chunk)) {
                             return Ok((counts, file));
                         }
                     }
@@ -421,22 +418,16 @@ async fn validate_claimed(
             }
         }
         file.write(&chunk)?;
-        let _ = sender.blocking_send(chunk);
+        chunks.send(chunk);
         Ok((counts, file))
-    });
-    let mut failure = None;
-    while let Some(chunk) = receiver.recv().await {
+    };
+    let mut pump = Pump::start(decode);
+    while let Some(chunk) = pump.next().await {
         if let Err(error) = load::insert_rejects(&mut tx, id, &chunk).await {
-            failure = Some(error);
-            break;
+            return pump.fail(error).await;
         }
     }
-    drop(receiver);
-    let decoded = decoder.await.map_err(|e| Error::Interrupted(e.to_string()))?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    let (counts, file) = decoded?;
+    let (counts, file) = pump.finish().await?;
     let rejected = counts.rows - counts.accepted;
     let rejects_key = if rejected > 0 {
         let key = format!("{table}/{id}.jsonl");
@@ -479,16 +470,16 @@ async fn record_validation(connection: &mut sqlx::PgConnection, report: &Validat
         (true, _) => None,
         (false, 0) => Some("the file holds no data rows: nothing to load".to_owned()),
         (false, rows) => Some(format!(
-            "none of the {rows} rows can be loaded: each breaks a rule; see GET /ingestions/{}/rejects",
+            "none of the {rows} rows can be loaded: each breaks a rule; see the rejects of ingestion {}",
             report.ingestion
         )),
     };
     let updated = sqlx::query(
         "UPDATE ingestions SET validation = $2, rows = $3, rejected = $4, rejects_key = $5,
-             status = CASE WHEN $6 THEN 'validated' ELSE 'rejected' END,
+             status = CASE WHEN $6 THEN $8 ELSE $9 END,
              finished_at = CASE WHEN $6 THEN NULL ELSE clock_timestamp() END,
              error = $7
-         WHERE id = $1 AND status = 'validating'",
+         WHERE id = $1 AND status = $10",
     )
     .bind(report.ingestion)
     .bind(Json(report))
@@ -497,6 +488,9 @@ async fn record_validation(connection: &mut sqlx::PgConnection, report: &Validat
     .bind(&report.rejects_key)
     .bind(report.loadable)
     .bind(error)
+    .bind(IngestionStatus::Validated)
+    .bind(IngestionStatus::Rejected)
+    .bind(IngestionStatus::Validating)
     .execute(&mut *connection)
     .await?;
     if updated.rows_affected() != 1 {
@@ -519,13 +513,13 @@ struct Counts {
 /// thread and uploaded before the commit.
 struct RejectsFile {
     writer: std::io::BufWriter<std::fs::File>,
-    path: tempfile::TempPath,
+    staged: Staged,
 }
 
 impl RejectsFile {
     fn create() -> Result<RejectsFile> {
-        let (file, path) = tempfile::NamedTempFile::new()?.into_parts();
-        Ok(RejectsFile { writer: std::io::BufWriter::new(file), path })
+        let (file, staged) = Staged::create()?;
+        Ok(RejectsFile { writer: std::io::BufWriter::new(file), staged })
     }
 
     fn write(&mut self, rejects: &[Reject]) -> Result<()> {
@@ -545,10 +539,10 @@ impl RejectsFile {
 
     async fn publish(self, zone: &Zone, key: &str) -> Result<()> {
         use std::io::Write;
-        let RejectsFile { mut writer, path } = self;
+        let RejectsFile { mut writer, staged } = self;
         writer.flush()?;
         drop(writer);
-        zone.put_file(key, &path).await
+        staged.upload(zone, key).await
     }
 }
 

@@ -100,6 +100,14 @@ impl Zone {
                 .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false);
         }
+        // object_store retries transient failures itself (10 times within 3 minutes by default);
+        // `HIRING_STORE_MAX_RETRIES` bounds that (tests set 0 to see the first answer).
+        if let Some(retries) = setting("HIRING_STORE_MAX_RETRIES") {
+            let max_retries = retries
+                .parse()
+                .map_err(|_| Error::Zone(format!("HIRING_STORE_MAX_RETRIES `{retries}` is not a number")))?;
+            builder = builder.with_retry(object_store::RetryConfig { max_retries, ..Default::default() });
+        }
         let s3 = builder.build().map_err(|e| Error::Zone(format!("cannot open `{url}`: {e}")))?;
         let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
             "" => Arc::new(s3),
@@ -185,13 +193,47 @@ impl Zone {
         Ok(metas)
     }
 
-    fn error(&self, key: &str, error: object_store::Error) -> Error {
-        // NotFound on a write means the bucket (or directory) is missing, not the object.
+    /// The domain's error for a failed call about `key`: a missing object, a missing bucket
+    /// (S3's `NoSuchBucket`, which object_store reports as not found too), or the store's
+    /// error with its location.
+    pub(crate) fn error(&self, key: &str, error: object_store::Error) -> Error {
+        let location = format!("{}/{key}", self.url);
         match error {
-            object_store::Error::NotFound { .. } => Error::ObjectNotFound(format!("{}/{key}", self.url)),
-            other => Error::Zone(format!("{}/{key}: {other}", self.url)),
+            object_store::Error::NotFound { source, .. } if mentions(source.as_ref(), "NoSuchBucket") => {
+                Error::BucketNotFound { location }
+            }
+            object_store::Error::NotFound { .. } => Error::ObjectNotFound(location),
+            source => Error::Store { location, source },
         }
     }
+
+    /// The same for an I/O error of a writer over the store (`object_store::buffered`), which
+    /// carries the store's error inside.
+    pub(crate) fn io_error(&self, key: &str, error: std::io::Error) -> Error {
+        match error.into_inner().map(|inner| inner.downcast::<object_store::Error>()) {
+            Some(Ok(store)) => self.error(key, *store),
+            Some(Err(other)) => self.error(key, object_store::Error::Generic { store: "zone", source: other }),
+            None => Error::Store {
+                location: format!("{}/{key}", self.url),
+                source: object_store::Error::Generic {
+                    store: "zone",
+                    source: "the write failed without a cause".into(),
+                },
+            },
+        }
+    }
+}
+
+/// Whether `error` or one of its sources says `text`.
+fn mentions(error: &(dyn std::error::Error + 'static), text: &str) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.to_string().contains(text) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// The four zones together.

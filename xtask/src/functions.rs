@@ -305,6 +305,7 @@ fn cargo_lambda(arch: Arch) -> anyhow::Result<Command> {
     let target_dir = devenv::target_dir();
     let zig_cache = target_dir.join("zig");
     let mut command = Command::new(venv.bin("cargo-lambda"));
+    devenv::without_package_env(&mut command);
     command
         .current_dir(devenv::project_root())
         .args(["lambda", "build", "--profile", PROFILE, "--disable-optimizations", "--skip-target-check"])

@@ -22,7 +22,8 @@
 //! Last, `test-local` runs the local stage end to end (the `ops` binary the test build made).
 //!
 //! A run with a test filter (`cargo xtask test -- upload`) runs only the `tests` phase: no
-//! lints, no template checks, no artifact builds, no doc tests, no test-local. `--only` picks
+//! lints, no template checks, no artifact builds, no doc tests, no test-local; naming a package
+//! (`cargo xtask test -- -p hiring`) builds only that package's tests. `--only` picks
 //! the phases by name (see [`Phase`]), e.g. `--only artifacts,tests -- image`.
 
 use std::ffi::OsString;
@@ -159,10 +160,19 @@ impl Test {
         if self.runs(Phase::Tests) {
             let mut tests = devenv::cargo();
             if nextest {
-                tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+                tests.args(["nextest", "run", "--no-fail-fast"]);
             } else {
                 println!("cargo-nextest is not installed; using cargo test");
-                tests.args(["test", "--workspace", "--no-fail-fast"]);
+                tests.args(["test", "--no-fail-fast"]);
+            }
+            // `-- -p hiring …` builds and runs one package's tests only (the fast level);
+            // otherwise the whole workspace.
+            let names_packages = self.args.iter().any(|arg| {
+                let arg = arg.to_string_lossy();
+                arg == "-p" || arg.starts_with("--package") || (arg.starts_with("-p") && arg.len() > 2)
+            });
+            if !names_packages {
+                tests.arg("--workspace");
             }
             tests
                 .args(&self.args)

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use hiring::ingestions::IngestionStatus;
 use hiring::load::LoadReport;
 use hiring::pipeline;
 use hiring::table::Table;
@@ -40,7 +41,7 @@ pub struct Queued {
     /// The table.
     pub table: Table,
     /// Always `queued`.
-    pub status: &'static str,
+    pub status: IngestionStatus,
     /// The object's key in the raw zone.
     pub key: String,
 }
@@ -140,7 +141,7 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
         let mut queued = Vec::with_capacity(parts.len());
         for ((part, key), source) in parts.iter().zip(keys).zip(&sources) {
             let id = pipeline::enqueue(&state.pool, &state.zones, &key, source).await?;
-            queued.push(Queued { id, table: part.table, status: "queued", key });
+            queued.push(Queued { id, table: part.table, status: IngestionStatus::Queued, key });
         }
         return Ok((StatusCode::ACCEPTED, Json(QueuedResponse { ingestions: queued })).into_response());
     }

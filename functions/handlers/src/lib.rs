@@ -9,11 +9,10 @@
 //! [`FATAL`] (retrying cannot help: a bad event, a deleted or replaced object).
 //!
 //! Settings, from the function's environment:
-//! - where PostgreSQL is, either `DATABASE_URL`, or (as the stack deploys the functions)
-//!   `HIRING_DB_HOST`, `HIRING_DB_PORT` (5432), `HIRING_DB_NAME` (hiring),
-//!   `HIRING_DB_SSLMODE` (require) and `HIRING_DB_SECRET_ARN`, the Secrets Manager secret
-//!   RDS manages for the master user (`{"username", "password"}`). The secret is read on the
-//!   first invocation of a container, so a rotated password is picked up by new containers.
+//! - where PostgreSQL is (`hiring::settings`): `DATABASE_URL`, or (as the stack deploys the
+//!   functions) `HIRING_DB_HOST`… with `HIRING_DB_SECRET_ARN`, the Secrets Manager secret RDS
+//!   manages for the master user. The secret is read on the first invocation of a container,
+//!   so a rotated password is picked up by new containers.
 //! - `HIRING_RAW_URL`, `HIRING_REJECTS_URL`, `HIRING_PROCESSED_URL`, `HIRING_BACKUPS_URL`
 //!   (required): the zones, `s3://bucket/prefix` in AWS.
 //! - `HIRING_DB_MAX_CONNECTIONS` (default 2): one invocation at a time needs two (a step's
@@ -24,12 +23,13 @@ use std::time::Duration;
 
 use hiring::backup::BackupReport;
 use hiring::pipeline::{self, ProcessReport, RawObject, ValidationReport};
+use hiring::settings::{DatabaseSettings, SecretSource};
 use hiring::table::Table;
 use hiring::zones::{ZoneName, Zones};
 use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::OnceCell;
 
 mod secret;
@@ -70,13 +70,11 @@ impl From<StepError> for Diagnostic {
     }
 }
 
-/// Where the database is.
+/// Where the database is: `hiring::settings`, and the AWS settings to read its secret with.
 #[derive(Debug)]
-enum Database {
-    /// `DATABASE_URL`, parsed.
-    Url(Box<PgConnectOptions>),
-    /// RDS: the address, and the managed secret holding the user and password.
-    Secret { arn: String, host: String, port: u16, name: String, ssl_mode: PgSslMode, aws: secret::AwsSettings },
+struct Database {
+    settings: DatabaseSettings,
+    aws: secret::AwsSettings,
 }
 
 /// What a function keeps between invocations of one container.
@@ -103,31 +101,9 @@ impl Function {
     /// Reads the settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StepError> {
         let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
-        let database = match (setting("DATABASE_URL"), setting("HIRING_DB_SECRET_ARN"), setting("HIRING_DB_HOST")) {
-            (Some(url), _, _) => Database::Url(Box::new(
-                url.parse::<PgConnectOptions>()
-                    .map_err(|e| StepError::fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?,
-            )),
-            (None, Some(arn), Some(host)) => Database::Secret {
-                arn,
-                host,
-                port: match setting("HIRING_DB_PORT") {
-                    Some(port) => port
-                        .parse()
-                        .map_err(|_| StepError::fatal(format!("HIRING_DB_PORT `{port}` is not a port number")))?,
-                    None => 5432,
-                },
-                name: setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".to_owned()),
-                ssl_mode: setting("HIRING_DB_SSLMODE").as_deref().unwrap_or("require").parse().map_err(|_| {
-                    StepError::fatal("HIRING_DB_SSLMODE is not an sslmode (disable, prefer, require, verify-full…)")
-                })?,
-                aws: secret::AwsSettings::from_lookup(&setting),
-            },
-            _ => {
-                return Err(StepError::fatal(
-                    "the database is not set: give the function DATABASE_URL, or HIRING_DB_HOST and HIRING_DB_SECRET_ARN",
-                ));
-            }
+        let database = Database {
+            settings: DatabaseSettings::from_lookup(setting).map_err(StepError::fatal)?,
+            aws: secret::AwsSettings::from_lookup(&setting),
         };
         let max_connections = match setting("HIRING_DB_MAX_CONNECTIONS") {
             Some(value) => value.parse().map_err(|_| {
@@ -170,28 +146,17 @@ impl Function {
 
     /// A lazily connected pool, after reading the database secret when there is one.
     async fn connect(&self) -> Result<PgPool, StepError> {
-        let options = match &self.database {
-            Database::Url(options) => (**options).clone(),
-            Database::Secret { arn, host, port, name, ssl_mode, aws } => {
-                #[derive(Deserialize)]
-                struct Master {
-                    username: String,
-                    password: String,
-                }
+        let options = match &self.database.settings {
+            DatabaseSettings::Url(url) => url
+                .parse::<PgConnectOptions>()
+                .map_err(|_| StepError::fatal("DATABASE_URL is not a valid PostgreSQL URL"))?,
+            DatabaseSettings::Server { server, secret: SecretSource::Value(json) } => {
+                server.options(json).map_err(|e| StepError::fatal(format!("HIRING_DB_SECRET: {e}")))?
+            }
+            DatabaseSettings::Server { server, secret: SecretSource::Arn(arn) } => {
                 // Boxed: the SDK's future is deep enough to overflow the binaries' type layout.
-                let text = Box::pin(secret::read(arn, aws)).await?;
-                let master: Master = serde_json::from_str(&text).map_err(|_| {
-                    StepError::fatal(format!(
-                        "the secret {arn} is not a database secret ({{\"username\", \"password\"}})"
-                    ))
-                })?;
-                PgConnectOptions::new_without_pgpass()
-                    .host(host)
-                    .port(*port)
-                    .database(name)
-                    .username(&master.username)
-                    .password(&master.password)
-                    .ssl_mode(*ssl_mode)
+                let text = Box::pin(secret::read(arn, &self.database.aws)).await?;
+                server.options(&text).map_err(|e| StepError::fatal(format!("the secret {arn}: {e}")))?
             }
         };
         Ok(PgPoolOptions::new()

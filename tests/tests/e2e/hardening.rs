@@ -274,7 +274,9 @@ async fn a_full_session_logs_no_secret(pool: PgPool) {
     let options = pool.connect_options().as_ref().clone().password(PASSWORD);
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(options).await.unwrap();
     let app = TestApp::start_with(pool, |s| {
-        s.database_url = Secret::new(format!("postgres://postgres:{PASSWORD}@127.0.0.1:5432/hiring"));
+        s.database = api::config::Database(
+            format!("postgres://postgres:{PASSWORD}@127.0.0.1:5432/hiring").parse().expect("a PostgreSQL URL"),
+        );
         s.aws = vec![("AWS_SECRET_ACCESS_KEY".into(), Secret::new(AWS_SECRET))];
         api::telemetry::log_settings(s);
     })

@@ -132,14 +132,15 @@ async fn an_s3_zone_stores_under_its_prefix_and_keeps_the_prefix_out_of_its_keys
 async fn an_s3_zone_in_a_bucket_that_does_not_exist_fails_and_names_the_bucket() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let zone = open(&moto, "s3://no-such-bucket/raw")?;
-    // S3 answers 404 NoSuchBucket, which object_store reports as NotFound, so today a put into
-    // a missing bucket is `ObjectNotFound`; either variant is acceptable as long as it names
-    // the bucket.
+    // S3 answers 404 NoSuchBucket, which object_store reports as not found like a missing
+    // object: the zone tells the two apart, and names the bucket.
     match zone.put("a.csv", b"x".to_vec()).await {
-        Err(Error::Zone(message) | Error::ObjectNotFound(message)) => {
-            assert!(message.contains("no-such-bucket"), "the error names the bucket: {message}")
+        Err(error @ Error::BucketNotFound { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("no-such-bucket"), "the error names the bucket: {message}");
+            assert!(!error.is_retryable(), "a missing bucket stays missing");
         }
-        other => panic!("a put into a missing bucket should fail, got {other:?}"),
+        other => panic!("a put into a missing bucket should be BucketNotFound, got {other:?}"),
     }
     Ok(())
 }

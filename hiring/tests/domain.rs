@@ -1,0 +1,155 @@
+//! The domain against a real PostgreSQL, without HTTP: each test gets its own database
+//! (`#[sqlx::test]`, `DATABASE_URL` from `cargo xtask test`) and local storage zones in a
+//! temporary directory. These are the fast level of the suite: `cargo xtask test -- -p hiring`
+//! builds only this crate.
+
+use hiring::error::Error;
+use hiring::ingestions::{self, IngestionStatus};
+use hiring::pipeline::{self, RawObject};
+use hiring::table::Table;
+use hiring::zones::Zones;
+use serde_json::json;
+use sqlx::PgPool;
+
+const DEPARTMENTS: &str = "1,Sales\n2,\n3,Support\n";
+const JOBS: &str = "1,Engineer\n2,Analyst\n";
+const HIRES: &str = "1,Ana,2021-01-15T10:00:00Z,1,1\n\
+                     2,Bo,2021-04-02T09:00:00Z,3,2\n\
+                     3,Cy,2021-07-01T00:00:00Z,99,1\n\
+                     4,,2021-07-01T00:00:00Z,1,1\n";
+
+fn zones() -> (tempfile::TempDir, Zones) {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let zones = Zones::local(directory.path()).expect("local zones");
+    (directory, zones)
+}
+
+/// Puts `text` in the raw zone as `key`, validates and processes it, as the state machine does.
+async fn ingest(pool: &PgPool, zones: &Zones, key: &str, text: &str) -> pipeline::ProcessReport {
+    zones.raw.put(key, text.as_bytes().to_vec()).await.expect("put");
+    let object = RawObject { key: key.to_owned(), etag: None };
+    let validation = pipeline::validate(pool, zones, &object, "test").await.expect("validate");
+    pipeline::process(pool, zones, &validation).await.expect("process")
+}
+
+async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_file_loads_its_valid_rows_and_keeps_every_reject_with_its_reason(pool: PgPool) {
+    let (_dir, zones) = zones();
+    let report = ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    assert_eq!((report.load.rows, report.load.inserted, report.load.rejected), (3, 2, 1));
+    assert_eq!(count(&pool, "departments").await, 2);
+    let rejects = ingestions::rejects(&pool, report.load.id, None, 10).await.unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!((rejects[0].position, rejects[0].reason.as_str(), rejects[0].raw.as_str()), (2, "missing_field", "2,"));
+    let ingestion = ingestions::get(&pool, report.load.id).await.unwrap();
+    assert_eq!(ingestion.status, IngestionStatus::Succeeded);
+    assert!(report.processed_key.is_some(), "the accepted rows went to the processed zone");
+
+    // The same rows again (another object): nothing changes, every row is reported unchanged.
+    let again = ingest(&pool, &zones, "departments/2.csv", DEPARTMENTS).await;
+    assert_eq!((again.load.inserted, again.load.unchanged, again.load.rejected), (0, 2, 1));
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn hires_are_checked_against_the_departments_and_jobs_already_loaded(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    ingest(&pool, &zones, "jobs/1.csv", JOBS).await;
+    let hires = ingest(&pool, &zones, "hired_employees/1.csv", HIRES).await;
+    assert_eq!((hires.load.inserted, hires.load.rejected), (2, 2), "{hires:?}");
+    let reasons: Vec<String> = ingestions::rejects(&pool, hires.load.id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|reject| reject.reason)
+        .collect();
+    assert_eq!(reasons, ["unknown_department", "missing_field"]);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_batch_is_all_or_nothing_for_its_valid_rows_and_bounded_in_size(pool: PgPool) {
+    let rows = [json!({"id": 1, "department": "Sales"}), json!({"id": 2}), json!({"id": "x", "department": "Ops"})];
+    let batch = hiring::load::load_batch(&pool, Table::Departments, "test", &rows).await.unwrap();
+    assert_eq!((batch.report.inserted, batch.report.rejected), (1, 2));
+    assert_eq!(batch.rejects.iter().map(|r| r.position).collect::<Vec<_>>(), [1, 2], "positions are batch indexes");
+    assert_eq!(ingestions::get(&pool, batch.report.id).await.unwrap().status, IngestionStatus::Succeeded);
+
+    let empty = hiring::load::load_batch(&pool, Table::Departments, "test", &[]).await.unwrap_err();
+    assert!(matches!(empty, Error::BatchSize { got: 0 }), "{empty}");
+    let many = vec![json!({"id": 1, "department": "Sales"}); 1001];
+    let too_many = hiring::load::load_batch(&pool, Table::Departments, "test", &many).await.unwrap_err();
+    assert!(matches!(too_many, Error::BatchSize { got: 1001 }), "{too_many}");
+    assert_eq!(count(&pool, "departments").await, 1, "a refused batch inserted nothing");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_backup_restores_the_table_it_was_taken_of(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    let backup = hiring::backup::backup_table(&pool, &zones.backups, Table::Departments).await.unwrap();
+    assert_eq!(backup.rows, 2);
+
+    sqlx::query("UPDATE departments SET department = 'Renamed'").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO departments VALUES (7, 'Extra')").execute(&pool).await.unwrap();
+    let restored = hiring::backup::restore_table(&pool, &zones.backups, Table::Departments, &backup.key).await.unwrap();
+    assert_eq!(restored.rows, 2);
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT department FROM departments ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(names, ["Sales", "Support"]);
+
+    let missing = hiring::backup::restore_table(&pool, &zones.backups, Table::Departments, "departments/none.avro")
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::ObjectNotFound(_)), "{missing}");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_step_held_by_another_worker_is_busy_and_worth_retrying(pool: PgPool) {
+    let (_dir, zones) = zones();
+    zones.raw.put("jobs/1.csv", JOBS.as_bytes().to_vec()).await.unwrap();
+    let id = pipeline::enqueue(&pool, &zones, "jobs/1.csv", "test").await.unwrap();
+
+    // Another worker's claim: the session advisory lock on the ingestion's id.
+    let mut other = pool.acquire().await.unwrap();
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(id).fetch_one(&mut *other).await.unwrap();
+    assert!(locked);
+    let object = RawObject { key: "jobs/1.csv".to_owned(), etag: None };
+    let busy = pipeline::validate(&pool, &zones, &object, "test").await.unwrap_err();
+    assert!(matches!(busy, Error::Busy(busy_id) if busy_id == id), "{busy}");
+    assert!(busy.is_retryable());
+    assert_eq!(ingestions::get(&pool, id).await.unwrap().status, IngestionStatus::Queued, "nothing moved");
+
+    // Released: the step runs, and running it again replays the stored report.
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(id).execute(&mut *other).await.unwrap();
+    let validation = pipeline::validate(&pool, &zones, &object, "test").await.unwrap();
+    assert!(!validation.replayed);
+    assert_eq!(ingestions::get(&pool, id).await.unwrap().status, IngestionStatus::Validated);
+    assert!(pipeline::validate(&pool, &zones, &object, "test").await.unwrap().replayed);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_step_whose_worker_died_is_marked_failed_and_can_run_again(pool: PgPool) {
+    let (_dir, zones) = zones();
+    zones.raw.put("jobs/1.csv", JOBS.as_bytes().to_vec()).await.unwrap();
+    let object = RawObject { key: "jobs/1.csv".to_owned(), etag: None };
+    let validation = pipeline::validate(&pool, &zones, &object, "test").await.unwrap();
+    // A worker that moved it to running and died: the status says running, no lock is held.
+    sqlx::query("UPDATE ingestions SET status = 'running', started_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(validation.ingestion)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ingestions::fail_abandoned(&pool).await.unwrap(), 1);
+    let failed = ingestions::get(&pool, validation.ingestion).await.unwrap();
+    assert_eq!(failed.status, IngestionStatus::Failed);
+    assert!(failed.error.unwrap_or_default().contains("stopped before it finished"));
+
+    let processed = pipeline::process(&pool, &zones, &validation).await.unwrap();
+    assert_eq!(processed.load.inserted, 2);
+    assert_eq!(ingestions::get(&pool, validation.ingestion).await.unwrap().status, IngestionStatus::Succeeded);
+}
