@@ -29,17 +29,6 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The AWS variables the storage zones read.
-const AWS_SETTINGS: [&str; 7] = [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL",
-];
-
 /// How `POST /upload` runs the pipeline after writing each file to the raw zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pipeline {
@@ -186,7 +175,7 @@ impl Settings {
                 (zone, url)
             })
             .collect();
-        let aws = AWS_SETTINGS
+        let aws = hiring::settings::AwsSettings::VARIABLES
             .iter()
             .filter_map(|&name| {
                 lookup(name).filter(|v| !v.is_empty()).map(|value| (name.to_owned(), Secret::new(value)))

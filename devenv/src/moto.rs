@@ -5,10 +5,11 @@
 //! # async fn example() -> anyhow::Result<()> {
 //! let moto = devenv::moto::Moto::start()?;
 //! moto.create_bucket("zones").await?;
-//! let env = moto.aws_env(); // credentials, region and endpoint of this server
-//! let lookup = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-//! let zone = hiring::zones::Zone::open_with("s3://zones/raw", lookup)?;
-//! # let _ = zone; Ok(()) }
+//! // Credentials, region and endpoint of this server, for a program under test (a storage
+//! // zone opened with them, e.g. `hiring::zones::Zone::open_with`, reaches this server).
+//! let env = moto.aws_env();
+//! let program = std::process::Command::new("hiring-api").envs(env).spawn()?;
+//! # drop(program); Ok(()) }
 //! ```
 //!
 //! The server is `moto_server` from the project's Python venv: `HIRING_MOTO_SERVER` (which

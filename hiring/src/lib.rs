@@ -1,5 +1,8 @@
-//! The hiring domain: the data contract and its rules, a streaming CSV decoder, rejects,
-//! the PostgreSQL repository (file loads, batches, ingestions) and the two metrics.
+//! The hiring domain: the data contract and its rules (`validate`, `batch`), a streaming CSV
+//! decoder (`decode`), rejects, loads into PostgreSQL (`load`, streamed through `pump`), the
+//! pipeline's two steps (`pipeline`) and the ingestions' lifecycle (`ingestions`), the two
+//! metrics, the storage zones (`zones`), Parquet output (`processed`), AVRO backups (`backup`)
+//! and the settings the API and the functions share (`settings`).
 //!
 //! This crate knows nothing of HTTP, Lambda or CloudFormation; the API and the pipeline
 //! functions call into it.

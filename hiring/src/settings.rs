@@ -1,6 +1,7 @@
-//! Where PostgreSQL is, as the API and the Lambda functions read it from their environment:
-//! one owner for the variables, their defaults and their errors.
+//! The settings the API and the Lambda functions share, read from their environment: one
+//! owner for the variables, their defaults and their errors.
 //!
+//! Where PostgreSQL is ([`DatabaseSettings`]):
 //! - `DATABASE_URL`: a PostgreSQL URL, used as it is (development, tests);
 //! - else, as the stack deploys them: `HIRING_DB_HOST`, `HIRING_DB_PORT` (5432),
 //!   `HIRING_DB_NAME` (hiring), `HIRING_DB_SSLMODE` (require: RDS refuses unencrypted
@@ -121,6 +122,88 @@ impl DatabaseServer {
     }
 }
 
+/// The AWS settings the storage zones (S3) and the functions' secret reader (Secrets Manager)
+/// take from their environment, as Lambda and ECS give them or pointing at an emulator. Unset
+/// ones fall back to the SDKs' own chains (container and web-identity credentials).
+#[derive(Clone, Default)]
+pub struct AwsSettings {
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, when both of the
+    /// first two are set.
+    pub credentials: Option<AwsCredentials>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    endpoint: Option<String>,
+    endpoint_s3: Option<String>,
+    endpoint_secrets_manager: Option<String>,
+}
+
+/// Static AWS credentials.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+    /// `AWS_SESSION_TOKEN`.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AwsSettings")
+            .field("credentials", &self.credentials.as_ref().map(|_| "[redacted]"))
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_s3", &self.endpoint_s3)
+            .field("endpoint_secrets_manager", &self.endpoint_secrets_manager)
+            .finish()
+    }
+}
+
+impl AwsSettings {
+    /// Every variable [`AwsSettings::from_lookup`] reads.
+    pub const VARIABLES: [&str; 8] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ];
+
+    /// Reads the settings through `lookup` (empty values count as unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> AwsSettings {
+        let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        AwsSettings {
+            credentials: setting("AWS_ACCESS_KEY_ID").zip(setting("AWS_SECRET_ACCESS_KEY")).map(
+                |(access_key_id, secret_access_key)| AwsCredentials {
+                    access_key_id,
+                    secret_access_key,
+                    session_token: setting("AWS_SESSION_TOKEN"),
+                },
+            ),
+            region: setting("AWS_REGION").or_else(|| setting("AWS_DEFAULT_REGION")),
+            endpoint: setting("AWS_ENDPOINT_URL"),
+            endpoint_s3: setting("AWS_ENDPOINT_URL_S3"),
+            endpoint_secrets_manager: setting("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+        }
+    }
+
+    /// S3's endpoint: `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (the SDKs'
+    /// service-specific endpoint variables); none means AWS's own.
+    pub fn s3_endpoint(&self) -> Option<&str> {
+        self.endpoint_s3.as_deref().or(self.endpoint.as_deref())
+    }
+
+    /// Secrets Manager's endpoint: `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`.
+    pub fn secrets_manager_endpoint(&self) -> Option<&str> {
+        self.endpoint_secrets_manager.as_deref().or(self.endpoint.as_deref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +231,23 @@ mod tests {
         let SecretSource::Value(json) = secret else { panic!() };
         let options = server.options(json).unwrap();
         assert_eq!((options.get_username(), options.get_database()), ("u", Some("hiring")));
+    }
+
+    #[test]
+    fn aws_endpoints_fall_back_to_the_general_one_and_credentials_never_print() {
+        let vars = [
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter2"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:6000"),
+        ];
+        let aws = AwsSettings::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()));
+        assert_eq!(aws.s3_endpoint(), Some("http://127.0.0.1:6000"));
+        assert_eq!(aws.secrets_manager_endpoint(), Some("http://127.0.0.1:5000"));
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert!(!format!("{aws:?}").contains("hunter2"));
+        assert!(AwsSettings::VARIABLES.iter().all(|name| name.starts_with("AWS_")));
     }
 
     #[test]

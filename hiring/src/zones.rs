@@ -17,6 +17,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, PutPayload};
 
 use crate::error::{Error, Result};
+use crate::settings::AwsSettings;
 
 /// The four zones of the data flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +67,8 @@ impl Zone {
         Zone::open_with(url, |name| std::env::var(name).ok())
     }
 
-    /// Like [`Zone::open`], with the AWS settings this module reads (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_DEFAULT_REGION`,
-    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`) taken from `lookup` over the environment's,
+    /// Like [`Zone::open`], with the AWS settings ([`AwsSettings`]) and
+    /// `HIRING_STORE_MAX_RETRIES` taken from `lookup` over the environment's,
     /// so callers (and tests) can point zones at an emulator without touching the process
     /// environment. Everything else (container or web-identity credentials) still comes from
     /// the environment.
@@ -82,19 +82,18 @@ impl Zone {
             return Err(Error::Zone(format!("`{url}` names no bucket: use s3://bucket/prefix")));
         }
         let setting = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let mut aws = AwsSettings::from_lookup(setting);
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(key) = setting("AWS_ACCESS_KEY_ID") {
-            builder = builder.with_access_key_id(key);
+        if let Some(credentials) = aws.credentials.take() {
+            builder = builder
+                .with_access_key_id(credentials.access_key_id)
+                .with_secret_access_key(credentials.secret_access_key);
+            if let Some(token) = credentials.session_token {
+                builder = builder.with_token(token);
+            }
         }
-        if let Some(secret) = setting("AWS_SECRET_ACCESS_KEY") {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(token) = setting("AWS_SESSION_TOKEN") {
-            builder = builder.with_token(token);
-        }
-        let region = setting("AWS_REGION").or_else(|| setting("AWS_DEFAULT_REGION"));
-        builder = builder.with_region(region.unwrap_or_else(|| "us-east-1".into()));
-        if let Some(endpoint) = setting("AWS_ENDPOINT_URL_S3").or_else(|| setting("AWS_ENDPOINT_URL")) {
+        builder = builder.with_region(aws.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        if let Some(endpoint) = aws.s3_endpoint() {
             builder = builder
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_endpoint(endpoint)

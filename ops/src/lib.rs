@@ -8,6 +8,7 @@
 pub mod artifacts;
 pub mod aws;
 pub mod cfn;
+pub mod cli;
 pub mod deploy;
 pub mod destroy;
 pub mod diff;

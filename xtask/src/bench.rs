@@ -30,7 +30,7 @@ use devenv::pg;
 const TOKEN: &str = "bench-token";
 const BATCH_ROWS: i64 = 1000;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct Bench {
     /// Rows of the ingested file; repeat to measure several sizes in one run
     /// (e.g. `--rows 1000000 --rows 10000000` shows how cost and memory grow).
@@ -316,11 +316,25 @@ impl Bench {
         }
 
         report.targets = targets(&report);
-        print_table(&report);
+        let tables = tables(&report);
+        println!("{tables}");
         std::fs::create_dir_all(&bench_dir)?;
         let path = bench_dir.join("report.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
         println!("\nwrote {}", path.display());
+        // The page is the run's own output: a full run (the defaults) replaces docs/benchmarks.md,
+        // so the figures there are always those of the last full run; a partial run writes its
+        // page beside its report only.
+        let page = page(&report, &self, &tables);
+        let full = self == Bench::default_run();
+        let page_path =
+            if full { devenv::project_root().join("docs").join("benchmarks.md") } else { bench_dir.join("report.md") };
+        std::fs::write(&page_path, page)?;
+        println!(
+            "wrote {}{}",
+            page_path.display(),
+            if full { "" } else { " (a partial run: docs/benchmarks.md is left as it is)" }
+        );
         Ok(())
     }
 }
@@ -651,16 +665,22 @@ fn targets(report: &Report) -> Vec<Target> {
     targets
 }
 
-fn print_table(report: &Report) {
-    println!("\n| target | goal | measured | met |\n|---|---|---|---|");
+/// The run's figures as Markdown tables (printed, and the body of the benchmarks page).
+fn tables(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "| target | goal | measured | met |\n|---|---|---|---|");
     for t in &report.targets {
-        println!("| {} | {} | {} | {} |", t.name, t.target, t.measured, if t.met { "yes" } else { "NO" });
+        let _ =
+            writeln!(out, "| {} | {} | {} | {} |", t.name, t.target, t.measured, if t.met { "yes" } else { "**no**" });
     }
-    println!(
+    let _ = writeln!(
+        out,
         "\n| ingest rows | upload s | upload rows/s | psql \\copy s | copy rows/s | ratio | peak RSS MB |\n|---|---|---|---|---|---|---|"
     );
     for i in &report.ingest {
-        println!(
+        let _ = writeln!(
+            out,
             "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} |",
             i.rows,
             i.upload_seconds,
@@ -671,30 +691,77 @@ fn print_table(report: &Report) {
             i.peak_rss_mb
         );
     }
-    println!("\n| pipeline rows | validate s | process s | rows/s |\n|---|---|---|---|");
+    let _ = writeln!(out, "\n| pipeline rows | validate s | process s | rows/s |\n|---|---|---|---|");
     for p in &report.pipeline {
-        println!("| {} | {:.2} | {:.2} | {:.0} |", p.rows, p.validate_seconds, p.process_seconds, p.rows_per_s);
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.0} |",
+            p.rows, p.validate_seconds, p.process_seconds, p.rows_per_s
+        );
     }
-    println!("\n| latency | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
+    let _ = writeln!(out, "\n| latency | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
     for l in report.metrics.iter().chain(&report.batch_sequential) {
-        println!("| {} | {} | {:.2} | {:.2} | {:.2} |", l.name, l.requests, l.p50_ms, l.p99_ms, l.max_ms);
+        let _ = writeln!(out, "| {} | {} | {:.2} | {:.2} | {:.2} |", l.name, l.requests, l.p50_ms, l.p99_ms, l.max_ms);
     }
     if let Some(b) = &report.backup {
-        println!(
+        let _ = writeln!(
+            out,
             "\nAvro backup of {} hires: {:.2} s ({:.0} rows/s, {} bytes); restore: {:.2} s ({:.0} rows/s)",
             b.rows, b.backup_seconds, b.backup_rows_per_s, b.bytes, b.restore_seconds, b.restore_rows_per_s
         );
     }
     if let Some(t) = &report.batch_concurrent {
-        println!(
-            "\nbatches from {} clients for {:.1} s: {} rows, {:.0} rows/s, p50 {:.2} ms, p99 {:.2} ms",
+        let _ = writeln!(
+            out,
+            "\nBatches from {} clients for {:.1} s: {} rows, {:.0} rows/s, p50 {:.2} ms, p99 {:.2} ms",
             t.clients, t.seconds, t.rows, t.rows_per_s, t.p50_ms, t.p99_ms
         );
     }
-    println!(
-        "\nmachine: {} ({} cores, {:.0} GiB), {}",
-        report.machine.cpu, report.machine.cores, report.machine.memory_gib, report.postgres
+    let _ = writeln!(
+        out,
+        "\nMachine: {} ({} cores, {:.0} GiB, Linux {}), {}",
+        report.machine.cpu, report.machine.cores, report.machine.memory_gib, report.machine.kernel, report.postgres
     );
+    out
+}
+
+/// The benchmarks page: what is measured and how, then the run's tables.
+fn page(report: &Report, run: &Bench, tables: &str) -> String {
+    format!(
+        "# Benchmarks\n\n\
+         <!-- Written by `cargo xtask bench` from target/bench/report.json; do not edit: run it again. -->\n\n\
+         `cargo xtask bench` builds `hiring-api` in release mode and uses one PostgreSQL for the whole run. For each \
+         `--rows` size it ingests the generated file through `POST /upload` and loads the same file with `psql \\copy` \
+         into an identical empty table (the physical limit), alternating the two `--repeat` times from empty tables \
+         after a `CHECKPOINT`, and reports the medians and the server's peak RSS (VmHWM). After the first size it \
+         measures both metric endpoints (cached, and with `Cache-Control: no-cache`), 1000-row batches one at a time \
+         and from `--clients` concurrent clients for `--seconds`, an AVRO backup and restore of the hires, and the \
+         pipeline's library path (validate, then process, on local zones). It checks that every accepted batch row is \
+         in the table. Compare figures within one run: the API, PostgreSQL and the load generator share the machine's \
+         cores. Back to the [README](../README.md).\n\n\
+         Latest run: {date}, commit `{commit}`, `--rows {rows} --repeat {repeat} --clients {clients} --seconds {seconds} \
+         --requests {requests}`.\n\n{tables}",
+        date = report.date,
+        commit = report.git_commit,
+        rows = run.rows.iter().map(ToString::to_string).collect::<Vec<_>>().join(" --rows "),
+        repeat = run.repeat,
+        clients = run.clients,
+        seconds = run.seconds,
+        requests = run.requests,
+    )
+}
+
+impl Bench {
+    /// The parameters of a full run, the defaults.
+    fn default_run() -> Bench {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            bench: Bench,
+        }
+        Defaults::parse_from(["bench"]).bench
+    }
 }
 
 fn machine() -> Machine {

@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod cli;
 pub mod dev;
 pub mod functions;
 pub mod gen_data;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use hiring::backup::BackupReport;
 use hiring::pipeline::{self, ProcessReport, RawObject, ValidationReport};
-use hiring::settings::{DatabaseSettings, SecretSource};
+use hiring::settings::{AwsSettings, DatabaseSettings, SecretSource};
 use hiring::table::Table;
 use hiring::zones::{ZoneName, Zones};
 use lambda_runtime::Diagnostic;
@@ -74,7 +74,7 @@ impl From<StepError> for Diagnostic {
 #[derive(Debug)]
 struct Database {
     settings: DatabaseSettings,
-    aws: secret::AwsSettings,
+    aws: AwsSettings,
 }
 
 /// What a function keeps between invocations of one container.
@@ -103,7 +103,7 @@ impl Function {
         let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
         let database = Database {
             settings: DatabaseSettings::from_lookup(setting).map_err(StepError::fatal)?,
-            aws: secret::AwsSettings::from_lookup(&setting),
+            aws: AwsSettings::from_lookup(setting),
         };
         let max_connections = match setting("HIRING_DB_MAX_CONNECTIONS") {
             Some(value) => value.parse().map_err(|_| {

@@ -1,43 +1,13 @@
 //! Reading a Secrets Manager secret (the database's, which RDS manages) with the AWS SDK.
 //!
-//! The credentials, region and endpoint are the function's settings ([`AwsSettings`], read
-//! with the others: in Lambda, its environment), else the SDK's default chain. TLS is rustls
-//! with ring.
+//! The credentials, region and endpoint are the function's settings
+//! (`hiring::settings::AwsSettings`, read with the others: in Lambda, its environment), else
+//! the SDK's default chain. TLS is rustls with ring.
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use hiring::settings::AwsSettings;
 
 use crate::StepError;
-
-/// The AWS settings of the function: Lambda gives credentials and the region as variables;
-/// `AWS_ENDPOINT_URL` points at an emulator.
-#[derive(Clone, Default)]
-pub struct AwsSettings {
-    credentials: Option<(String, String, Option<String>)>,
-    region: Option<String>,
-    endpoint: Option<String>,
-}
-
-impl std::fmt::Debug for AwsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsSettings")
-            .field("credentials", &self.credentials.as_ref().map(|_| "[redacted]"))
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
-}
-
-impl AwsSettings {
-    pub fn from_lookup(setting: &impl Fn(&str) -> Option<String>) -> Self {
-        AwsSettings {
-            credentials: setting("AWS_ACCESS_KEY_ID")
-                .zip(setting("AWS_SECRET_ACCESS_KEY"))
-                .map(|(key, secret)| (key, secret, setting("AWS_SESSION_TOKEN"))),
-            region: setting("AWS_REGION").or_else(|| setting("AWS_DEFAULT_REGION")),
-            endpoint: setting("AWS_ENDPOINT_URL_SECRETS_MANAGER").or_else(|| setting("AWS_ENDPOINT_URL")),
-        }
-    }
-}
 
 /// The secret's string value. A missing secret or a refused read is fatal; anything else
 /// (throttling, the network) is worth a retry.
@@ -45,11 +15,11 @@ pub async fn read(arn: &str, aws: &AwsSettings) -> Result<String, StepError> {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-    if let Some((key, secret, token)) = &aws.credentials {
+    if let Some(credentials) = &aws.credentials {
         loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-            key,
-            secret,
-            token.clone(),
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            credentials.session_token.clone(),
             None,
             "function settings",
         ));
@@ -57,7 +27,7 @@ pub async fn read(arn: &str, aws: &AwsSettings) -> Result<String, StepError> {
     if let Some(region) = &aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
-    if let Some(endpoint) = &aws.endpoint {
+    if let Some(endpoint) = aws.secrets_manager_endpoint() {
         loader = loader.endpoint_url(endpoint);
     }
     let config = loader.load().await;
