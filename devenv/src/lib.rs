@@ -7,7 +7,8 @@
 //! - [`lambda`]: cargo-lambda's Runtime API emulator running the built function binaries;
 //! - [`server`]: any local HTTP server on a free port, ready when it answers;
 //! - [`venv`]: the Python venv under the target directory (moto, cfn-lint, cargo-lambda, Zig,
-//!   schemathesis) at pinned versions;
+//!   schemathesis) at pinned versions, and the lint venv (checkov, parliament);
+//! - [`podman`]: the container runtime the API's image runs in, as ECS runs it;
 //! - the workspace's paths and the cargo that runs it.
 //!
 //! It is light on purpose (no AWS SDK service crate: the `sdk` feature adds only `aws-config`
@@ -20,6 +21,7 @@ pub mod aws;
 pub mod lambda;
 pub mod moto;
 pub mod pg;
+pub mod podman;
 pub mod server;
 pub mod venv;
 
@@ -74,4 +76,21 @@ pub fn without_package_env(command: &mut std::process::Command) {
             command.env_remove(&name);
         }
     }
+}
+
+/// `apt-get install` of Debian `packages` (without their recommends; `--no-upgrade`: an
+/// installed package is left as it is), with `apt-get update` first only when the package
+/// lists do not know them yet. Whether they installed; apt-get's output goes to the terminal.
+pub fn apt_install(packages: &[&str]) -> bool {
+    use std::process::Command;
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", "--no-upgrade"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let update = || Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|status| status.success());
+    install() || (update() && install())
 }

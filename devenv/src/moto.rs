@@ -16,8 +16,11 @@
 //! `cargo xtask test` sets), else `<workspace>/target/venv/bin/moto_server`. There is no silent
 //! skip: without the server the test fails and says how to get it (`cargo xtask venv`).
 //!
-//! moto accepts any credentials and does not check signatures, so plain unsigned HTTP requests
-//! work too (see [`Moto::create_bucket`]).
+//! Until IAM is enforced (`Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", …)])`, or
+//! `POST /moto-api/reset-auth`: see `ops::emulated_iam`), moto accepts any credentials and does
+//! not check signatures, so plain unsigned HTTP requests work too (see [`Moto::create_bucket`]).
+//! The server runs through `moto/server.py`, which fixes two of moto's signature checks under
+//! enforcement (it says which).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -27,6 +30,9 @@ use anyhow::{Context, bail};
 
 use crate::server::Server;
 use crate::target_dir as default_target_dir;
+
+/// `moto_server` with the project's fixes for IAM enforcement (moto/server.py).
+const LAUNCHER: &str = include_str!("moto/server.py");
 
 /// How long moto may take to answer HTTP after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,11 +52,23 @@ pub struct Moto {
 impl Moto {
     /// Starts a fresh, empty moto server and waits (up to 30 s) until it answers HTTP.
     pub fn start() -> anyhow::Result<Moto> {
+        Moto::start_with(&[])
+    }
+
+    /// [`Moto::start`] with settings of moto's in the server's environment, e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT` (IAM enforced after that many requests) or
+    /// `SF_EXECUTION_HISTORY_TYPE=FAILURE` (every Step Functions execution fails).
+    pub fn start_with(env: &[(&str, &str)]) -> anyhow::Result<Moto> {
         let server = server_path()?;
         let directory = tempfile::Builder::new()
             .prefix("hiring-moto-")
             .tempdir()
             .context("failed to create a temporary directory")?;
+        // moto_server, through the project's fixes to its signature checks (see server.py),
+        // with the venv's Python beside it.
+        let python = server.with_file_name("python");
+        let launcher = directory.path().join("server.py");
+        std::fs::write(&launcher, LAUNCHER).context("failed to write the moto launcher")?;
         let started = Server {
             name: "moto",
             directory: directory.path(),
@@ -59,8 +77,8 @@ impl Moto {
             probe: "/moto-api/",
         }
         .start(|port| {
-            let mut command = Command::new(&server);
-            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            let mut command = Command::new(&python);
+            command.arg(&launcher).args(["-H", "127.0.0.1", "-p", &port.to_string()]).envs(env.iter().copied());
             command
         })?;
         Ok(Moto { child: started.child, port: started.port, log: started.log, _directory: directory })

@@ -30,7 +30,13 @@ pub const PACKAGES: &[&str] = &[
     "schemathesis==4.32.5",
 ];
 
-/// The file in the venv recording which `PACKAGES` were installed.
+/// The static checkers of `cargo xtask lint`, in a venv of their own (`<target>/lint-venv`):
+/// checkov pins boto3 1.35 and packaging < 24, which would hold moto's botocore two years back
+/// and conflict with schemathesis's pytest in one venv. checkov checks the templates against
+/// AWS practice; parliament (Duo Labs) lints the IAM policies in them.
+pub const LINT_PACKAGES: &[&str] = &["checkov==3.3.30", "parliament==1.6.4"];
+
+/// The file in the venv recording which packages were installed.
 const STAMP: &str = "hiring-packages.txt";
 
 /// The Python that creates the venv, found on `PATH`.
@@ -71,8 +77,17 @@ impl Venv {
 /// The venv at `<target>/venv` with `PACKAGES` installed: created and filled on the first call,
 /// refilled when `PACKAGES` changed, otherwise returned at once.
 pub fn ensure() -> anyhow::Result<Venv> {
-    let venv = Venv { dir: crate::target_dir().join("venv") };
-    let wanted = stamp_text();
+    ensure_at("venv", PACKAGES)
+}
+
+/// The venv at `<target>/lint-venv` with [`LINT_PACKAGES`], as [`ensure`] makes its own.
+pub fn ensure_lint() -> anyhow::Result<Venv> {
+    ensure_at("lint-venv", LINT_PACKAGES)
+}
+
+fn ensure_at(name: &str, packages: &[&str]) -> anyhow::Result<Venv> {
+    let venv = Venv { dir: crate::target_dir().join(name) };
+    let wanted: String = packages.iter().map(|package| format!("{package}\n")).collect();
     let has_python = venv.python().is_file();
     if has_python && std::fs::read_to_string(venv.stamp()).is_ok_and(|stamp| stamp == wanted) {
         return Ok(venv);
@@ -84,16 +99,16 @@ pub fn ensure() -> anyhow::Result<Venv> {
     }
     // Written again only after pip succeeds, so an interrupted install is retried.
     let _ = std::fs::remove_file(venv.stamp());
-    println!("venv: installing {} into {}", PACKAGES.join(" "), venv.dir.display());
+    println!("venv: installing {} into {}", packages.join(" "), venv.dir.display());
     let output = Command::new(venv.python())
         .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-        .args(PACKAGES)
+        .args(packages)
         .output()
         .with_context(|| format!("failed to run {} -m pip", venv.python().display()))?;
     if !output.status.success() {
         bail!(
             "pip could not install {} into {} ({}); PyPI must be reachable (or set PIP_INDEX_URL). pip said:\n{}",
-            PACKAGES.join(" "),
+            packages.join(" "),
             venv.dir.display(),
             output.status,
             both(&output).trim_end()
@@ -102,10 +117,6 @@ pub fn ensure() -> anyhow::Result<Venv> {
     std::fs::write(venv.stamp(), wanted).with_context(|| format!("failed to write {}", venv.stamp().display()))?;
     println!("venv: ready in {:.1}s", started.elapsed().as_secs_f64());
     Ok(venv)
-}
-
-fn stamp_text() -> String {
-    PACKAGES.iter().map(|package| format!("{package}\n")).collect()
 }
 
 /// Creates the venv from scratch with `python3 -m venv`. On Debian the venv module needs the
@@ -148,16 +159,7 @@ fn create(dir: &Path) -> anyhow::Result<()> {
         );
     }
     println!("venv: {BASE_PYTHON} -m venv needs the Debian package {package}; installing it with apt-get");
-    let install = || {
-        Command::new("apt-get")
-            // --no-upgrade: an installed package is left as it is (installing it again would not help).
-            .args(["install", "-y", "-q", "--no-install-recommends", "--no-upgrade", &package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    let update = || Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|status| status.success());
-    if !(install() || (update() && install())) {
+    if !crate::apt_install(&[&package]) {
         bail!("`apt-get install {package}` failed (see its output above); install {package}, then run this again");
     }
     let output = make_venv(dir)?;

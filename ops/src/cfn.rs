@@ -129,6 +129,22 @@ pub async fn create_change_set(
         } else {
             ChangeSetType::Create
         };
+    // A parameter with a default that the caller leaves out keeps the stack's value on an
+    // update (an alarm address given once stays), and takes the default on a create.
+    let mut parameters: Vec<Parameter> =
+        parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect();
+    if change_type == ChangeSetType::Update
+        && let Some(stack) = &existing
+    {
+        let declared = template["Parameters"].as_object().into_iter().flatten().map(|(k, _)| k);
+        for key in declared {
+            let given = parameters.iter().any(|p| p.parameter_key() == Some(key.as_str()));
+            let deployed = stack.parameters().iter().any(|p| p.parameter_key() == Some(key.as_str()));
+            if !given && deployed {
+                parameters.push(Parameter::builder().parameter_key(key).use_previous_value(true).build());
+            }
+        }
+    }
     let name = format!("xtask-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
     let body = serde_json::to_string(template)?;
     let created = client
@@ -137,9 +153,7 @@ pub async fn create_change_set(
         .change_set_name(&name)
         .change_set_type(change_type)
         .template_body(body)
-        .set_parameters(Some(
-            parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect(),
-        ))
+        .set_parameters(Some(parameters))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         // In the pipeline, CloudFormation acts as its execution role, not as the build's role.

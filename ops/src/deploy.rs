@@ -9,6 +9,11 @@
 //! (`lint`: synth --check, cfn-lint, cfn-guard), the stage's artifacts built (`build`) and
 //! published (`publish`), whose parameters file it then uses. With `--parameters`, it deploys
 //! what was published before, straight from the change set.
+//!
+//! `--pipeline` deploys the stage's pipeline stack `hiring-<stage>-pipeline` instead (dev,
+//! staging, prod): `--repository owner/name` (needed the first time), `--branch` (default: the
+//! stage's) and `--connection ARN` (an existing GitHub connection; without one the stack makes
+//! a connection, which an administrator approves in the console once).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,8 +37,23 @@ pub struct Deploy {
     yes: bool,
     /// Deploy what was published: the template parameters, a JSON object such as
     /// <target>/publish/<stage>.json; skips lint, build and publish.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pipeline")]
     parameters: Option<PathBuf>,
+    /// Mail the stage's alarms to this address (SNS asks it to confirm once); kept on later deploys.
+    #[arg(long, conflicts_with = "pipeline")]
+    alarm_email: Option<String>,
+    /// Deploy the stage's pipeline stack (hiring-<stage>-pipeline) instead of the stage stack.
+    #[arg(long)]
+    pipeline: bool,
+    /// With --pipeline: the GitHub repository the pipeline builds, owner/name (needed the first time).
+    #[arg(long, requires = "pipeline")]
+    repository: Option<String>,
+    /// With --pipeline: the branch it deploys (default: the stage's, e.g. main for dev).
+    #[arg(long, requires = "pipeline")]
+    branch: Option<String>,
+    /// With --pipeline: an existing CodeConnections connection's ARN; without it the stack makes one.
+    #[arg(long, requires = "pipeline")]
+    connection: Option<String>,
 }
 
 /// The parameters file `publish` writes for `stage`.
@@ -51,8 +71,12 @@ pub fn read_parameters(path: &PathBuf, template: &stack::Template) -> anyhow::Re
     })?;
     let parameters: BTreeMap<String, String> =
         serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object of strings", path.display()))?;
-    let missing: Vec<&str> =
-        template.parameters.keys().map(|k| k.as_str()).filter(|k| !parameters.contains_key(*k)).collect();
+    let missing: Vec<&str> = template
+        .parameters
+        .iter()
+        .filter(|(k, p)| p.default.is_none() && !parameters.contains_key(k.as_str()))
+        .map(|(k, _)| k.as_str())
+        .collect();
     if !missing.is_empty() {
         bail!("{} lacks the parameters {}: publish again, or add them", path.display(), missing.join(", "));
     }
@@ -61,6 +85,9 @@ pub fn read_parameters(path: &PathBuf, template: &stack::Template) -> anyhow::Re
 
 impl Deploy {
     pub fn run(self) -> anyhow::Result<()> {
+        if self.pipeline {
+            return self.deploy_pipeline();
+        }
         let cfg = self.stage.config();
         let stack_name = self.stage.stack_name();
         let template = stack::Topology::stage(&cfg).template;
@@ -74,11 +101,17 @@ impl Deploy {
                 let templates = lint::check_synth()?;
                 lint::cfn_lint(&venv, &templates)?;
                 lint::guard(&lint::cfn_guard()?, &templates)?;
+                let lint_venv = devenv::venv::ensure_lint().context("failed to prepare the lint venv (checkov)")?;
+                lint::checkov(&lint_venv, &templates)?;
+                lint::parliament(&lint_venv, &templates)?;
                 let artifacts = artifacts::build(self.stage)?;
                 aws::block_on(publish::publish(&sdk, self.stage, &artifacts, self.yes))?.0
             }
         };
-        let parameters = read_parameters(&parameters_path, &template)?;
+        let mut parameters = read_parameters(&parameters_path, &template)?;
+        if let Some(email) = &self.alarm_email {
+            parameters.insert("AlarmEmail".to_owned(), email.clone());
+        }
         let body: serde_json::Value = serde_json::from_str(&template.to_json())?;
         aws::block_on(async {
             let client = aws_sdk_cloudformation::Client::new(&sdk);
@@ -90,6 +123,53 @@ impl Deploy {
             println!("{stack_name}: {}", stack.stack_status().map(|s| s.as_str()).unwrap_or_default());
             for (key, value) in cfn::outputs(&stack) {
                 println!("  {key:<22} {value}");
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Deploy {
+    /// `--pipeline`: the pipeline stack, with its repository, branch and connection.
+    fn deploy_pipeline(&self) -> anyhow::Result<()> {
+        let cfg = self.stage.config();
+        let stack_name = self.stage.pipeline_stack_name();
+        let Some(template) = stack::pipeline::template(&cfg) else {
+            bail!("the {} stage has no pipeline (it is the emulator's); use dev, staging or prod", self.stage);
+        };
+        template.check_references().map_err(|e| anyhow::anyhow!("the synthesized template is broken: {e}"))?;
+        let mut parameters = BTreeMap::new();
+        for (key, value) in
+            [("RepositoryId", &self.repository), ("BranchName", &self.branch), ("ConnectionArn", &self.connection)]
+        {
+            if let Some(value) = value {
+                parameters.insert(key.to_owned(), value.clone());
+            }
+        }
+        let body: serde_json::Value = serde_json::from_str(&template.to_json())?;
+        let sdk = aws::block_on(async { Ok(aws::config().await) })?;
+        aws::block_on(async {
+            let client = aws_sdk_cloudformation::Client::new(&sdk);
+            if !parameters.contains_key("RepositoryId") && cfn::describe(&client, &stack_name).await?.is_none() {
+                bail!(
+                    "{stack_name} does not exist yet: pass --repository owner/name (the GitHub repository it builds)"
+                );
+            }
+            let Some(stack) = deploy_stack(&client, &stack_name, &body, &parameters, self.yes, false).await? else {
+                return Ok(());
+            };
+            println!("{stack_name}: {}", stack.stack_status().map(|s| s.as_str()).unwrap_or_default());
+            let outputs = cfn::outputs(&stack);
+            for (key, value) in &outputs {
+                println!("  {key:<22} {value}");
+            }
+            if self.connection.is_none() {
+                println!(
+                    "The pipeline's GitHub connection {} is PENDING until an administrator approves it once in the \
+                     console (Developer Tools > Settings > Connections > Update pending connection); the pipeline's \
+                     Source stage fails until then.",
+                    outputs.get("SourceConnectionArn").map(String::as_str).unwrap_or("(see the stack's outputs)")
+                );
             }
             Ok(())
         })

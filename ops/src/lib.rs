@@ -12,6 +12,7 @@ pub mod cli;
 pub mod deploy;
 pub mod destroy;
 pub mod diff;
+pub mod emulated_iam;
 pub mod publish;
 pub mod status;
 pub mod test_local;

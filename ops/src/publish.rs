@@ -7,9 +7,17 @@
 //! 2. Each Lambda zip goes to `s3://<assets>/functions/<name>/<sha256>.zip`, unless an object
 //!    is already there (content-addressed: the same key is the same bytes).
 //! 3. The image goes to ECR through its layer-upload API: each blob (config, layers) is
-//!    uploaded unless `BatchCheckLayerAvailability` has it, then the manifest is put by its
-//!    digest unless the repository holds that digest already. The repository is
-//!    `IMMUTABLE` and images are referenced by digest only, so no tag is pushed.
+//!    uploaded unless `BatchCheckLayerAvailability` has it, then the manifest is put with the
+//!    stage's tag `<stage>-<digest hex>` unless the image already has it. Stacks reference
+//!    images by digest; the tag is what ECR's lifecycle rules keep each stage's images by
+//!    (`stack::bootstrap::lifecycle_policy`). The repository is `IMMUTABLE`: a tag, once
+//!    pushed, names one image for good, and putting the same manifest and tag again is
+//!    refused (`ImageAlreadyExistsException`), so the tags are read first.
+//!
+//! "Absent" is only ever concluded from a not-found answer (`NotFound`,
+//! `ImageNotFoundException`): any other error of a describe or head call — a denied
+//! permission, throttling — fails publish with that error, so a role that cannot read can
+//! never be mistaken for an empty repository.
 //! 4. On the emulator stage (`local`), the two secrets AWS would create (RDS's managed user
 //!    secret, the API token) are made in Secrets Manager unless they exist.
 //!
@@ -65,7 +73,21 @@ pub async fn publish(
     artifacts: &Artifacts,
     yes: bool,
 ) -> anyhow::Result<(PathBuf, Counts)> {
-    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    publish_as(sdk, sdk, stage, artifacts, yes).await
+}
+
+/// [`publish`] uploading the zips and pushing the image as `sdk`, with the bootstrap stack and
+/// the emulator stage's secrets (which AWS would create: RDS, the stack) made as `operator`.
+/// `test-local` publishes as the pipeline's Publish role, which has no Secrets Manager
+/// rights; its CloudFormation rights are on the dev stacks it is made for, not `hiring-local`.
+pub async fn publish_as(
+    sdk: &aws_config::SdkConfig,
+    operator: &aws_config::SdkConfig,
+    stage: Stage,
+    artifacts: &Artifacts,
+    yes: bool,
+) -> anyhow::Result<(PathBuf, Counts)> {
+    let cfn = aws_sdk_cloudformation::Client::new(operator);
     println!("==> publish: {BOOTSTRAP_STACK}");
     let bootstrap = serde_json::from_str(&stack::bootstrap::template().to_json())?;
     deploy::deploy_stack(&cfn, BOOTSTRAP_STACK, &bootstrap, &BTreeMap::new(), yes, false).await?;
@@ -84,7 +106,11 @@ pub async fn publish(
             .find(|a| a.function.name == name)
             .with_context(|| format!("the build made no {name} function"))?;
         let key = format!("functions/{name}/{}.zip", artifact.sha256);
-        let present = s3.head_object().bucket(bucket).key(&key).send().await.is_ok();
+        let present = match s3.head_object().bucket(bucket).key(&key).send().await {
+            Ok(_) => true,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => false,
+            Err(error) => return Err(failed(format!("HeadObject s3://{bucket}/{key}"), &error)),
+        };
         if present {
             counts.present += 1;
         } else {
@@ -106,11 +132,12 @@ pub async fn publish(
     }
 
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    let uri = push_image(&ecr, repository, &artifacts.image, &mut counts).await?;
+    let uri =
+        push_image(&ecr, repository, &artifacts.image, &image_tag(stage, &artifacts.image.digest), &mut counts).await?;
     parameters.insert(stack::topology::API_IMAGE_PARAMETER.to_owned(), format!("{uri}@{}", artifacts.image.digest));
 
     if stage.config().emulator {
-        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        let secrets = aws_sdk_secretsmanager::Client::new(operator);
         for (parameter, name, value) in emulator_secrets(stage) {
             let arn = ensure_secret(&secrets, &name, &value).await?;
             parameters.insert(parameter.to_owned(), arn);
@@ -152,10 +179,11 @@ pub fn emulator_secrets(stage: Stage) -> [(&'static str, String, String); 2] {
 
 /// A secret's ARN, creating it with `value` when there is none by that name.
 async fn ensure_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> anyhow::Result<String> {
-    if let Ok(found) = client.describe_secret().secret_id(name).send().await
-        && let Some(arn) = found.arn()
-    {
-        return Ok(arn.to_owned());
+    match client.describe_secret().secret_id(name).send().await {
+        Ok(found) if found.arn().is_some() => return Ok(found.arn().unwrap_or_default().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(error) => return Err(failed(format!("DescribeSecret {name}"), &error)),
     }
     let created = client
         .create_secret()
@@ -176,11 +204,18 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Pushes the image's blobs and manifest to `repository`; returns the repository's URI.
+/// The tag an image published for `stage` gets: `<stage>-<digest hex>`.
+pub fn image_tag(stage: Stage, digest: &str) -> String {
+    format!("{}{}", stack::image_tag_prefix(stage), digest.trim_start_matches("sha256:"))
+}
+
+/// Pushes the image's blobs and manifest to `repository`, tagged `tag`; returns the
+/// repository's URI.
 async fn push_image(
     ecr: &aws_sdk_ecr::Client,
     repository: &str,
     image: &Image,
+    tag: &str,
     counts: &mut Counts,
 ) -> anyhow::Result<String> {
     let described = ecr
@@ -224,22 +259,34 @@ async fn push_image(
     }
 
     let id = ImageIdentifier::builder().image_digest(&image.digest).build();
-    let present = ecr.describe_images().repository_name(repository).image_ids(id).send().await.is_ok();
+    let tags: Option<Vec<String>> = match ecr.describe_images().repository_name(repository).image_ids(id).send().await {
+        Ok(described) => Some(described.image_details().iter().flat_map(|d| d.image_tags().iter().cloned()).collect()),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_image_not_found_exception()) => None,
+        Err(error) => return Err(failed(format!("DescribeImages {repository}@{}", image.digest), &error)),
+    };
+    let present = tags.as_ref().is_some_and(|tags| tags.iter().any(|t| t == tag));
     if present {
         counts.present += 1;
     } else {
+        // A new image, or one another stage pushed: the manifest again, with this stage's tag.
         let manifest = String::from_utf8(image.manifest.clone()).context("the manifest is not UTF-8")?;
         ecr.put_image()
             .repository_name(repository)
             .image_manifest(manifest)
             .image_manifest_media_type(image::MANIFEST_TYPE)
             .image_digest(&image.digest)
+            .image_tag(tag)
             .send()
             .await
-            .map_err(|e| failed(format!("PutImage {repository}@{}", image.digest), &e))?;
+            .map_err(|e| failed(format!("PutImage {repository}:{tag}"), &e))?;
         counts.uploaded += 1;
     }
-    println!("  image     {uri}@{}  {}", image.digest, if present { "present" } else { "pushed" });
+    let what = match (&tags, present) {
+        (_, true) => "present",
+        (Some(_), false) => "tagged",
+        (None, false) => "pushed",
+    };
+    println!("  image     {uri}:{tag}  {what}");
     Ok(uri)
 }
 

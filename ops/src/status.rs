@@ -3,12 +3,16 @@
 //!
 //! It also reports the API's ECS service (running and desired tasks, the rollout of its
 //! primary deployment; unhealthy when fewer run than wanted or the rollout failed) and the
-//! pipeline's last five executions (unhealthy when the latest failed; a failed one's error
-//! and cause are shown). Components are found through the stack's resources, not its
-//! outputs.
+//! pipeline's last five executions (a failed one's error and cause are shown). Components are
+//! found through the stack's resources, not its outputs.
+//!
+//! Two healths are kept apart: the *infrastructure's* (the stack, the service, the API, drift),
+//! which decides the exit code and so gates the pipeline's Deploy stage, and the *data's* (the
+//! latest pipeline execution did not fail), which is reported but gates nothing: one bad CSV
+//! file must not block every infrastructure deploy.
 //!
 //! `--json` prints one object, a stable shape:
-//! `{"stack", "exists", "status", "reason", "last_updated", "healthy", "outputs": {…},
+//! `{"stack", "exists", "status", "reason", "last_updated", "healthy", "data_healthy", "outputs": {…},
 //!   "service": {"running", "desired", "rollout"} | null,
 //!   "executions": [{"name", "status", "started", "error", "cause"}]}`.
 //!
@@ -98,12 +102,12 @@ impl Status {
             let service_ok = service
                 .as_ref()
                 .is_none_or(|s| s["running"].as_i64() >= s["desired"].as_i64() && s["rollout"] != "FAILED");
-            let executions_ok = executions.first().is_none_or(|e| e["status"] != "FAILED");
-            let healthy = healthy && service_ok && executions_ok && api_ok && drift_ok;
+            let data_healthy = executions.first().is_none_or(|e| e["status"] != "FAILED");
+            let healthy = healthy && service_ok && api_ok && drift_ok;
             if self.json {
                 let report = json!({
                     "stack": name, "exists": stack.is_some(), "status": status, "reason": reason,
-                    "last_updated": last_updated, "healthy": healthy, "outputs": outputs,
+                    "last_updated": last_updated, "healthy": healthy, "data_healthy": data_healthy, "outputs": outputs,
                     "service": service, "executions": executions, "api": api,
                 });
                 let mut report = report;
@@ -155,6 +159,11 @@ impl Status {
                 }
                 if executions.is_empty() {
                     println!("  pipeline: no executions yet");
+                } else if !data_healthy {
+                    println!(
+                        "  data: the latest pipeline execution failed (below); the infrastructure is {}",
+                        if healthy { "healthy" } else { "not healthy either" }
+                    );
                 }
                 for execution in &executions {
                     println!(

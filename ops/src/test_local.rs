@@ -3,24 +3,27 @@
 //!
 //! | phase | what it does |
 //! |---|---|
-//! | emulator | moto server from the venv on a free port of 127.0.0.1 (or LocalStack, below) |
+//! | emulator | moto server from the venv on a free port of 127.0.0.1 (or LocalStack, below); IAM enforced (`emulated_iam`): an operator allowed everything, the test keys refused |
 //! | postgres | PostgreSQL found or started as `dev` does; database `hiring_local`, emptied |
 //! | build | the Lambda zips and the API image for the `local` stage (`build`) |
-//! | publish | bootstrap stack, zips, image blobs, secrets (`publish`), then again: nothing new |
-//! | deploy | `hiring-local` through a change set, as `deploy --yes` does it, then again: no changes |
+//! | publish | zips and image (`publish`) as the pipeline's Publish role; the bootstrap stack and the secrets as the operator; then again: nothing new |
+//! | deploy | `hiring-local` through a change set, as `deploy --yes` does it, as the pipeline's Deploy role; then again: no changes |
 //! | resources | every resource of the template is in the stack; buckets, functions, state machine, image answer |
-//! | api | `hiring-api` (the binary of the image) with the task definition's environment and secrets |
-//! | pipeline | the sample files uploaded through the API into the raw bucket; validate and process run as real binaries under a Lambda Runtime API emulator with the functions' deployed environment |
+//! | api | the API's image in podman, run from the task definition read back from the emulator (user, read-only root, volumes, environment, secrets, health check), acting as `ApiTaskRole` |
+//! | pipeline | the sample files uploaded through the API into the raw bucket; validate and process run as real binaries under a Lambda Runtime API emulator with the functions' deployed environment, each acting as its role |
 //! | state machine | the deployed definition executed by moto's Step Functions interpreter: both Choice paths |
 //! | checks | the metrics, the 70 rejected hire rows, the Parquet files, a backup |
 //! | status | `status --stage local` reports healthy |
+//! | iam | enforcement is live: the test keys are refused, a role is denied what its grants leave out |
 //!
 //! What stands in for AWS, and why:
+//! - IAM: the roles' grants are enforced by moto on twins of the roles (see `emulated_iam` for
+//!   why twins, and what moto evaluates: actions everywhere, resources for S3 only).
 //! - The database is the local PostgreSQL: moto's RDS makes an endpoint that nothing answers.
 //!   The API and the functions get the RDS host replaced by it; everything else (buckets,
 //!   the secret ARNs read with the SDK, the environment) is what the stack deployed.
-//! - The API runs as a process here, not on ECS: moto's ECS starts no containers (the stage
-//!   wants no tasks). `status` asks its `/health` through `HIRING_API_URL`.
+//! - The API's container runs in podman, not on ECS: moto's ECS starts no containers (the
+//!   stage wants no tasks). `status` asks its `/health` through `HIRING_API_URL`.
 //! - moto's Lambda runs functions only in Docker, and there is none here: the functions run
 //!   under cargo-lambda's Runtime API emulator, and moto's Step Functions interpreter is given
 //!   their real answers (moto's "simple" Lambda replays queued results) to show which path
@@ -33,8 +36,7 @@
 //! that needs neither (see docs/operations.md).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -46,6 +48,7 @@ use stack::Stage;
 
 use devenv::{pg, venv};
 
+use crate::emulated_iam::{self, Iam};
 use crate::{artifacts, cfn, deploy, publish};
 
 const STAGE: Stage = Stage::Local;
@@ -56,8 +59,14 @@ const SAMPLES: [&str; 3] = ["departments", "jobs", "hired_employees"];
 const SAMPLE_HIRE_REJECTS: i64 = 70;
 /// The types moto's CloudFormation accepts but neither creates nor lists in a stack made by a
 /// change set (`tests/tests/stack_emulator` keeps the same list, checked against moto).
-const MOTO_UNLISTED: [&str; 4] =
-    ["AWS::S3::BucketPolicy", "AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm", "AWS::ApiGatewayV2::"];
+const MOTO_UNLISTED: [&str; 6] = [
+    "AWS::S3::BucketPolicy",
+    "AWS::Scheduler::Schedule",
+    "AWS::CloudWatch::Alarm",
+    "AWS::ApiGatewayV2::",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::Subscription",
+];
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Emulator {
@@ -127,8 +136,32 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
         let summary = format!("{} at {}", if emulator == Emulator::Moto { "moto" } else { "LocalStack" }, endpoint.url);
         Ok((endpoint, summary))
     })?;
+    let iam = phases.run("iam on", || {
+        let Some(moto) = &endpoint._moto else {
+            println!("test-local: IAM is not enforced on LocalStack here (its enforcement is a paid feature)");
+            return Ok((None, "not on LocalStack".to_owned()));
+        };
+        let iam = runtime.block_on(Iam::enable(moto))?;
+        Ok((Some(iam), "an operator allowed everything; the emulator's test keys are refused from here".to_owned()))
+    })?;
+    let testing = aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator");
+    let operator = iam.as_ref().map_or(testing.clone(), Iam::operator);
     let aws_env = aws_env(&endpoint.url);
-    let sdk = runtime.block_on(sdk_config(&endpoint.url));
+    let sdk = runtime.block_on(emulated_iam::sdk_config(&endpoint.url, operator.clone()));
+    // The stack the pipeline's builds act in: their roles come from the dev pipeline template
+    // (the local stage has no pipeline); their artifacts bucket is not deployed here.
+    let pipeline = stack::pipeline::template(&Stage::Dev.config()).context("the dev stage has a pipeline")?;
+    let pipeline_buckets: BTreeMap<String, String> =
+        [("ArtifactsBucket".to_owned(), "hiring-dev-pipeline-artifacts".to_owned())].into();
+    let role_sdk = |role: &str| -> anyhow::Result<SdkConfig> {
+        runtime.block_on(async {
+            let credentials = match &iam {
+                Some(iam) => iam.assume(&pipeline, role, &pipeline_buckets).await?,
+                None => testing.clone(),
+            };
+            Ok(emulated_iam::sdk_config(&endpoint.url, credentials).await)
+        })
+    };
 
     let postgres = phases.run("postgres", || {
         let postgres = pg::find_or_start(DATABASE)?;
@@ -149,10 +182,20 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
             // The database secret RDS would hold: here, the local PostgreSQL's user.
             let secret = json!({ "username": database.username(), "password": database.password().unwrap_or("") });
             put_secret(&sdk, &format!("hiring-{STAGE}/database"), &secret.to_string()).await?;
-            let (path, first) = publish::publish(&sdk, STAGE, &artifacts, true).await?;
-            let (_, again) = publish::publish(&sdk, STAGE, &artifacts, true).await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        let build = role_sdk("PublishBuildRole")?;
+        runtime.block_on(async {
+            let (path, first) = publish::publish_as(&build, &sdk, STAGE, &artifacts, true).await?;
+            let (_, again) = publish::publish_as(&build, &sdk, STAGE, &artifacts, true).await?;
             ensure!(again.uploaded == 0, "publishing the same build again uploaded {} items", again.uploaded);
-            Ok((path, format!("{} uploaded, then again: nothing new ({} present)", first.uploaded, again.present)))
+            Ok((
+                path,
+                format!(
+                    "zips and image as PublishBuildRole: {} uploaded, then again: nothing new ({} present)",
+                    first.uploaded, again.present
+                ),
+            ))
         })
     })?;
 
@@ -160,17 +203,18 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
     let stack_name = STAGE.stack_name();
     let cfn_client = aws_sdk_cloudformation::Client::new(&sdk);
     phases.run("deploy", || {
+        let deployer = aws_sdk_cloudformation::Client::new(&role_sdk("DeployBuildRole")?);
         runtime.block_on(async {
             let parameters = deploy::read_parameters(&parameters, &template)?;
             let body: Value = serde_json::from_str(&template.to_json())?;
-            let deployed = deploy::deploy_stack(&cfn_client, &stack_name, &body, &parameters, true, false).await?;
-            let again = deploy::deploy_stack(&cfn_client, &stack_name, &body, &parameters, true, false).await?;
+            let deployed = deploy::deploy_stack(&deployer, &stack_name, &body, &parameters, true, false).await?;
+            let again = deploy::deploy_stack(&deployer, &stack_name, &body, &parameters, true, false).await?;
             ensure!(again.is_none(), "deploying the same template again was not \"no changes\"");
             let status = match deployed {
                 Some(stack) => stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                 None => "already up to date".to_owned(),
             };
-            Ok(((), format!("{stack_name} {status}; a second deploy: no changes")))
+            Ok(((), format!("{stack_name} {status} as DeployBuildRole; a second deploy: no changes")))
         })
     })?;
 
@@ -201,7 +245,10 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
                 .collect();
             ensure!(missing.is_empty(), "the stack lacks {}", missing.join(", "));
             let resources = cfn::physical_ids(&cfn_client, &stack_name).await?;
-            check_services(&sdk, &resources, &artifacts.image.digest).await?;
+            match &iam {
+                Some(iam) => iam.unchecked(check_services(&sdk, &resources, &artifacts.image.digest)).await?,
+                None => check_services(&sdk, &resources, &artifacts.image.digest).await?,
+            }
             let skipped = template.resources.values().filter(|r| unlisted(r.kind.as_str())).count();
             let summary = format!(
                 "{} of {} resources created ({skipped} of types moto does not create); the buckets, functions, \
@@ -213,20 +260,46 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
         })
     })?;
     let resource = |id: &str| resources.get(id).cloned().with_context(|| format!("the stack has no {id}"));
+    // Each component acts as its own role (the stage template's, resolved against the stack).
+    let role_env = |role: &str| -> anyhow::Result<Vec<(String, String)>> {
+        runtime.block_on(async {
+            let credentials = match &iam {
+                Some(iam) => iam.assume(&template, role, &resources).await?,
+                None => testing.clone(),
+            };
+            Ok(emulated_iam::credentials_env(&credentials))
+        })
+    };
 
     let api = phases.run("api", || {
-        let api = runtime.block_on(start_api(&sdk, &resource("ApiTaskDefinition")?, &aws_env, &database))?;
-        let summary = format!("hiring-api on {} with the task definition's environment", api.url);
+        let mut env = aws_env.clone();
+        env.extend(role_env("ApiTaskRole")?);
+        let api =
+            runtime.block_on(start_api(&sdk, &resource("ApiTaskDefinition")?, &artifacts.image, &env, &database))?;
+        let summary = format!(
+            "the image in podman at {}, from the task definition (user, read-only root, volumes, environment, \
+             secrets, health check), as ApiTaskRole",
+            api.url
+        );
         Ok((api, summary))
     })?;
 
     let lambda = LambdaEmulator::start(&venv.bin("cargo-lambda"))?;
     let functions = phases.run("pipeline", || {
+        let mut roles = BTreeMap::new();
+        for name in ["validate", "process", "backup"] {
+            let mut env = aws_env.clone();
+            env.extend(role_env(&format!("{}Role", capitalized(name)))?);
+            roles.insert(name, env);
+        }
         runtime.block_on(async {
             let mut functions = BTreeMap::new();
             for name in ["validate", "process", "backup"] {
                 let function = resource(&format!("{}Function", capitalized(name)))?;
-                let env = function_env(&sdk, &function, &aws_env, &database).await?;
+                let env = match &iam {
+                    Some(iam) => iam.unchecked(function_env(&sdk, &function, &roles[name], &database)).await?,
+                    None => function_env(&sdk, &function, &roles[name], &database).await?,
+                };
                 let bootstrap = artifacts
                     .functions
                     .iter()
@@ -237,7 +310,7 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
             }
             let reports = run_pipeline(&sdk, &api, &functions)
                 .await
-                .with_context(|| format!("the API's log ends:\n{}", devenv::server::log_tail(&api.log)))?;
+                .with_context(|| format!("the API's log ends:\n{}", api.log_tail()))?;
             let summary = reports
                 .iter()
                 .map(|r| format!("{} {}+{}", r["table"].as_str().unwrap_or("?"), r["accepted"], r["rejected"]))
@@ -250,8 +323,15 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
 
     phases.run("state machine", || {
         runtime.block_on(async {
-            let paths =
-                state_machine_paths(&sdk, &endpoint.url, &resource("StateMachine")?, &functions, &reports).await?;
+            let machine = resource("StateMachine")?;
+            let paths = state_machine_paths(&sdk, &endpoint.url, &machine, &functions, &reports);
+            // moto's interpreter calls its own Lambda with the emulator's test keys, which
+            // enforcement refuses: the phase runs with auth off (moto evaluates no Step
+            // Functions role anyway; the functions' own calls were made as their roles above).
+            let paths = match &iam {
+                Some(iam) => iam.unchecked(paths).await?,
+                None => paths.await?,
+            };
             Ok(((), paths))
         })
     })?;
@@ -270,6 +350,11 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
         Ok(((), "healthy".to_owned()))
     })?;
 
+    phases.run("iam", || {
+        let Some(iam) = &iam else { return Ok(((), "not enforced on LocalStack".to_owned())) };
+        runtime.block_on(check_enforcement(iam, &endpoint.url, &template, &resources)).map(|summary| ((), summary))
+    })?;
+
     drop(functions);
     drop(api);
     println!();
@@ -286,11 +371,10 @@ fn capitalized(name: &str) -> String {
     chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
-/// The environment an AWS client needs for the emulator at `url`.
+/// The environment an AWS client needs for the emulator at `url`, but its credentials (each
+/// component gets its role's).
 fn aws_env(url: &str) -> Vec<(String, String)> {
     [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_ENDPOINT_URL", url),
@@ -301,16 +385,92 @@ fn aws_env(url: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn sdk_config(url: &str) -> SdkConfig {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator"))
-        .load()
-        .await
+/// The proof that IAM is enforced: the emulator's test keys are refused; the API's role is
+/// denied what its grants leave out (the processed zone, writing rejects); the functions may
+/// delete their own partial outputs and nothing else.
+async fn check_enforcement(
+    iam: &Iam<'_>,
+    url: &str,
+    template: &stack::Template,
+    resources: &BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    let as_role = |role: &'static str| async move {
+        let credentials = iam.assume(template, role, resources).await?;
+        anyhow::Ok(crate::publish::s3_client(&emulated_iam::sdk_config(url, credentials).await))
+    };
+    let status = |error: Option<u16>| error.map_or("allowed".to_owned(), |code| format!("HTTP {code}"));
+    let refused = |result: Result<(), Option<u16>>| result.err().flatten() == Some(403);
+    let put = |s3: aws_sdk_s3::Client, bucket: String, key: &'static str| async move {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(b"probe".to_vec().into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.raw_response().map(|r| r.status().as_u16()))
+    };
+    let delete = |s3: aws_sdk_s3::Client, bucket: String, key: &'static str| async move {
+        s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.raw_response().map(|r| r.status().as_u16()))
+    };
+    let get = |s3: aws_sdk_s3::Client, bucket: String| async move {
+        s3.list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.raw_response().map(|r| r.status().as_u16()))
+    };
+    let bucket = |id: &str| resources.get(id).cloned().with_context(|| format!("the stack has no {id}"));
+
+    let testing = crate::publish::s3_client(
+        &emulated_iam::sdk_config(url, aws_credential_types::Credentials::new("testing", "testing", None, None, "t"))
+            .await,
+    );
+    let with_test_keys = get(testing, bucket("RawBucket")?).await;
+    ensure!(
+        refused(with_test_keys),
+        "the emulator's test keys were not refused: {}",
+        status(with_test_keys.err().flatten())
+    );
+
+    let api = as_role("ApiTaskRole").await?;
+    let processed = get(api.clone(), bucket("ProcessedBucket")?).await;
+    ensure!(
+        refused(processed),
+        "ApiTaskRole listed the processed zone, which it has no grant on: {}",
+        status(processed.err().flatten())
+    );
+    let rejects = put(api.clone(), bucket("RejectsBucket")?, "iam-probe").await;
+    ensure!(
+        refused(rejects),
+        "ApiTaskRole wrote the rejects zone, which it only reads: {}",
+        status(rejects.err().flatten())
+    );
+
+    // Issue 14, defect 9: each function removes a partial output of its own zone.
+    let operator = crate::publish::s3_client(&emulated_iam::sdk_config(url, iam.operator()).await);
+    for (role, zone) in [("ValidateRole", "RejectsBucket"), ("ProcessRole", "ProcessedBucket")] {
+        let name = bucket(zone)?;
+        put(operator.clone(), name.clone(), "iam-probe").await.map_err(|e| anyhow::anyhow!("probe: {}", status(e)))?;
+        let deleted = delete(as_role(role).await?, name, "iam-probe").await;
+        ensure!(
+            deleted.is_ok(),
+            "{role} cannot delete a partial output in {zone}: {}",
+            status(deleted.err().flatten())
+        );
+    }
+    let raw = delete(as_role("ValidateRole").await?, bucket("RawBucket")?, "iam-probe").await;
+    ensure!(refused(raw), "ValidateRole may delete raw objects: {}", status(raw.err().flatten()));
+    Ok("test keys refused; ApiTaskRole denied the processed zone and writing rejects; validate and process delete \
+        their partial outputs, and nothing in raw"
+        .to_owned())
 }
 
 /// Drops and creates the tables' database, so every run starts from nothing.
@@ -392,30 +552,49 @@ fn database_overrides(database: &reqwest::Url) -> Vec<(String, String)> {
     ]
 }
 
-/// The running API.
+/// The running API: its image in a podman container, run from the task definition.
 struct Api {
     url: String,
     token: String,
     /// `HIRING_RAW_URL` of the task definition: where uploads go.
     raw_url: String,
-    child: Child,
-    log: PathBuf,
-    _directory: tempfile::TempDir,
+    podman: devenv::podman::Podman,
+    container: String,
+}
+
+impl Api {
+    /// The container's last lines of output, for a failure's message.
+    fn log_tail(&self) -> String {
+        let lines = self.podman.run(&["logs", "--tail", "40", &self.container]).unwrap_or_default();
+        let errors = self.podman.command().args(["logs", "--tail", "40", &self.container]).output();
+        let errors = errors.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+        format!("{lines}{errors}")
+    }
 }
 
 impl Drop for Api {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.podman.run(&["rm", "--force", "--time", "0", &self.container]);
     }
 }
 
-/// Starts `hiring-api` as ECS would: the container's environment, its secrets resolved from
-/// Secrets Manager, then the local overrides (database, emulator, listen address).
+/// Starts the API's image as ECS would start the task definition read back from the
+/// emulator: in podman, as the container's user, with its read-only root filesystem, its
+/// volumes mounted where its mount points say, its environment and its secrets (resolved from
+/// Secrets Manager, the execution role's job), checked healthy by its own health-check
+/// command; then the local overrides (database, emulator, listen port, the task role's
+/// credentials in `env`).
+///
+/// A task volume with no host path is Fargate task storage: root-owned 0755, unless the
+/// image declares the path a `VOLUME`, whose content and ownership Fargate copies into it
+/// (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html). podman's
+/// anonymous volume copies the image's directory the same way; a path the image does not
+/// declare gets a root-owned tmpfs.
 async fn start_api(
     sdk: &SdkConfig,
     task_definition: &str,
-    aws_env: &[(String, String)],
+    image: &xtask::image::Image,
+    env: &[(String, String)],
     database: &reqwest::Url,
 ) -> anyhow::Result<Api> {
     let ecs = aws_sdk_ecs::Client::new(sdk);
@@ -425,12 +604,10 @@ async fn start_api(
         .send()
         .await
         .map_err(|e| cfn::failed(format!("DescribeTaskDefinition {task_definition}"), &e))?;
-    let container = described
-        .task_definition()
-        .and_then(|t| t.container_definitions().first())
-        .context("the task definition has no container")?;
+    let task = described.task_definition().context("DescribeTaskDefinition returned no task definition")?;
+    let container = task.container_definitions().first().context("the task definition has no container")?;
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-    let mut env: Vec<(String, String)> = container
+    let mut environment: Vec<(String, String)> = container
         .environment()
         .iter()
         .filter_map(|pair| Some((pair.name()?.to_owned(), pair.value()?.to_owned())))
@@ -449,43 +626,89 @@ async fn start_api(
         if secret.name() == "HIRING_API_TOKEN" {
             token = value.clone();
         }
-        env.push((secret.name().to_owned(), value));
+        environment.push((secret.name().to_owned(), value));
     }
     ensure!(!token.is_empty(), "the task definition gives the API no HIRING_API_TOKEN secret");
-    let raw_url = env
+    let raw_url = environment
         .iter()
         .find(|(k, _)| k == "HIRING_RAW_URL")
         .map(|(_, v)| v.clone())
         .context("the task definition gives the API no HIRING_RAW_URL")?;
-    env.extend(database_overrides(database));
-    env.extend(aws_env.iter().cloned());
-    let binary = xtask::functions::host_binaries().join("hiring-api");
-    let directory = tempfile::Builder::new().prefix("hiring-test-local-").tempdir()?;
-    let started = devenv::server::Server {
-        name: "hiring-api",
-        directory: directory.path(),
-        port_taken: "Address already in use",
-        ready_timeout: Duration::from_secs(60),
-        probe: "/health",
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    environment.extend(database_overrides(database));
+    environment.extend(env.iter().cloned());
+    environment.push(("HIRING_LISTEN".to_owned(), format!("127.0.0.1:{port}")));
+
+    let podman = devenv::podman::ensure()?;
+    let id = podman.load(&image.dir)?;
+    let config: Value = serde_json::from_slice(&std::fs::read(&image.config.path)?)?;
+    let declared = |path: &str| config["config"]["Volumes"].get(path).is_some();
+    let name = format!("hiring-test-local-api-{}", std::process::id());
+    let _ = podman.run(&["rm", "--force", "--time", "0", &name]);
+    let mut args: Vec<String> = ["run", "--detach", "--pull=never", "--network", "host", "--name", &name]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if let Some(user) = container.user() {
+        args.extend(["--user".to_owned(), user.to_owned()]);
     }
-    .start(|port| {
-        let mut command = Command::new(&binary);
-        command
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("HIRING_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HIRING_DATA_DIR", directory.path().join("data"))
-            .env("RUST_LOG", "info");
-        command
-    })?;
-    Ok(Api {
-        url: format!("http://127.0.0.1:{}", started.port),
-        token,
-        raw_url,
-        child: started.child,
-        log: started.log,
-        _directory: directory,
-    })
+    if container.readonly_root_filesystem() == Some(true) {
+        // Fargate's read-only root has no writable /tmp or /run, which podman adds by default.
+        args.extend(["--read-only".to_owned(), "--read-only-tmpfs=false".to_owned()]);
+    }
+    for mount in container.mount_points() {
+        let (Some(volume), Some(path)) = (mount.source_volume(), mount.container_path()) else { continue };
+        let defined = task.volumes().iter().find(|v| v.name() == Some(volume));
+        ensure!(defined.is_some(), "the container mounts {volume}, which the task does not define");
+        ensure!(
+            defined.and_then(|v| v.host()).and_then(|h| h.source_path()).is_none(),
+            "{volume} is a host path, which Fargate does not offer"
+        );
+        let read_only = if mount.read_only() == Some(true) { ":ro" } else { "" };
+        if declared(path) {
+            args.extend(["--volume".to_owned(), format!("{path}{read_only}")]);
+        } else {
+            args.extend(["--tmpfs".to_owned(), format!("{path}:mode=0755")]);
+        }
+    }
+    for (key, value) in &environment {
+        args.extend(["--env".to_owned(), format!("{key}={value}")]);
+    }
+    let health = container.health_check().map(|h| h.command().to_vec()).unwrap_or_default();
+    ensure!(
+        health.first().map(String::as_str) == Some("CMD") && health.len() > 1,
+        "the task definition's health check is not an exec command: {health:?}"
+    );
+    // Run on demand below (podman runs no periodic checks without systemd).
+    args.extend([
+        "--health-cmd".to_owned(),
+        serde_json::to_string(&health[1..])?,
+        "--health-interval".to_owned(),
+        "disable".to_owned(),
+        id,
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    podman.run(&args)?;
+    let api = Api { url: format!("http://127.0.0.1:{port}"), token, raw_url, podman, container: name };
+
+    // Healthy as ECS would judge it: the container's own health-check command succeeds.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let checked = api.podman.command().args(["healthcheck", "run", &api.container]).output()?;
+        if checked.status.success() {
+            break;
+        }
+        let state = api.podman.run(&["inspect", "--format", "{{.State.Status}}", &api.container]).unwrap_or_default();
+        ensure!(state.trim() == "running", "the API's container stopped ({}):\n{}", state.trim(), api.log_tail());
+        ensure!(
+            Instant::now() < deadline,
+            "the API's container is not healthy after 60 s ({}):\n{}",
+            String::from_utf8_lossy(&checked.stdout).trim(),
+            api.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(api)
 }
 
 /// A deployed function's environment, with the local overrides.

@@ -98,12 +98,20 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
         resources.stack_resources().iter().filter(|r| r.physical_resource_id().is_some_and(|p| !p.is_empty())).count();
     // Types moto only pretends to create (see tests/tests/stack_emulator), and the DB subnet
     // group, which it creates without reporting a physical id.
-    let not_reported =
-        ["AWS::S3::BucketPolicy", "AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm", "AWS::RDS::DBSubnetGroup"];
+    // moto accepts the queue's policy without applying it; a resource under a condition that
+    // does not hold here (the alarm subscription: no --alarm-email) is not created at all.
+    let not_reported = [
+        "AWS::S3::BucketPolicy",
+        "AWS::Scheduler::Schedule",
+        "AWS::CloudWatch::Alarm",
+        "AWS::RDS::DBSubnetGroup",
+        "AWS::SQS::QueuePolicy",
+    ];
     let expected = template
         .resources
         .values()
         .filter(|r| !not_reported.contains(&r.kind.as_str()) && !r.kind.as_str().starts_with("AWS::ApiGatewayV2::"))
+        .filter(|r| r.condition.is_none())
         .count();
     assert_eq!(created, expected, "{created} of {} resources created", template.resources.len());
 
@@ -234,4 +242,44 @@ async fn a_deploy_interrupted_before_execution_is_finished_by_the_next() {
     let deployed = ops(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
     assert!(deployed.status.success(), "{}", text(&deployed));
     assert!(text(&deployed).contains("hiring-local: CREATE_COMPLETE"), "{}", text(&deployed));
+}
+
+/// Issue 14, defect 14: a failed pipeline execution is bad data, not a broken stage. `status`
+/// reports it (`data_healthy: false`, the execution's failure) and still exits 0 when the
+/// infrastructure is healthy, so the pipeline's Deploy stage (which runs `status`) is not
+/// blocked by one bad CSV file. moto's `SF_EXECUTION_HISTORY_TYPE=FAILURE` makes every
+/// execution fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_data_execution_is_reported_but_does_not_fail_status() {
+    let moto = Moto::start_with(&[("SF_EXECUTION_HISTORY_TYPE", "FAILURE")]).expect("moto starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = parameters(&moto, dir.path(), false).await;
+    let deployed = ops(&moto, &["deploy", "--stage", "local", "--parameters", file.to_str().unwrap(), "--yes"]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    // (moto answers a DescribeStackResource(s) that names the resource with a 500.)
+    let listed =
+        cfn.describe_stack_resources().stack_name("hiring-local").send().await.expect("DescribeStackResources");
+    let machine = listed
+        .stack_resources()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some("StateMachine"))
+        .and_then(|r| r.physical_resource_id())
+        .expect("the state machine's ARN")
+        .to_owned();
+    moto.json(
+        "states",
+        "AWSStepFunctions.StartExecution",
+        serde_json::json!({ "stateMachineArn": machine, "name": "bad-file", "input": "{}" }),
+    )
+    .await
+    .expect("StartExecution");
+
+    let status = ops(&moto, &["status", "--stage", "local", "--json"]);
+    let report: Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(report["executions"][0]["status"], "FAILED", "{report}");
+    assert_eq!((report["healthy"].clone(), report["data_healthy"].clone()), (Value::Bool(true), Value::Bool(false)));
+    assert!(status.status.success(), "a failed execution failed status: {}", text(&status));
+    let text_status = text(&ops(&moto, &["status", "--stage", "local"]));
+    assert!(text_status.contains("data: the latest pipeline execution failed"), "{text_status}");
 }

@@ -22,6 +22,9 @@ use crate::template::{LogicalId, sub};
 pub enum Access {
     Read,
     Write,
+    /// Writes, and deletes what it wrote when the step that wrote it fails (a partial rejects
+    /// or Parquet file): buckets only.
+    WriteDelete,
     ReadWrite,
 }
 
@@ -30,12 +33,12 @@ impl Access {
         matches!(self, Access::Read | Access::ReadWrite)
     }
     fn writes(self) -> bool {
-        matches!(self, Access::Write | Access::ReadWrite)
+        matches!(self, Access::Write | Access::WriteDelete | Access::ReadWrite)
     }
     pub fn verb(self) -> &'static str {
         match self {
             Access::Read => "reads",
-            Access::Write => "writes",
+            Access::Write | Access::WriteDelete => "writes",
             Access::ReadWrite => "reads and writes",
         }
     }
@@ -46,6 +49,12 @@ impl Access {
 pub enum Target {
     /// An S3 bucket of the template (objects; reading includes listing).
     Bucket(LogicalId),
+    /// CodePipeline's artifact store: the bucket-level reads CodeBuild makes of it
+    /// (`GetBucketAcl`, `GetBucketLocation`) and object versions; writing includes the object
+    /// ACLs a source action sets.
+    ArtifactStore(LogicalId),
+    /// An SQS queue of the template (sending: a dead-letter queue's writers).
+    Queue(LogicalId),
     /// A bucket of another stack, by its name as `Fn::Sub` text (the bootstrap's assets bucket).
     NamedBucket(String),
     /// A secret, by an expression giving its ARN (reading only).
@@ -70,9 +79,12 @@ impl Target {
     /// The node the diagram draws for this target, if any.
     pub fn node(&self) -> Option<&str> {
         match self {
-            Target::Bucket(id) | Target::LogGroup(id) | Target::StateMachine(id) | Target::Function(id) => {
-                Some(id.as_str())
-            }
+            Target::Bucket(id)
+            | Target::ArtifactStore(id)
+            | Target::Queue(id)
+            | Target::LogGroup(id)
+            | Target::StateMachine(id)
+            | Target::Function(id) => Some(id.as_str()),
             Target::Secret { id, .. } => Some(id.as_str()),
             Target::NamedBucket(_) => Some("AssetsBucket"),
             Target::Repository { id, .. } => Some(id.as_str()),
@@ -115,11 +127,36 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
                 out.push(statement(&["s3:ListBucket"], vec![bucket]));
                 out.push(statement(&["s3:GetObject"], vec![objects.clone()]));
             }
-            if access.writes() {
-                out.push(statement(&["s3:PutObject", "s3:AbortMultipartUpload"], vec![objects]));
+            match access {
+                Access::WriteDelete => {
+                    out.push(statement(&["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"], vec![objects]))
+                }
+                _ if access.writes() => {
+                    out.push(statement(&["s3:PutObject", "s3:AbortMultipartUpload"], vec![objects]))
+                }
+                _ => {}
             }
             out
         }
+        // https://docs.aws.amazon.com/codebuild/latest/userguide/setting-up-service-role.html
+        // (CodeBuild: GetBucketAcl, GetBucketLocation, GetObjectVersion on the artifact bucket);
+        // https://docs.aws.amazon.com/codepipeline/latest/userguide/security-iam.html#how-to-custom-role
+        // (the pipeline role: GetBucketVersioning, PutObjectAcl and PutObjectVersionAcl, which a
+        // CodeStar/CodeConnections source action needs to write its artifact).
+        Target::ArtifactStore(id) => {
+            let (bucket, objects) = (id.get_att("Arn"), sub(format!("${{{id}.Arn}}/*")));
+            let mut out = vec![statement(
+                &["s3:ListBucket", "s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
+                vec![bucket],
+            )];
+            let mut actions = vec!["s3:GetObject", "s3:GetObjectVersion"];
+            if access.writes() {
+                actions.extend(["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl"]);
+            }
+            out.push(statement(&actions, vec![objects]));
+            out
+        }
+        Target::Queue(id) => vec![statement(&["sqs:SendMessage"], vec![id.get_att("Arn")])],
         Target::Secret { arn, .. } => {
             vec![statement(&["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], vec![sub(arn.clone())])]
         }
@@ -134,7 +171,12 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
             let mut actions =
                 vec!["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"];
             if access.writes() {
+                // `publish` describes the repository (its URI) and the image (present, and
+                // which stages' tags it has) before it pushes: a denied describe must fail
+                // publish, never read as "absent".
                 actions.extend([
+                    "ecr:DescribeRepositories",
+                    "ecr:DescribeImages",
                     "ecr:InitiateLayerUpload",
                     "ecr:UploadLayerPart",
                     "ecr:CompleteLayerUpload",
@@ -182,10 +224,18 @@ pub fn is_unscoped(action: &str) -> bool {
     UNSCOPED_ACTIONS.iter().any(|group| group.contains(&action))
 }
 
+/// The service principals whose trust policies are limited to this account's resources
+/// (confused-deputy prevention with `aws:SourceAccount`):
+/// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-identity-based.html,
+/// https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role,
+/// https://docs.aws.amazon.com/step-functions/latest/dg/cross-service-confused-deputy-prevention.html.
+const SOURCE_ACCOUNT_SCOPED: [&str; 3] = ["events.amazonaws.com", "scheduler.amazonaws.com", "states.amazonaws.com"];
+
 /// A role's trust policy for an AWS service principal (`lambda.amazonaws.com`, …).
 pub fn assume_role_policy(service: &str) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" }],
-    })
+    let mut statement = json!({ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" });
+    if SOURCE_ACCOUNT_SCOPED.contains(&service) {
+        statement["Condition"] = json!({ "StringEquals": { "aws:SourceAccount": { "Ref": "AWS::AccountId" } } });
+    }
+    json!({ "Version": "2012-10-17", "Statement": [statement] })
 }

@@ -11,9 +11,11 @@
 //! - [`topology`]: the stage stack; [`bootstrap`]: the once-per-account stack;
 //!   [`pipeline`]: the CodePipeline stack;
 //! - [`diagram`]: the Mermaid diagram of docs/architecture.md;
+//! - [`checks`]: the exceptions to checkov's checks, with their reasons;
 //! - [`diff`]: what deploying a template would change (replacements, broadened access).
 
 pub mod bootstrap;
+pub mod checks;
 pub mod diagram;
 pub mod diff;
 pub mod iam;
@@ -37,6 +39,15 @@ pub const DB_NAME: &str = "hiring";
 pub const DB_USER: &str = "hiring";
 /// The API image repository (bootstrap stack).
 pub const API_REPOSITORY: &str = "hiring-api";
+/// Where the API stages uploaded parts: a task volume in the task definition and a `VOLUME`
+/// owned by the task's user in the image config (the root filesystem is read-only).
+pub const API_DATA_DIR: &str = "/var/lib/hiring";
+
+/// The tag prefix of the images published for `stage` (`<stage>-<digest>`): ECR's lifecycle
+/// rules keep each stage's newest images by it (see `bootstrap`).
+pub fn image_tag_prefix(stage: Stage) -> String {
+    format!("{stage}-")
+}
 /// The assets bucket's name as `Fn::Sub` text: one per account and region, like CDK's.
 pub const ASSETS_BUCKET_NAME: &str = "hiring-assets-${AWS::AccountId}-${AWS::Region}";
 

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::checks;
 use crate::iam::{Grant, assume_role_policy, policy_statements};
 use crate::stage::StageConfig;
 use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, sub};
@@ -40,7 +41,8 @@ pub fn private_bucket(
     if let Value::Object(extra) = extra {
         map.extend(extra);
     }
-    let bucket = t.add(id, Resource::new(ResourceType::S3Bucket, properties).keep(keep));
+    let bucket =
+        t.add(id, Resource::new(ResourceType::S3Bucket, properties).keep(keep).skip_check(checks::BUCKET_ACCESS_LOGS));
     t.add(
         &format!("{id}Policy"),
         Resource::new(
@@ -92,6 +94,7 @@ pub fn log_group(t: &mut Template, id: &str, cfg: &StageConfig, name: Value) -> 
         Resource::new(
             ResourceType::LogGroup,
             json!({ "LogGroupName": name, "RetentionInDays": cfg.log_retention_days, "Tags": cfg.tag_list() }),
-        ),
+        )
+        .skip_check(checks::LOG_GROUP_CMK),
     )
 }

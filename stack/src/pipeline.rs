@@ -42,7 +42,9 @@ struct PipelineBuilder<'a> {
 /// Where the pipeline's builds start from and keep their artifacts.
 struct Source {
     repository: LogicalId,
-    connection: LogicalId,
+    branch: LogicalId,
+    /// The connection's ARN: the `ConnectionArn` parameter, or the connection the stack makes.
+    connection: Value,
     artifacts: LogicalId,
 }
 
@@ -78,15 +80,33 @@ impl<'a> PipelineBuilder<'a> {
             "The source repository, owner/name (the connection must be authorised in the console once)",
             Some("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"),
         );
+        let branch = self.t.optional_parameter(
+            "BranchName",
+            "The branch the pipeline tests, publishes and deploys",
+            self.branch,
+            "^[A-Za-z0-9._/-]+$",
+        );
+        let given = self.t.optional_parameter(
+            "ConnectionArn",
+            "An existing CodeConnections (or CodeStar Connections) connection to GitHub; empty: the stack makes one, \
+             which must be approved in the console once",
+            "",
+            "^$|^arn:[a-z-]+:(codeconnections|codestar-connections):.+$",
+        );
         let artifacts = private_bucket(&mut self.t, "ArtifactsBucket", cfg, None, json!({}), Keep::Delete);
-        let connection = self.t.add(
+        let create = self.t.condition("CreateConnection", json!({ "Fn::Equals": [given.r#ref(), ""] }));
+        // A connection made through CloudFormation starts PENDING: an administrator completes
+        // it in the console once (https://docs.aws.amazon.com/codestar-connections/latest/APIReference/API_Connection.html).
+        let made = self.t.add(
             "SourceConnection",
             Resource::new(
                 ResourceType::CodeStarConnection,
                 json!({ "ConnectionName": cfg.name("source"), "ProviderType": "GitHub", "Tags": cfg.tag_list() }),
-            ),
+            )
+            .only_if(&create),
         );
-        Source { repository, connection, artifacts }
+        let connection = json!({ "Fn::If": [create.as_str(), made.r#ref(), given.r#ref()] });
+        Source { repository, branch, connection, artifacts }
     }
 
     /// CloudFormation's execution role for the stage stack. It creates IAM roles, so any policy
@@ -133,7 +153,7 @@ impl<'a> PipelineBuilder<'a> {
             json!(format!("/aws/codebuild/{}", cfg.name(&prefix.to_lowercase()))),
         );
         self.grant(&role_id, Access::Write, Target::LogGroup(logs.clone()));
-        self.grant(&role_id, Access::ReadWrite, Target::Bucket(source.artifacts.clone()));
+        self.grant(&role_id, Access::ReadWrite, Target::ArtifactStore(source.artifacts.clone()));
         let extra = self.build_permissions(prefix, &role_id, execution);
         let role = role(&mut self.t, &role_id, cfg, "codebuild.amazonaws.com", &self.grants);
         if !extra.is_empty() {
@@ -159,6 +179,10 @@ impl<'a> PipelineBuilder<'a> {
                         ]
                     },
                     "LogsConfig": { "CloudWatchLogs": { "Status": "ENABLED", "GroupName": logs.r#ref() } },
+                    // The buildspecs' `cache: paths` (cargo's registry, the target directory) are
+                    // kept only where the project has a cache; S3 survives across build hosts
+                    // (https://docs.aws.amazon.com/codebuild/latest/userguide/build-caching.html).
+                    "Cache": { "Type": "S3", "Location": sub(format!("${{{}}}/cache/{}", source.artifacts, prefix.to_lowercase())) },
                     "TimeoutInMinutes": 120,
                     "Tags": cfg.tag_list(),
                 }),
@@ -188,15 +212,25 @@ impl<'a> PipelineBuilder<'a> {
                 );
                 self.grant(role_id, Access::Read, Target::EcrAuthorization);
                 // `publish` creates or updates the bootstrap stack through a change set that
-                // CloudFormation executes as the execution role (HIRING_CFN_EXECUTION_ROLE).
-                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources", "cloudformation:DeleteChangeSet", "cloudformation:GetTemplate"],
+                // CloudFormation executes as the execution role (HIRING_CFN_EXECUTION_ROLE), and
+                // removes the empty REVIEW_IN_PROGRESS stack an interrupted first create leaves
+                // (a CREATE change set makes the stack before it runs:
+                // https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html).
+                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources", "cloudformation:DeleteChangeSet", "cloudformation:GetTemplate", "cloudformation:DeleteStack"],
                     "Resource": sub(stack_arn(BOOTSTRAP_STACK)) }));
+                // `diff` after publishing: the stage stack's template and a change set on it,
+                // which it deletes unexecuted.
+                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:GetTemplate", "cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DeleteChangeSet"],
+                    "Resource": sub(stack_arn(&self.stack)) }));
                 extra.push(
                     json!({ "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": execution.get_att("Arn") }),
                 );
             }
             "Deploy" => {
-                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DeleteChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources", "cloudformation:GetTemplate", "cloudformation:UpdateTerminationProtection"],
+                // DeleteStack only ever removes an empty REVIEW_IN_PROGRESS stack (`cfn`); it
+                // widens nothing: this role already deploys any template through the
+                // execution role, and prod's termination protection refuses a delete.
+                extra.push(json!({ "Effect": "Allow", "Action": ["cloudformation:DescribeStacks", "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:DeleteChangeSet", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources", "cloudformation:GetTemplate", "cloudformation:UpdateTerminationProtection", "cloudformation:DeleteStack"],
                     "Resource": [sub(stack_arn(&self.stack)), sub(stack_arn(BOOTSTRAP_STACK))] }));
                 // `status` after the deploy: the API service and the pipeline's executions.
                 let service = format!(
@@ -231,13 +265,16 @@ impl<'a> PipelineBuilder<'a> {
     fn pipeline(&mut self, source: &Source, projects: &[LogicalId]) {
         let cfg = self.cfg;
         let pipeline_role = LogicalId::new("PipelineRole");
-        self.grant(pipeline_role.as_str(), Access::ReadWrite, Target::Bucket(source.artifacts.clone()));
+        self.grant(pipeline_role.as_str(), Access::ReadWrite, Target::ArtifactStore(source.artifacts.clone()));
         let role_id = role(&mut self.t, pipeline_role.as_str(), cfg, "codepipeline.amazonaws.com", &self.grants);
         let project_arns: Vec<Value> = projects.iter().map(|p| p.get_att("Arn")).collect();
         self.extend_policy(
             &role_id,
             [
-                json!({ "Effect": "Allow", "Action": ["codestar-connections:UseConnection"], "Resource": source.connection.r#ref() }),
+                // Connections made since the service's rename (March 2024) have `codeconnections:`
+                // ARNs and are authorized by that prefix; older ones by `codestar-connections:`
+                // (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
+                json!({ "Effect": "Allow", "Action": ["codestar-connections:UseConnection", "codeconnections:UseConnection"], "Resource": source.connection }),
                 json!({ "Effect": "Allow", "Action": ["codebuild:StartBuild", "codebuild:BatchGetBuilds"], "Resource": project_arns }),
             ],
         );
@@ -258,7 +295,7 @@ impl<'a> PipelineBuilder<'a> {
             json!({ "Name": "Source", "Actions": [{
                 "Name": "Source",
                 "ActionTypeId": { "Category": "Source", "Owner": "AWS", "Provider": "CodeStarSourceConnection", "Version": "1" },
-                "Configuration": { "ConnectionArn": source.connection.r#ref(), "FullRepositoryId": source.repository.r#ref(), "BranchName": self.branch, "OutputArtifactFormat": "CODE_ZIP" },
+                "Configuration": { "ConnectionArn": source.connection, "FullRepositoryId": source.repository.r#ref(), "BranchName": source.branch.r#ref(), "OutputArtifactFormat": "CODE_ZIP" },
                 "OutputArtifacts": [{ "Name": "source" }],
                 "RunOrder": 1
             }] }),
@@ -292,8 +329,8 @@ impl<'a> PipelineBuilder<'a> {
         self.t.output("PipelineName", "The pipeline", pipeline.r#ref());
         self.t.output(
             "SourceConnectionArn",
-            "Authorise this connection in the console once (Developer Tools › Connections)",
-            source.connection.r#ref(),
+            "The pipeline's connection; one the stack made must be approved in the console once (Developer Tools › Settings › Connections)",
+            source.connection.clone(),
         );
     }
 }

@@ -101,8 +101,11 @@ pub enum ResourceType {
     S3BucketPolicy,
     SchedulerSchedule,
     SecretsManagerSecret,
+    SnsSubscription,
     SnsTopic,
     SnsTopicPolicy,
+    SqsQueue,
+    SqsQueuePolicy,
     StepFunctionsStateMachine,
 }
 
@@ -144,8 +147,11 @@ impl ResourceType {
             S3BucketPolicy => "AWS::S3::BucketPolicy",
             SchedulerSchedule => "AWS::Scheduler::Schedule",
             SecretsManagerSecret => "AWS::SecretsManager::Secret",
+            SnsSubscription => "AWS::SNS::Subscription",
             SnsTopic => "AWS::SNS::Topic",
             SnsTopicPolicy => "AWS::SNS::TopicPolicy",
+            SqsQueue => "AWS::SQS::Queue",
+            SqsQueuePolicy => "AWS::SQS::QueuePolicy",
             StepFunctionsStateMachine => "AWS::StepFunctions::StateMachine",
         }
     }
@@ -179,12 +185,23 @@ pub struct Resource {
     pub properties: Value,
     pub depends_on: BTreeSet<LogicalId>,
     pub keep: Keep,
+    /// The template condition the resource is created under, if any.
+    pub condition: Option<LogicalId>,
+    /// `Metadata`: the static checks' exceptions kept for this resource, with their reasons.
+    pub metadata: Map<String, Value>,
 }
 
 impl Resource {
     pub fn new(kind: ResourceType, properties: Value) -> Self {
         assert!(properties.is_object(), "the properties of a {} must be an object", kind.as_str());
-        Resource { kind, properties, depends_on: BTreeSet::new(), keep: Keep::Delete }
+        Resource {
+            kind,
+            properties,
+            depends_on: BTreeSet::new(),
+            keep: Keep::Delete,
+            condition: None,
+            metadata: Map::new(),
+        }
     }
 
     pub fn depends_on(mut self, id: &LogicalId) -> Self {
@@ -194,6 +211,28 @@ impl Resource {
 
     pub fn keep(mut self, keep: Keep) -> Self {
         self.keep = keep;
+        self
+    }
+
+    /// Keeps an exception to a checkov check for this resource, with the reason a reviewer
+    /// reads next to it (checkov's `Metadata.checkov.skip` syntax).
+    pub fn skip_check(mut self, (check, reason): crate::checks::Exception) -> Self {
+        let skips = self.metadata.entry("checkov").or_insert_with(|| json!({ "skip": [] }));
+        skips["skip"].as_array_mut().expect("a list").push(json!({ "id": check, "comment": reason }));
+        self
+    }
+
+    /// Has cfn-lint ignore `rule` for this resource (`Metadata.cfn-lint.config.ignore_checks`);
+    /// the caller says why in a comment.
+    pub fn ignore_lint(mut self, rule: &str) -> Self {
+        let config = self.metadata.entry("cfn-lint").or_insert_with(|| json!({ "config": { "ignore_checks": [] } }));
+        config["config"]["ignore_checks"].as_array_mut().expect("a list").push(json!(rule));
+        self
+    }
+
+    /// Creates the resource only where the template condition `condition` holds.
+    pub fn only_if(mut self, condition: &LogicalId) -> Self {
+        self.condition = Some(condition.clone());
         self
     }
 }
@@ -218,6 +257,8 @@ pub struct Output {
 pub struct Template {
     pub description: String,
     pub parameters: BTreeMap<LogicalId, Parameter>,
+    /// Template conditions by name (`Fn::Equals` and friends).
+    pub conditions: BTreeMap<LogicalId, Value>,
     pub resources: BTreeMap<LogicalId, Resource>,
     pub outputs: BTreeMap<LogicalId, Output>,
 }
@@ -241,6 +282,26 @@ impl Template {
             id.clone(),
             Parameter { description: description.to_owned(), default: None, pattern: pattern.map(str::to_owned) },
         );
+        id
+    }
+
+    /// [`Resource::skip_check`] on the resource `id` already added.
+    pub fn skip_check(&mut self, id: &LogicalId, exception: crate::checks::Exception) {
+        let resource = self.resources.remove(id).unwrap_or_else(|| panic!("no resource `{id}` to skip a check on"));
+        self.resources.insert(id.clone(), resource.skip_check(exception));
+    }
+
+    /// A parameter the stack may leave at `default`.
+    pub fn optional_parameter(&mut self, id: &str, description: &str, default: &str, pattern: &str) -> LogicalId {
+        let id = self.parameter(id, description, Some(pattern));
+        self.parameters.get_mut(&id).expect("just added").default = Some(default.to_owned());
+        id
+    }
+
+    /// A named template condition.
+    pub fn condition(&mut self, id: &str, expression: Value) -> LogicalId {
+        let id = LogicalId::new(id);
+        self.conditions.insert(id.clone(), expression);
         id
     }
 
@@ -283,6 +344,10 @@ impl Template {
                 .collect();
             root.insert("Parameters".into(), Value::Object(parameters));
         }
+        if !self.conditions.is_empty() {
+            let conditions = self.conditions.iter().map(|(id, c)| (id.0.clone(), c.clone())).collect();
+            root.insert("Conditions".into(), Value::Object(conditions));
+        }
         let resources = self
             .resources
             .iter()
@@ -295,6 +360,12 @@ impl Template {
                         "DependsOn".into(),
                         json!(r.depends_on.iter().map(|d| d.0.clone()).collect::<Vec<_>>()),
                     );
+                }
+                if !r.metadata.is_empty() {
+                    body.insert("Metadata".into(), Value::Object(r.metadata.clone()));
+                }
+                if let Some(condition) = &r.condition {
+                    body.insert("Condition".into(), json!(condition.0));
                 }
                 if let Some(policy) = r.keep.as_str() {
                     body.insert("DeletionPolicy".into(), json!(policy));

@@ -6,7 +6,8 @@
 //! 1. the runtime base: the files of Debian's `libc6` and `libgcc-s1` packages (documentation
 //!    and locales left out), the CA bundle made from `ca-certificates` the way
 //!    `update-ca-certificates` makes it, `/etc/passwd` and `/etc/group` with the `nonroot`
-//!    user (65532) the task definition runs as, and `/tmp`;
+//!    user (65532) the task definition runs as, `/tmp`, and the API's data directory
+//!    (`stack::API_DATA_DIR`, a `VOLUME` owned by that user);
 //! 2. `/usr/local/bin/hiring-api`, built by cargo-lambda with Zig against glibc 2.34 (see
 //!    `functions`), so it runs on the base's glibc (Debian 12: 2.36) whatever the build
 //!    machine's glibc is.
@@ -138,8 +139,14 @@ fn build_with(arch: Arch, binary: &Path, dir: PathBuf) -> anyhow::Result<Image> 
                 "PATH=/usr/local/bin:/usr/bin:/bin",
                 format!("SSL_CERT_FILE=/{CA_BUNDLE}"),
                 "HIRING_LISTEN=0.0.0.0:8080",
+                format!("HIRING_DATA_DIR={}", stack::API_DATA_DIR),
             ],
             "ExposedPorts": { "8080/tcp": {} },
+            // Where uploads are staged, the one place the API writes (its root filesystem is
+            // read-only in the task definition). The directory is the task user's in the image,
+            // and a volume mounted there takes that ownership (Fargate bind mounts copy a
+            // VOLUME's ownership: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html).
+            "Volumes": { stack::API_DATA_DIR: {} },
             "WorkingDir": "/tmp",
             "Labels": {
                 "org.opencontainers.image.title": "hiring-api",
@@ -360,6 +367,9 @@ impl Tree {
         self.dir("root", 0o700, 0);
         self.dir("home/nonroot", 0o700, NONROOT);
         self.parents("home/nonroot");
+        let data_dir = stack::API_DATA_DIR.trim_start_matches('/');
+        self.dir(data_dir, 0o700, NONROOT);
+        self.parents(data_dir);
     }
 
     /// The tree as an uncompressed tar, entries in path order, every time the same bytes.

@@ -1,9 +1,13 @@
 //! `cargo xtask lint`: the committed templates checked offline, as `cargo xtask test` does —
 //! they match the code (`synth --check`), cfn-lint finds nothing (registry schemas, property
-//! types, best practices), and cfn-guard finds every rule of `stack/rules/` kept.
+//! types, best practices), cfn-guard finds every rule of `stack/rules/` kept, checkov fails no
+//! check (each exception is in the resource's `Metadata` with its reason, written by the
+//! generator from `stack::checks`), and parliament finds nothing in any IAM policy but the
+//! findings `stack/rules/iam_lint.py` lists with their reasons.
 //!
-//! cfn-lint comes from the project's venv (PyPI, pinned in `venv`); cfn-guard is installed
-//! from crates.io with `cargo install --locked` into `<target>/tools` (see [`cfn_guard`]).
+//! cfn-lint comes from the project's venv, checkov and parliament from the lint venv (PyPI,
+//! pinned in `devenv::venv`); cfn-guard is installed from crates.io with `cargo install
+//! --locked` into `<target>/tools` (see [`cfn_guard`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,7 +31,10 @@ impl Lint {
         let files = check_synth()?;
         cfn_lint(&venv, &files)?;
         guard(&cfn_guard()?, &files)?;
-        println!("lint: the templates match the code, cfn-lint and cfn-guard pass");
+        let lint_venv = venv::ensure_lint().context("failed to prepare the lint venv (checkov, parliament)")?;
+        checkov(&lint_venv, &files)?;
+        parliament(&lint_venv, &files)?;
+        println!("lint: the templates match the code; cfn-lint, cfn-guard, checkov and parliament pass");
         Ok(())
     }
 }
@@ -96,5 +103,94 @@ pub fn guard(binary: &PathBuf, files: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     println!("cfn-guard: every rule of stack/rules/ holds on every template");
+    Ok(())
+}
+
+/// checkov over every template: no failed check, no template it could not parse, and every
+/// exception with a reason. (checkov exits 0 on a file it cannot parse, so its JSON report is
+/// read rather than its exit code trusted.)
+pub fn checkov(venv: &venv::Venv, files: &[PathBuf]) -> anyhow::Result<()> {
+    let output = Command::new(venv.bin("checkov"))
+        .args(["--framework", "cloudformation", "--skip-download", "--compact", "-o", "json"])
+        .args(files.iter().flat_map(|file| [std::ffi::OsStr::new("-f"), file.as_os_str()]))
+        .current_dir(project_root())
+        .output()
+        .context("could not run checkov from the lint venv (`cargo xtask lint` installs it)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).with_context(|| {
+        format!(
+            "checkov did not answer a JSON report ({}):\n{}{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    let reports = match report {
+        serde_json::Value::Array(reports) => reports,
+        one => vec![one],
+    };
+    let mut problems = Vec::new();
+    let (mut passed, mut skipped, mut resources) = (0, 0, 0);
+    for report in &reports {
+        let summary = &report["summary"];
+        passed += summary["passed"].as_u64().unwrap_or_default();
+        skipped += summary["skipped"].as_u64().unwrap_or_default();
+        resources += summary["resource_count"].as_u64().unwrap_or_default();
+        if summary["parsing_errors"].as_u64().unwrap_or_default() > 0 {
+            problems.push(format!("checkov could not parse {}", summary["parsing_errors"]));
+        }
+        for failed in report["results"]["failed_checks"].as_array().into_iter().flatten() {
+            problems.push(format!(
+                "{} {} in {}: {} ({})",
+                failed["check_id"].as_str().unwrap_or_default(),
+                failed["resource"].as_str().unwrap_or_default(),
+                failed["file_path"].as_str().unwrap_or_default(),
+                failed["check_name"].as_str().unwrap_or_default(),
+                failed["guideline"].as_str().unwrap_or_default(),
+            ));
+        }
+        for skip in report["results"]["skipped_checks"].as_array().into_iter().flatten() {
+            let reason = skip["check_result"]["suppress_comment"].as_str().unwrap_or_default();
+            if reason.trim().is_empty() || reason == "No comment provided" {
+                problems.push(format!(
+                    "{} is skipped on {} without a reason",
+                    skip["check_id"].as_str().unwrap_or_default(),
+                    skip["resource"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if resources == 0 {
+        problems.push("checkov checked no resource: it read none of the templates".to_owned());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "checkov: {}\nfix the topology in stack/ (or keep an exception with its reason in stack/src/checks.rs), then `cargo xtask synth`",
+            problems.join("\n  ")
+        );
+    }
+    println!("checkov: {passed} checks passed on {resources} resources, {skipped} exceptions kept with their reasons");
+    Ok(())
+}
+
+/// parliament over every IAM policy of the templates (`stack/rules/iam_lint.py`): no finding
+/// but those the script lists with a reason.
+pub fn parliament(venv: &venv::Venv, files: &[PathBuf]) -> anyhow::Result<()> {
+    let output = Command::new(venv.python())
+        .arg(project_root().join("stack/rules/iam_lint.py"))
+        .args(files)
+        .current_dir(project_root())
+        .output()
+        .context("could not run parliament from the lint venv (`cargo xtask lint` installs it)")?;
+    if !output.status.success() {
+        bail!(
+            "parliament found problems in the IAM policies of templates/ ({}):\n{}{}fix the grants in stack/, \
+             or list a false positive with its reason in stack/rules/iam_lint.py",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    println!("parliament: no findings in the IAM policies but the listed ones");
     Ok(())
 }

@@ -106,7 +106,6 @@ impl Test {
         let venv = venv::ensure().context("failed to prepare the Python venv (moto) the AWS tests need")?;
         phases.push(("venv", venv_started.elapsed()));
 
-        // The infrastructure: templates match the code, then the offline linters.
         // The infrastructure: templates match the code, then the offline linters. The rules'
         // own tests need cfn-guard, so it is installed (once) whenever tests run.
         let templates_started = Instant::now();
@@ -115,6 +114,9 @@ impl Test {
             let templates = lint::check_synth()?;
             lint::cfn_lint(&venv, &templates)?;
             lint::guard(&cfn_guard, &templates)?;
+            let lint_venv = venv::ensure_lint().context("failed to prepare the lint venv (checkov, parliament)")?;
+            lint::checkov(&lint_venv, &templates)?;
+            lint::parliament(&lint_venv, &templates)?;
         }
         phases.push(("templates", templates_started.elapsed()));
 
