@@ -645,10 +645,13 @@ async fn start_api(
     let declared = |path: &str| config["config"]["Volumes"].get(path).is_some();
     let name = format!("hiring-test-local-api-{}", std::process::id());
     let _ = podman.run(&["rm", "--force", "--time", "0", &name]);
-    let mut args: Vec<String> = ["run", "--detach", "--pull=never", "--network", "host", "--name", &name]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    // `--image-volume ignore`: only the task definition's volumes exist, as on Fargate, where an
+    // image's VOLUME gets storage only through a task volume mounted at its path.
+    let mut args: Vec<String> =
+        ["run", "--detach", "--pull=never", "--network", "host", "--image-volume", "ignore", "--name", &name]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
     if let Some(user) = container.user() {
         args.extend(["--user".to_owned(), user.to_owned()]);
     }
