@@ -45,7 +45,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::server::{Server, log_tail};
-use crate::{project_root as workspace_root, target_dir as default_target_dir};
+use crate::{project_root, target_dir};
 
 /// How long cargo-lambda may take to answer HTTP after it is started (it runs `cargo metadata`
 /// first).
@@ -82,7 +82,7 @@ impl LambdaEmulator {
             .prefix("hiring-lambda-")
             .tempdir()
             .context("failed to create a temporary directory")?;
-        let workspace = workspace_root();
+        let workspace = project_root();
         let started = Server {
             name: "cargo lambda watch",
             directory: directory.path(),
@@ -336,7 +336,7 @@ const HOW_TO_GET_BOOTSTRAP: &str = "build the functions with `cargo xtask build-
 pub fn cargo_lambda() -> anyhow::Result<PathBuf> {
     let (path, from) = match std::env::var_os("HIRING_CARGO_LAMBDA") {
         Some(path) if !path.is_empty() => (PathBuf::from(path), "HIRING_CARGO_LAMBDA"),
-        _ => (default_target_dir().join("venv/bin/cargo-lambda"), "the default location"),
+        _ => (target_dir().join("venv/bin/cargo-lambda"), "the default location"),
     };
     if !path.is_file() {
         bail!("cargo-lambda, the Lambda emulator, is not at {} ({from}); {HOW_TO_GET_CARGO_LAMBDA}", path.display());
@@ -349,7 +349,7 @@ pub fn cargo_lambda() -> anyhow::Result<PathBuf> {
 pub fn bootstrap(name: &str) -> anyhow::Result<PathBuf> {
     let (directory, from) = match std::env::var_os("HIRING_LAMBDA_DIR") {
         Some(path) if !path.is_empty() => (PathBuf::from(path), "HIRING_LAMBDA_DIR"),
-        _ => (default_target_dir().join("lambda-host"), "the default location"),
+        _ => (target_dir().join("lambda-host"), "the default location"),
     };
     let path = directory.join(name).join("bootstrap");
     if !path.is_file() {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::server::Server;
-use crate::target_dir as default_target_dir;
+use crate::target_dir;
 
 /// `moto_server` with the project's fixes for IAM enforcement (moto/server.py).
 const LAUNCHER: &str = include_str!("moto/server.py");
@@ -159,7 +159,7 @@ impl Drop for Moto {
 fn server_path() -> anyhow::Result<PathBuf> {
     let (server, from) = match std::env::var_os("HIRING_MOTO_SERVER") {
         Some(path) if !path.is_empty() => (PathBuf::from(path), "HIRING_MOTO_SERVER"),
-        _ => (default_target_dir().join("venv/bin/moto_server"), "the default location"),
+        _ => (target_dir().join("venv/bin/moto_server"), "the default location"),
     };
     if !server.is_file() {
         bail!(

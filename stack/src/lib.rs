@@ -51,6 +51,11 @@ pub fn image_tag_prefix(stage: Stage) -> String {
 /// The assets bucket's name as `Fn::Sub` text: one per account and region, like CDK's.
 pub const ASSETS_BUCKET_NAME: &str = "hiring-assets-${AWS::AccountId}-${AWS::Region}";
 
+/// The API image repository's ARN as `Fn::Sub` text.
+pub fn api_repository_arn() -> String {
+    format!("arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{API_REPOSITORY}")
+}
+
 /// The assets bucket's name as a template value.
 pub fn assets_bucket_name() -> Value {
     template::sub(ASSETS_BUCKET_NAME)

@@ -4,12 +4,12 @@
 
 use serde_json::{Value, json};
 
+use crate::ASSETS_BUCKET_NAME;
 use crate::bootstrap::BOOTSTRAP_STACK;
 use crate::iam::{Access, Grant, Target, assume_role_policy};
 use crate::parts::{log_group, private_bucket, role};
 use crate::stage::StageConfig;
 use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, sub};
-use crate::{API_REPOSITORY, ASSETS_BUCKET_NAME};
 
 /// The CodeBuild projects: logical id prefix, buildspec, what it does.
 pub const BUILDS: [(&str, &str, &str); 3] = [
@@ -205,10 +205,7 @@ impl<'a> PipelineBuilder<'a> {
                 self.grant(
                     role_id,
                     Access::ReadWrite,
-                    Target::Repository {
-                        id: "ApiRepository".into(),
-                        arn: format!("arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{API_REPOSITORY}"),
-                    },
+                    Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() },
                 );
                 self.grant(role_id, Access::Read, Target::EcrAuthorization);
                 // `publish` creates or updates the bootstrap stack through a change set that

@@ -111,7 +111,8 @@ pub struct StageConfig {
     pub backup_schedule: &'static str,
     /// The branch the stage's pipeline deploys; `None`: no pipeline (the emulator stage).
     pub pipeline_branch: Option<&'static str>,
-    /// The emulator stage leaves out what moto cannot create (see `Topology::emulated`).
+    /// The emulator stage: the secrets RDS and the stack would make are parameters, the data
+    /// is deleted with the stack, and the API's URL is the load balancer's (`topology`).
     pub emulator: bool,
     /// Tags on every resource that takes tags (cost allocation).
     pub tags: Vec<(&'static str, String)>,

@@ -11,7 +11,7 @@ use crate::iam::{Access, Grant, Target};
 use crate::parts::{log_group, private_bucket, role};
 use crate::stage::StageConfig;
 use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, availability_zone, sub};
-use crate::{API_DATA_DIR, API_PORT, API_REPOSITORY, DB_NAME, DB_PORT, DB_USER, assets_bucket_name};
+use crate::{API_DATA_DIR, API_PORT, DB_NAME, DB_PORT, DB_USER, assets_bucket_name};
 
 /// "`from` → `to`": a data or control flow the diagram draws (grants are drawn too).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -758,9 +758,7 @@ impl<'a> StageBuilder<'a> {
     fn api_task(&mut self, parameters: &Parameters, zones: &Zones, database: &Database, token: &ApiToken) -> ApiTask {
         let cfg = self.cfg;
         let api_logs = self.log_group("ApiLogGroup", json!(format!("/ecs/{}", cfg.name("api"))));
-        let repository_arn =
-            format!("arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{API_REPOSITORY}");
-        let repository = Target::Repository { id: "ApiRepository".into(), arn: repository_arn };
+        let repository = Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() };
         self.grant("ApiExecutionRole", Access::Read, repository);
         self.grant("ApiExecutionRole", Access::Read, Target::EcrAuthorization);
         self.grant("ApiExecutionRole", Access::Write, Target::LogGroup(api_logs.clone()));

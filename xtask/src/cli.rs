@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{bench, dev, functions, gen_data, image, lint, pg_check, synth, test, venv};
+use crate::{bench, dev, functions, gen_data, image, lint, pg_check, synth, test};
+use devenv::venv;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Project automation for the hiring workspace")]

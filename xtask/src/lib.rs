@@ -22,14 +22,12 @@ pub mod pg_check;
 pub mod synth;
 pub mod test;
 
-pub use devenv::{cargo, pg, project_root, target_dir, venv};
-
 /// Runs `cargo xtask <name> <args>` for a command of the `ops` crate: builds and runs its
 /// binary (`cargo run -p ops`), so the AWS SDK is compiled only when such a command is asked
 /// for; answers its exit code.
 pub fn ops(name: &str, args: &[std::ffi::OsString]) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context;
-    let status = cargo()
+    let status = devenv::cargo()
         .args(["run", "--quiet", "--package", "ops", "--bin", "ops", "--", name])
         .args(args)
         .status()
