@@ -146,7 +146,15 @@ pub async fn create_change_set(
         }
     }
     let name = format!("xtask-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
-    let body = serde_json::to_string(template)?;
+    let body = stack::template::deployable(template);
+    if body.len() > stack::template::TEMPLATE_BODY_LIMIT {
+        bail!(
+            "the template of {stack_name} is {} bytes, over the {} CloudFormation takes inline: it must shrink, \
+             or deploy must upload it and pass a TemplateURL",
+            body.len(),
+            stack::template::TEMPLATE_BODY_LIMIT
+        );
+    }
     let created = client
         .create_change_set()
         .stack_name(stack_name)

@@ -50,8 +50,8 @@ pub const IMAGES_KEPT_PER_STAGE: u32 = 10;
 /// it publishes for a stage `<stage>-<digest>`. Each stage keeps its
 /// [`IMAGES_KEPT_PER_STAGE`] newest images, prod's rule first: an image a rule selects cannot
 /// be expired by a rule of lower priority, so an image prod was published with is expired only
-/// by prod's own rule, however busy dev is. Untagged images (none is pushed so) go after 7
-/// days. https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html,
+/// by prod's own rule, however busy dev is. Untagged images (every image published before the
+/// tags, some of which running stages still reference) keep the old rule: the 30 newest stay. https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html,
 /// https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html
 pub fn lifecycle_policy() -> serde_json::Value {
     let mut rules: Vec<serde_json::Value> = [Stage::Prod, Stage::Staging, Stage::Dev, Stage::Local]
@@ -73,8 +73,8 @@ pub fn lifecycle_policy() -> serde_json::Value {
         .collect();
     rules.push(json!({
         "rulePriority": rules.len() + 1,
-        "description": "untagged images after 7 days",
-        "selection": { "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 7 },
+        "description": "keep the 30 newest untagged images (published before the stage tags)",
+        "selection": { "tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 30 },
         "action": { "type": "expire" }
     }));
     json!({ "rules": rules })

@@ -65,8 +65,16 @@ impl ResourceChange {
 
 const STATEFUL: [&str; 2] = ["AWS::RDS::DBInstance", "AWS::S3::Bucket"];
 
+/// The template's resources as deployed: without `Metadata`, which `deploy` does not send
+/// (`template::deployable`), so it is never a change.
 fn resources(template: &Value) -> Map<String, Value> {
-    template.get("Resources").and_then(Value::as_object).cloned().unwrap_or_default()
+    let mut resources = template.get("Resources").and_then(Value::as_object).cloned().unwrap_or_default();
+    for resource in resources.values_mut() {
+        if let Some(resource) = resource.as_object_mut() {
+            resource.remove("Metadata");
+        }
+    }
+    resources
 }
 
 /// The changes from `deployed` to `synthesized` (both CloudFormation templates as JSON), in
@@ -338,6 +346,14 @@ mod tests {
         let changes = diff(&local(), &narrower);
         assert_eq!(changes.len(), 1);
         assert!(changes[0].broadens.is_empty() && !changes[0].needs_approval());
+    }
+
+    #[test]
+    fn metadata_is_not_a_change() {
+        let mut annotated = local();
+        annotated["Resources"]["RawBucket"]["Metadata"] = json!({ "checkov": { "skip": [{ "id": "CKV_AWS_18" }] } });
+        let deployed: Value = serde_json::from_str(&crate::template::deployable(&annotated)).unwrap();
+        assert!(diff(&deployed, &annotated).is_empty());
     }
 
     #[test]

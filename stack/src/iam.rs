@@ -151,7 +151,12 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
             )];
             let mut actions = vec!["s3:GetObject", "s3:GetObjectVersion"];
             if access.writes() {
-                actions.extend(["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl"]);
+                actions.extend([
+                    "s3:PutObject",
+                    "s3:PutObjectAcl",
+                    "s3:PutObjectVersionAcl",
+                    "s3:AbortMultipartUpload",
+                ]);
             }
             out.push(statement(&actions, vec![objects]));
             out

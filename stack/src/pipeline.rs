@@ -268,7 +268,7 @@ impl<'a> PipelineBuilder<'a> {
         self.extend_policy(
             &role_id,
             [
-                // Connections made since the service's rename (March 2024) have `codeconnections:`
+                // Connections made since the service's rename (2024) have `codeconnections:`
                 // ARNs and are authorized by that prefix; older ones by `codestar-connections:`
                 // (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
                 json!({ "Effect": "Allow", "Action": ["codestar-connections:UseConnection", "codeconnections:UseConnection"], "Resource": source.connection }),

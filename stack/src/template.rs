@@ -58,6 +58,24 @@ pub fn join(parts: Vec<Value>) -> Value {
     json!({ "Fn::Join": ["", parts] })
 }
 
+/// CloudFormation's limit on a template sent inline (`TemplateBody` of CreateChangeSet).
+pub const TEMPLATE_BODY_LIMIT: usize = 51_200;
+
+/// The template as `deploy` sends it: compact JSON without the resources' `Metadata`, which
+/// holds only the static checkers' exceptions (checkov, cfn-lint) and which CloudFormation
+/// does not need; the committed files keep it for reviewers.
+pub fn deployable(template: &Value) -> String {
+    let mut body = template.clone();
+    if let Some(resources) = body.get_mut("Resources").and_then(Value::as_object_mut) {
+        for resource in resources.values_mut() {
+            if let Some(resource) = resource.as_object_mut() {
+                resource.remove("Metadata");
+            }
+        }
+    }
+    serde_json::to_string(&body).expect("JSON values serialize")
+}
+
 /// `{"Fn::Select": [index, {"Fn::GetAZs": ""}]}`: the region's n-th availability zone.
 pub fn availability_zone(index: usize) -> Value {
     json!({ "Fn::Select": [index, { "Fn::GetAZs": "" }] })

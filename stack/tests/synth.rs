@@ -132,3 +132,22 @@ fn the_diagram_draws_the_pipeline_and_the_grants() {
         assert!(diagram.contains(edge), "missing `{edge}` in\n{diagram}");
     }
 }
+
+#[test]
+fn every_template_fits_in_a_create_change_set_request() {
+    // `ops::cfn` sends the template inline (`TemplateBody`: compact, without Metadata), which
+    // CloudFormation caps at 51,200 bytes (API_CreateChangeSet); keep a margin for what comes
+    // next. Past it, deploy must upload the template and pass a TemplateURL.
+    const LIMIT: usize = stack::template::TEMPLATE_BODY_LIMIT;
+    for stage in Stage::ALL {
+        for synthesized in stack::synth(stage) {
+            let body: Value = serde_json::from_str(&synthesized.template.to_json()).unwrap();
+            let size = stack::template::deployable(&body).len();
+            assert!(
+                size <= LIMIT * 9 / 10,
+                "{}: {size} bytes, over 90% of the {LIMIT} a TemplateBody may have",
+                synthesized.file
+            );
+        }
+    }
+}
