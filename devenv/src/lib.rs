@@ -25,8 +25,22 @@ pub mod podman;
 pub mod server;
 pub mod venv;
 
-/// The workspace root: the parent of this crate's manifest directory.
+/// The workspace root: the checkout this process runs in — the nearest folder, from the
+/// current directory up, holding this workspace's `devenv/Cargo.toml` (cargo starts commands
+/// and tests in a folder of the checkout) — else the one this crate was compiled in. A binary
+/// that cargo reused from another checkout sharing the target directory would otherwise work
+/// on that checkout (docs/development.md, "Two checkouts, one target directory").
 pub fn project_root() -> PathBuf {
+    if let Ok(mut dir) = std::env::current_dir() {
+        loop {
+            if dir.join("devenv").join("Cargo.toml").is_file() && dir.join("Cargo.toml").is_file() {
+                return dir;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("devenv lives one level below the workspace root")

@@ -560,6 +560,8 @@ struct Api {
     raw_url: String,
     podman: devenv::podman::Podman,
     container: String,
+    /// The image's id in podman's store.
+    image: String,
 }
 
 impl Api {
@@ -574,7 +576,10 @@ impl Api {
 
 impl Drop for Api {
     fn drop(&mut self) {
-        let _ = self.podman.run(&["rm", "--force", "--time", "0", &self.container]);
+        // The container with its volumes, and the image: the store under <target>/podman does
+        // not grow with every build's digest.
+        let _ = self.podman.run(&["rm", "--force", "--volumes", "--time", "0", &self.container]);
+        let _ = self.podman.run(&["image", "rm", "--force", &self.image]);
     }
 }
 
@@ -644,7 +649,7 @@ async fn start_api(
     let config: Value = serde_json::from_slice(&std::fs::read(&image.config.path)?)?;
     let declared = |path: &str| config["config"]["Volumes"].get(path).is_some();
     let name = format!("hiring-test-local-api-{}", std::process::id());
-    let _ = podman.run(&["rm", "--force", "--time", "0", &name]);
+    let _ = podman.run(&["rm", "--force", "--volumes", "--time", "0", &name]);
     // `--image-volume ignore`: only the task definition's volumes exist, as on Fargate, where an
     // image's VOLUME gets storage only through a task volume mounted at its path.
     let mut args: Vec<String> =
@@ -688,11 +693,11 @@ async fn start_api(
         serde_json::to_string(&health[1..])?,
         "--health-interval".to_owned(),
         "disable".to_owned(),
-        id,
+        id.clone(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     podman.run(&args)?;
-    let api = Api { url: format!("http://127.0.0.1:{port}"), token, raw_url, podman, container: name };
+    let api = Api { url: format!("http://127.0.0.1:{port}"), token, raw_url, podman, container: name, image: id };
 
     // Healthy as ECS would judge it: the container's own health-check command succeeds.
     let deadline = Instant::now() + Duration::from_secs(60);
