@@ -8,6 +8,12 @@ use serde_json::Value;
 use stack::template::{ResourceType, Template};
 use stack::{Stage, Topology};
 
+/// A file of the checkout the test runs in (cargo gives the package's folder at run time).
+fn repo_file(path: &str) -> std::path::PathBuf {
+    let package = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    std::path::Path::new(&package).join("..").join(path)
+}
+
 fn stage(stage: Stage) -> Template {
     Topology::stage(&stage.config()).template
 }
@@ -125,7 +131,7 @@ fn defect_5_the_source_action_can_write_its_artifact_through_either_connection_n
 
 #[test]
 fn defect_6_arm64_packages_come_from_the_ports_mirror() {
-    let publish = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../codepipeline/publish.yml")).unwrap();
+    let publish = std::fs::read_to_string(repo_file("codepipeline/publish.yml")).unwrap();
     assert!(
         !publish.contains("dpkg --add-architecture arm64 && apt-get update"),
         "arm64 added over the default mirrors, which serve no arm64 indexes"
@@ -145,7 +151,7 @@ fn defect_6_arm64_packages_come_from_the_ports_mirror() {
     .unwrap();
     for _ in 0..2 {
         let status = std::process::Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../codepipeline/arm64-apt.sh"))
+            .arg(repo_file("codepipeline/arm64-apt.sh"))
             .env("APT_ROOT", &root)
             .env("HIRING_APT_DRY_RUN", "1")
             .status()
@@ -226,8 +232,7 @@ fn defect_10_builds_cache_and_the_toolchain_is_pinned() {
         let cache = &t.resource(project).unwrap().properties["Cache"];
         assert_eq!(cache["Type"], "S3", "{project}: the buildspec's cache paths need a project cache");
     }
-    let toolchain = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rust-toolchain.toml"))
-        .expect("rust-toolchain.toml");
+    let toolchain = std::fs::read_to_string(repo_file("rust-toolchain.toml")).expect("rust-toolchain.toml");
     let channel = toolchain.lines().find(|l| l.trim_start().starts_with("channel")).expect("a channel");
     assert!(channel.contains("\"1."), "the toolchain is not pinned to a version: {channel}");
 }
