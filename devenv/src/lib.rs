@@ -92,6 +92,20 @@ pub fn without_package_env(command: &mut std::process::Command) {
     }
 }
 
+/// `program` as found on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+}
+
+/// Whether this process runs as root (and may install Debian packages).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
 /// `apt-get install` of Debian `packages` (without their recommends; `--no-upgrade`: an
 /// installed package is left as it is), with `apt-get update` first only when the package
 /// lists do not know them yet. Whether they installed; apt-get's output goes to the terminal.

@@ -121,16 +121,8 @@ impl Moto {
     /// S3 clients built from it also need `force_path_style(true)`.
     #[cfg(feature = "sdk")]
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        let http =
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .endpoint_url(self.endpoint())
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await
+        let testing = aws_credential_types::Credentials::new("testing", "testing", None, None, "moto");
+        sdk_config(&self.endpoint(), testing).await
     }
 
     /// Creates an S3 bucket with a plain, unsigned `PUT /{name}` (moto does not check
@@ -153,6 +145,21 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An AWS SDK configuration for the emulator at `url` (moto or another), acting with
+/// `credentials`, in [`REGION`]. S3 clients built from it also need `force_path_style(true)`.
+#[cfg(feature = "sdk")]
+pub async fn sdk_config(url: &str, credentials: aws_credential_types::Credentials) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(url)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(credentials)
+        .load()
+        .await
 }
 
 /// `HIRING_MOTO_SERVER`, else the venv's `moto_server` under the target directory.

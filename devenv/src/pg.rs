@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{project_root, target_dir};
+use crate::{project_root, target_dir, which};
 
 use self::client::Connection;
 
@@ -612,11 +612,6 @@ fn find_tools() -> Option<Tools> {
     let version = String::from_utf8_lossy(&version.stdout);
     let major = version.split_whitespace().last()?.split('.').next()?.to_owned();
     Some(Tools { initdb, pg_ctl, major })
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
 /// The port of a running cluster: line 4 of `postmaster.pid`.

@@ -16,6 +16,8 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, bail};
 
+use crate::which;
+
 /// A ready podman: the binary and its private configuration.
 #[derive(Debug, Clone)]
 pub struct Podman {
@@ -24,10 +26,10 @@ pub struct Podman {
 
 /// podman, installed if needed, with the project's configuration under `<target>/podman/`.
 pub fn ensure() -> anyhow::Result<Podman> {
-    if which("podman").is_none() || which("runc").is_none() {
-        let root =
-            Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !(root && which("apt-get").is_some()) {
+    // runc is in /usr/sbin, which a non-root PATH may leave out.
+    let runc = which("runc").is_some() || Path::new("/usr/sbin/runc").is_file();
+    if which("podman").is_none() || !runc {
+        if !(crate::is_root() && which("apt-get").is_some()) {
             bail!(
                 "podman and runc are needed to run the API's image as ECS runs it, and are not installed: \
                  `apt-get install podman runc` (as root), then run this again"
@@ -88,12 +90,4 @@ fn checked(output: &Output, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }

@@ -150,7 +150,7 @@ fn create(dir: &Path) -> anyhow::Result<()> {
         .find(|word| word.starts_with("python3") && word.ends_with("-venv"))
         .unwrap_or("python3-venv")
         .to_owned();
-    if !(is_root() && which("apt-get").is_some()) {
+    if !(crate::is_root() && crate::which("apt-get").is_some()) {
         bail!(
             "`{BASE_PYTHON} -m venv` cannot install pip into a venv: on Debian and Ubuntu the venv module \
              lives in a separate package. Install it with `apt-get install {package}` (as root), then \
@@ -189,13 +189,4 @@ fn runs(command: &mut Command) -> bool {
 
 fn both(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }

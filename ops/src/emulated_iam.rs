@@ -100,18 +100,20 @@ impl<'a> Iam<'a> {
         role: &str,
         physical: &BTreeMap<String, String>,
     ) -> anyhow::Result<Credentials> {
-        let statements = emulated_statements(template, role, physical)?;
         let name = format!("emulated-{role}");
-        let trust = json!({ "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": { "AWS": self.operator_arn }, "Action": "sts:AssumeRole"
-        }] });
-        let policy = json!({ "Version": "2012-10-17", "Statement": statements });
         let made = self.twins.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?.get(&name).cloned();
         let arn = match made {
             Some(arn) => arn,
-            None => self.make_twin(&name, &trust, &policy).await?,
+            None => {
+                let trust = json!({ "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": { "AWS": self.operator_arn }, "Action": "sts:AssumeRole"
+                }] });
+                let statements = emulated_statements(template, role, physical)?;
+                let policy = json!({ "Version": "2012-10-17", "Statement": statements });
+                self.make_twin(&name, &trust, &policy).await?
+            }
         };
-        let sts = aws_sdk_sts::Client::new(&sdk_config(&self.moto.endpoint(), self.operator()).await);
+        let sts = aws_sdk_sts::Client::new(&devenv::moto::sdk_config(&self.moto.endpoint(), self.operator()).await);
         let assumed = sts
             .assume_role()
             .role_arn(&arn)
@@ -160,19 +162,6 @@ impl<'a> Iam<'a> {
         self.twins.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?.insert(name.to_owned(), arn.clone());
         Ok(arn)
     }
-}
-
-/// An SDK configuration for the emulator at `url` acting with `credentials`.
-pub async fn sdk_config(url: &str, credentials: Credentials) -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(url)
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(credentials)
-        .load()
-        .await
 }
 
 /// The environment a process acting with `credentials` gets (as Lambda and ECS set it).

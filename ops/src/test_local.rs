@@ -147,7 +147,7 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
     let testing = aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator");
     let operator = iam.as_ref().map_or(testing.clone(), Iam::operator);
     let aws_env = aws_env(&endpoint.url);
-    let sdk = runtime.block_on(emulated_iam::sdk_config(&endpoint.url, operator.clone()));
+    let sdk = runtime.block_on(devenv::moto::sdk_config(&endpoint.url, operator.clone()));
     // The stack the pipeline's builds act in: their roles come from the dev pipeline template
     // (the local stage has no pipeline); their artifacts bucket is not deployed here.
     let pipeline = stack::pipeline::template(&Stage::Dev.config()).context("the dev stage has a pipeline")?;
@@ -159,7 +159,7 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
                 Some(iam) => iam.assume(&pipeline, role, &pipeline_buckets).await?,
                 None => testing.clone(),
             };
-            Ok(emulated_iam::sdk_config(&endpoint.url, credentials).await)
+            Ok(devenv::moto::sdk_config(&endpoint.url, credentials).await)
         })
     };
 
@@ -396,7 +396,7 @@ async fn check_enforcement(
 ) -> anyhow::Result<String> {
     let as_role = |role: &'static str| async move {
         let credentials = iam.assume(template, role, resources).await?;
-        anyhow::Ok(crate::publish::s3_client(&emulated_iam::sdk_config(url, credentials).await))
+        anyhow::Ok(crate::publish::s3_client(&devenv::moto::sdk_config(url, credentials).await))
     };
     let status = |error: Option<u16>| error.map_or("allowed".to_owned(), |code| format!("HTTP {code}"));
     let refused = |result: Result<(), Option<u16>>| result.err().flatten() == Some(403);
@@ -430,7 +430,7 @@ async fn check_enforcement(
     let bucket = |id: &str| resources.get(id).cloned().with_context(|| format!("the stack has no {id}"));
 
     let testing = crate::publish::s3_client(
-        &emulated_iam::sdk_config(url, aws_credential_types::Credentials::new("testing", "testing", None, None, "t"))
+        &devenv::moto::sdk_config(url, aws_credential_types::Credentials::new("testing", "testing", None, None, "t"))
             .await,
     );
     let with_test_keys = get(testing, bucket("RawBucket")?).await;
@@ -455,7 +455,7 @@ async fn check_enforcement(
     );
 
     // Issue 14, defect 9: each function removes a partial output of its own zone.
-    let operator = crate::publish::s3_client(&emulated_iam::sdk_config(url, iam.operator()).await);
+    let operator = crate::publish::s3_client(&devenv::moto::sdk_config(url, iam.operator()).await);
     for (role, zone) in [("ValidateRole", "RejectsBucket"), ("ProcessRole", "ProcessedBucket")] {
         let name = bucket(zone)?;
         put(operator.clone(), name.clone(), "iam-probe").await.map_err(|e| anyhow::anyhow!("probe: {}", status(e)))?;
