@@ -98,12 +98,7 @@ impl Deploy {
             None => {
                 // The whole way: the templates checked, the artifacts built and published.
                 let venv = devenv::venv::ensure().context("failed to prepare the Python venv (cfn-lint)")?;
-                let templates = lint::check_synth()?;
-                lint::cfn_lint(&venv, &templates)?;
-                lint::guard(&lint::cfn_guard()?, &templates)?;
-                let lint_venv = devenv::venv::ensure_lint().context("failed to prepare the lint venv (checkov)")?;
-                lint::checkov(&lint_venv, &templates)?;
-                lint::parliament(&lint_venv, &templates)?;
+                lint::templates(&venv, &lint::cfn_guard()?)?;
                 let artifacts = artifacts::build(self.stage)?;
                 aws::block_on(publish::publish(&sdk, self.stage, &artifacts, self.yes))?.0
             }

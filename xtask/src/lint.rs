@@ -9,7 +9,7 @@
 //! pinned in `devenv::venv`); cfn-guard is installed from crates.io with `cargo install
 //! --locked` into `<target>/tools` (see [`cfn_guard`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -28,15 +28,22 @@ pub struct Lint {}
 impl Lint {
     pub fn run(self) -> anyhow::Result<()> {
         let venv = venv::ensure().context("failed to prepare the Python venv (cfn-lint)")?;
-        let files = check_synth()?;
-        cfn_lint(&venv, &files)?;
-        guard(&cfn_guard()?, &files)?;
-        let lint_venv = venv::ensure_lint().context("failed to prepare the lint venv (checkov, parliament)")?;
-        checkov(&lint_venv, &files)?;
-        parliament(&lint_venv, &files)?;
+        templates(&venv, &cfn_guard()?)?;
         println!("lint: the templates match the code; cfn-lint, cfn-guard, checkov and parliament pass");
         Ok(())
     }
+}
+
+/// The committed templates checked: they match the code, then cfn-lint, cfn-guard, checkov and
+/// parliament (from the lint venv, prepared here) find nothing. Returns their paths.
+pub fn templates(venv: &venv::Venv, cfn_guard: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let files = check_synth()?;
+    cfn_lint(venv, &files)?;
+    guard(cfn_guard, &files)?;
+    let lint_venv = venv::ensure_lint().context("failed to prepare the lint venv (checkov, parliament)")?;
+    checkov(&lint_venv, &project_root(), &files)?;
+    parliament(&lint_venv, &files)?;
+    Ok(files)
 }
 
 /// Fails when the committed templates differ from the code (or a stray one is left);
@@ -90,7 +97,7 @@ pub fn cfn_guard() -> anyhow::Result<PathBuf> {
 }
 
 /// cfn-guard with the project's rules on every template.
-pub fn guard(binary: &PathBuf, files: &[PathBuf]) -> anyhow::Result<()> {
+pub fn guard(binary: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut command = Command::new(binary);
     command.args(["validate", "--rules"]).arg(project_root().join("stack/rules")).args(["--show-summary", "fail"]);
     for file in files {
@@ -109,11 +116,21 @@ pub fn guard(binary: &PathBuf, files: &[PathBuf]) -> anyhow::Result<()> {
 /// checkov over every template: no failed check, no template it could not parse, and every
 /// exception with a reason. (checkov exits 0 on a file it cannot parse, so its JSON report is
 /// read rather than its exit code trusted.)
-pub fn checkov(venv: &venv::Venv, files: &[PathBuf]) -> anyhow::Result<()> {
+///
+/// The templates are named relative to `root`, where checkov runs: CKV_AWS_45 (no secrets in a
+/// Lambda environment) also scans the `__file__` its parser adds to each mapping, so an absolute
+/// path with a 40-character run of `[A-Za-z0-9/+=]` reads as an AWS secret key
+/// (`/check/work/main/templates/staging/stage` did, in CI). Relative, the verdict is the same
+/// in every checkout; `xtask/tests/checkov.rs` keeps it so.
+pub fn checkov(venv: &venv::Venv, root: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
     let output = Command::new(venv.bin("checkov"))
         .args(["--framework", "cloudformation", "--skip-download", "--compact", "-o", "json"])
-        .args(files.iter().flat_map(|file| [std::ffi::OsStr::new("-f"), file.as_os_str()]))
-        .current_dir(project_root())
+        .args(
+            files
+                .iter()
+                .flat_map(|file| [std::ffi::OsStr::new("-f"), file.strip_prefix(root).unwrap_or(file).as_os_str()]),
+        )
+        .current_dir(root)
         .output()
         .context("could not run checkov from the lint venv (`cargo xtask lint` installs it)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

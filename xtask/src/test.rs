@@ -111,12 +111,7 @@ impl Test {
         let templates_started = Instant::now();
         let cfn_guard = lint::cfn_guard().context("failed to install cfn-guard")?;
         if self.runs(Phase::Templates) {
-            let templates = lint::check_synth()?;
-            lint::cfn_lint(&venv, &templates)?;
-            lint::guard(&cfn_guard, &templates)?;
-            let lint_venv = venv::ensure_lint().context("failed to prepare the lint venv (checkov, parliament)")?;
-            lint::checkov(&lint_venv, &templates)?;
-            lint::parliament(&lint_venv, &templates)?;
+            lint::templates(&venv, &cfn_guard)?;
         }
         phases.push(("templates", templates_started.elapsed()));
 
