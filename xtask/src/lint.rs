@@ -35,15 +35,14 @@ impl Lint {
 }
 
 /// The committed templates checked: they match the code, then cfn-lint, cfn-guard, checkov and
-/// parliament (from the lint venv, prepared here) find nothing. Returns their paths.
-pub fn templates(venv: &venv::Venv, cfn_guard: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// parliament (from the lint venv, prepared here) find nothing.
+pub fn templates(venv: &venv::Venv, cfn_guard: &Path) -> anyhow::Result<()> {
     let files = check_synth()?;
     cfn_lint(venv, &files)?;
     guard(cfn_guard, &files)?;
     let lint_venv = venv::ensure_lint().context("failed to prepare the lint venv (checkov, parliament)")?;
     checkov(&lint_venv, &project_root(), &files)?;
-    parliament(&lint_venv, &files)?;
-    Ok(files)
+    parliament(&lint_venv, &files)
 }
 
 /// Fails when the committed templates differ from the code (or a stray one is left);

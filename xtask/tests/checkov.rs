@@ -9,8 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// Copies `templates/` under a fresh directory whose absolute path, followed by
-/// `/templates/staging/stage`, is a run of exactly 40 key characters.
+/// Writes the templates (as `cargo xtask synth` renders them, the committed ones) under a fresh
+/// directory whose absolute path, followed by `/templates/staging/stage`, is a run of exactly 40
+/// key characters.
 fn checkout_with_a_key_shaped_path(scratch: &Path) -> (PathBuf, Vec<PathBuf>) {
     let base = scratch.to_str().expect("a UTF-8 temporary directory");
     // The run starts after the last character outside the key alphabet.
@@ -22,29 +23,15 @@ fn checkout_with_a_key_shaped_path(scratch: &Path) -> (PathBuf, Vec<PathBuf>) {
     let key_run = format!("{}{tail}", &root.to_str().unwrap()[run_start..]);
     assert_eq!(key_run.len(), 40, "{key_run}");
 
-    let source = devenv::project_root().join("templates");
     let mut files = Vec::new();
-    for entry in walk(&source) {
-        let target = root.join("templates").join(entry.strip_prefix(&source).unwrap());
+    for (file, text) in xtask::synth::render(&stack::Stage::ALL).expect("the templates render") {
+        let target = root.join("templates").join(file);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &target).unwrap();
+        std::fs::write(&target, text).unwrap();
         files.push(target);
     }
     assert!(files.iter().any(|file| file.ends_with("staging/stage.json")), "no staging template in {files:?}");
     (root, files)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else if path.extension().is_some_and(|ext| ext == "json") {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]
