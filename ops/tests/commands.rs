@@ -33,13 +33,13 @@ fn reference() -> String {
 
 #[test]
 fn the_command_reference_is_the_commands_own_help() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/commands.md");
+    let path = devenv::project_root().join("docs/commands.md");
     let rendered = reference();
     if std::env::var_os("HIRING_BLESS").is_some() {
-        std::fs::write(path, &rendered).expect("docs/commands.md is writable");
+        std::fs::write(&path, &rendered).expect("docs/commands.md is writable");
         return;
     }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == rendered,
         "docs/commands.md differs from the commands' --help: run `HIRING_BLESS=1 cargo xtask test -- -p ops commands` and commit it"

@@ -2,7 +2,7 @@
 //! a restore puts back exactly what was backed up, or changes nothing; the files are plain Avro
 //! that another implementation (Python's fastavro) reads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -338,7 +338,7 @@ async fn python_with_fastavro() -> PathBuf {
     if let Some(python) = std::env::var_os("HIRING_PYTHON") {
         return python.into();
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = devenv::project_root();
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |t| workspace.join(t));
     let venv = target.join("venv");
     let python = venv.join("bin/python");

@@ -178,7 +178,7 @@ async fn hostile_text_is_stored_as_text_never_run_as_sql(pool: PgPool) {
 /// `Table` enum; values always go through bind parameters (`$1`).
 #[test]
 fn sql_built_with_format_interpolates_only_known_identifiers() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = devenv::project_root();
     // Each of these is an identifier from `Table` (its name, a column, a referenced table).
     let allowed = ["{table}", "{dimension}", "{column}", "{}"];
     let mut checked = 0;

@@ -12,12 +12,12 @@ pub const TOKEN: &str = "test-token-0123456789";
 
 /// The sample files shipped with the project.
 pub fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample").join(name)
+    devenv::project_root().join("data/sample").join(name)
 }
 
 /// A file of the test fixtures.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    devenv::project_root().join("tests/fixtures").join(name)
 }
 
 pub fn settings(pool: &PgPool, data_dir: &Path) -> Settings {

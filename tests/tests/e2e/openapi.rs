@@ -24,7 +24,7 @@ fn operations(spec: &Value) -> BTreeSet<(String, String)> {
 
 /// The endpoints the table of docs/api.md lists: rows like ``| `GET` | `/metrics/hires` | … |``.
 fn readme_endpoints() -> BTreeSet<(String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).expect("docs/api.md");
+    let readme = std::fs::read_to_string(devenv::project_root().join("docs/api.md")).expect("docs/api.md");
     let section = &readme[readme.find("### Endpoints").expect("docs/api.md has an Endpoints section")..];
     let section = &section[..section[4..].find("\n#").map_or(section.len(), |end| end + 4)];
     section

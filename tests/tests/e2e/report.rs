@@ -78,9 +78,7 @@ fn attributes(html: &str, class: &str, attribute: &str) -> Vec<String> {
 }
 
 fn screenshots() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    let dir = target.join("report");
+    let dir = devenv::target_dir().join("report");
     std::fs::create_dir_all(&dir).expect("the screenshot folder");
     dir
 }

@@ -86,7 +86,7 @@ fn cfn_guard() -> PathBuf {
 }
 
 fn rules_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../stack/rules")
+    devenv::project_root().join("stack/rules")
 }
 
 /// The template synthesized in-process (the same bytes `cargo xtask synth` commits).
@@ -170,7 +170,7 @@ fn each_rule_fails_on_a_template_that_breaks_it() {
 fn the_create_only_table_matches_the_registry_schemas() {
     let python = std::env::var_os("HIRING_PYTHON")
         .unwrap_or_else(|| panic!("HIRING_PYTHON is not set: run `cargo xtask test` (the venv has cfn-lint)"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../stack/registry/extract.py");
+    let script = devenv::project_root().join("stack/registry/extract.py");
     let output = Command::new(python).arg(&script).output().expect("the venv's python runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let committed = std::fs::read_to_string(script.with_file_name("create-only.json")).expect("the committed table");
