@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sqlx::postgres::PgConnectOptions;
 
 /// A secret that never prints: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone)]
@@ -42,14 +41,22 @@ pub enum Pipeline {
 /// The API's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `DATABASE_URL`, or the deployed variables (see [`Database`]).
-    pub database: Database,
+    /// `DATABASE_URL`, or as the stack deploys the API, `HIRING_DB_HOST`… with the database
+    /// secret's ARN (`HIRING_DB_SECRET_ARN`, read at start and again when PostgreSQL refuses
+    /// the password) or its JSON (`HIRING_DB_SECRET`): see `hiring::settings` and `secrets`.
+    /// Never printed: it may hold a password.
+    pub database: secrets::DatabaseAccess,
     /// `HIRING_LISTEN`: the address to listen on (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
     /// `HIRING_DATA_DIR`: where uploaded files are kept (default `./data/local`).
     pub data_dir: PathBuf,
-    /// `HIRING_API_TOKEN`: the bearer token of write endpoints; unset means read-only.
-    pub api_token: Option<Secret>,
+    /// `HIRING_API_TOKENS` (`{"read": […], "write": […]}`) and `HIRING_API_TOKEN` (one write
+    /// token): the bearer tokens and their scopes ([`crate::auth`]). Without a write token the
+    /// server runs read-only.
+    pub tokens: crate::auth::Tokens,
+    /// `HIRING_PUBLIC_METRICS` (`true` or `false`, the default): whether the aggregate metrics
+    /// and the report answer without a token. Rejects, ingestions and backups never do.
+    pub public_metrics: bool,
     /// `HIRING_MAX_UPLOAD_BYTES`: the largest `POST /upload` body (default 2 GiB).
     pub max_upload_bytes: usize,
     /// `HIRING_DB_MAX_CONNECTIONS`: the pool's size (default 16).
@@ -74,36 +81,6 @@ pub struct Settings {
     pub aws: Vec<(String, Secret)>,
 }
 
-/// The database to connect to, from `hiring::settings` (`DATABASE_URL`, or as the stack
-/// deploys the API, `HIRING_DB_HOST`… with `HIRING_DB_SECRET`, the JSON of RDS's managed
-/// master secret that ECS injects). Never printed: the options hold the password.
-#[derive(Clone)]
-pub struct Database(pub PgConnectOptions);
-
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-fn database(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Database> {
-    use hiring::settings::{DatabaseSettings, SecretSource};
-    let options = match DatabaseSettings::from_lookup(lookup).map_err(anyhow::Error::msg)? {
-        // sqlx's parse error is left out: it may quote the URL, password included.
-        DatabaseSettings::Url(url) => url.parse().map_err(|_| {
-            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL (postgres://user@host:5432/name)")
-        })?,
-        DatabaseSettings::Server { server, secret: SecretSource::Value(json) } => {
-            server.options(&json).map_err(|e| anyhow::anyhow!("HIRING_DB_SECRET: {e}"))?
-        }
-        DatabaseSettings::Server { secret: SecretSource::Arn(_), .. } => bail!(
-            "HIRING_DB_SECRET_ARN is read by the functions: give the API HIRING_DB_SECRET, the secret's JSON \
-             (ECS injects it from the ARN)"
-        ),
-    };
-    Ok(Database(options))
-}
-
 impl Settings {
     /// The default `HIRING_MAX_UPLOAD_BYTES`.
     pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 2 * 1024 * 1024 * 1024;
@@ -124,7 +101,7 @@ impl Settings {
 
     /// Reads the settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let database = database(&lookup)?;
+        let database = secrets::DatabaseAccess::from_lookup(&lookup).map_err(anyhow::Error::msg)?;
         let listen = lookup("HIRING_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen
             .parse()
@@ -188,7 +165,15 @@ impl Settings {
             zone_urls,
             aws,
             data_dir,
-            api_token: lookup("HIRING_API_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
+            tokens: crate::auth::Tokens::from_settings(
+                lookup("HIRING_API_TOKENS").filter(|v| !v.is_empty()).as_deref(),
+                lookup("HIRING_API_TOKEN").filter(|v| !v.is_empty()).as_deref(),
+            )?,
+            public_metrics: match lookup("HIRING_PUBLIC_METRICS").as_deref().filter(|v| !v.is_empty()) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => bail!("HIRING_PUBLIC_METRICS `{other}` is not true or false"),
+            },
             max_upload_bytes,
             db_max_connections,
             cors_origins,
@@ -207,14 +192,14 @@ mod tests {
         Settings::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
     }
 
-    #[test]
-    fn the_database_is_the_managed_secret_s_user_when_deployed() {
+    #[tokio::test]
+    async fn the_database_is_the_managed_secret_s_user_when_deployed() {
         let s = settings(&[
             ("HIRING_DB_HOST", "db.example.internal"),
             ("HIRING_DB_SECRET", r#"{"username":"hiring","password":"p@ss:w/rd?#"}"#),
         ])
         .expect("settings");
-        let options = &s.database.0;
+        let options = s.database.options().await.expect("options");
         assert_eq!(
             (options.get_host(), options.get_port(), options.get_username(), options.get_database()),
             ("db.example.internal", 5432, "hiring", Some("hiring"))
@@ -223,14 +208,21 @@ mod tests {
         assert!(!format!("{s:?}").contains("p@ss"), "the settings never print the password");
         let with_url =
             settings(&[("DATABASE_URL", "postgres://a@b/c"), ("HIRING_DB_HOST", "ignored")]).expect("settings");
-        assert_eq!((with_url.database.0.get_host(), with_url.database.0.get_database()), ("b", Some("c")));
+        let options = with_url.database.options().await.expect("options");
+        assert_eq!((options.get_host(), options.get_database()), ("b", Some("c")));
     }
 
     #[test]
     fn a_missing_or_broken_database_setting_says_what_to_set() {
         let missing = settings(&[]).unwrap_err().to_string();
         assert!(missing.contains("DATABASE_URL is not set"), "{missing}");
-        let broken = settings(&[("HIRING_DB_HOST", "h"), ("HIRING_DB_SECRET", "hunter2")]).unwrap_err().to_string();
+        let broken = settings(&[("HIRING_DB_HOST", "h"), ("HIRING_DB_SECRET", "hunter2")]).expect("settings");
+        let broken = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(broken.database.options())
+            .unwrap_err()
+            .to_string();
         assert!(broken.contains("HIRING_DB_SECRET: the database secret is not the JSON"), "{broken}");
         assert!(!broken.contains("hunter2"), "the secret never reaches an error message");
     }

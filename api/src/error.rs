@@ -18,9 +18,16 @@ pub enum ApiError {
     /// 401: the bearer token is missing or wrong.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403: the token's scope does not cover the endpoint.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 403: the server runs read-only.
-    #[error("writes are disabled: this server runs read-only because HIRING_API_TOKEN is not set")]
+    #[error("writes are disabled: this server runs read-only because it has no write token")]
     ReadOnly,
+    /// 403: the server has no token at all, so only `/health`, the documentation and (when
+    /// opened) the metrics answer.
+    #[error("this endpoint needs a token, and this server has none")]
+    NoTokens,
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -46,6 +53,10 @@ pub enum ApiError {
     /// 503: the database is unreachable; retry later.
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] hiring::error::Error),
+    /// 503: PostgreSQL refused the credentials, which rotated: they are read again before
+    /// the answer goes, so the retry it asks for (after 1 s) connects.
+    #[error("the database refused the credentials, which just rotated; retry after the Retry-After delay")]
+    CredentialsRefused(#[source] hiring::error::Error),
     /// 503: the handler did not answer in time (`HIRING_REQUEST_TIMEOUT_SECS`).
     #[error("the request took longer than {}s and was stopped; retry, or ask for less (a smaller upload or batch)", .0.as_secs())]
     Timeout(std::time::Duration),
@@ -73,12 +84,15 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             ApiError::ReadOnly => (StatusCode::FORBIDDEN, "read_only"),
+            ApiError::NoTokens => (StatusCode::FORBIDDEN, "no_tokens"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::CredentialsRefused(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_credentials"),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -98,6 +112,7 @@ impl From<hiring::error::Error> for ApiError {
                 ApiError::Conflict { code: "restore_conflict", message: error.to_string() }
             }
             Error::Busy(_) => ApiError::Conflict { code: "in_progress", message: error.to_string() },
+            e if e.is_auth_failure() => ApiError::CredentialsRefused(e),
             e if e.is_retryable() => ApiError::Unavailable(e),
             e => ApiError::Internal(e.into()),
         }
@@ -108,8 +123,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
-            ApiError::ReadOnly => format!("{self}; restart it with HIRING_API_TOKEN=<a secret> to enable writes"),
-            ApiError::Unavailable(e) => {
+            ApiError::ReadOnly | ApiError::NoTokens => format!(
+                "{self}; restart it with HIRING_API_TOKEN=<a write token> or HIRING_API_TOKENS={{\"read\": [\"…\"], \"write\": [\"…\"]}}"
+            ),
+            ApiError::Unavailable(e) | ApiError::CredentialsRefused(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 self.to_string()
             }
@@ -125,11 +142,19 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::SERVICE_UNAVAILABLE => {
-                let after = if matches!(self, ApiError::Busy) { "1" } else { "5" };
+                let after = if matches!(self, ApiError::Busy | ApiError::CredentialsRefused(_)) { "1" } else { "5" };
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+                if matches!(self, ApiError::CredentialsRefused(_)) {
+                    response.extensions_mut().insert(RefreshCredentials);
+                }
             }
             _ => {}
         }
         response
     }
 }
+
+/// Marks an answer whose request PostgreSQL refused the credentials of:
+/// [`crate::guard::refresh_credentials`] reads them again before the answer goes.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshCredentials;

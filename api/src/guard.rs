@@ -79,9 +79,15 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// The 413 of `POST /upload`: it names the flow that takes files of any size.
+pub const UPLOAD_TOO_LARGE: &str = "the upload is over this server's limit for POST /upload (HIRING_MAX_UPLOAD_BYTES); \
+     send large files straight to storage instead: POST /uploads answers presigned URLs (`cargo xtask upload` does it \
+     for you)";
+
 /// Puts the answers axum's extractors make on their own (a body over its limit, a missing
 /// content type, a malformed JSON body…), which are plain text, into the API's error shape.
 pub async fn json_errors(request: Request, next: Next) -> Response {
+    let upload = request.uri().path() == "/upload";
     let response = next.run(request).await;
     let status = response.status();
     let plain = response
@@ -107,6 +113,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         _ => "client_error",
     };
     let message = match (status.as_u16(), text.trim()) {
+        (413, _) if upload => UPLOAD_TOO_LARGE.to_owned(),
         (413, _) => {
             "the body is over this endpoint's limit; send less (see the API's limits in docs/api.md)".to_owned()
         }
@@ -133,6 +140,20 @@ pub async fn deadline(State(limit): State<Duration>, request: Request, next: Nex
     }
 }
 
+/// Reads the database credentials again when PostgreSQL refused them during the request
+/// ([`crate::error::RefreshCredentials`]), before the 503 goes out, so the client's retry
+/// connects with the rotated password.
+pub async fn refresh_credentials(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<crate::error::RefreshCredentials>().is_some()
+        && let Some(credentials) = &state.credentials
+        && let Err(error) = credentials.refresh().await
+    {
+        tracing::error!(%error, "could not read the database credentials again");
+    }
+    response
+}
+
 /// The write endpoints' shared bound: at most this many run at once; more answer 503 (`busy`)
 /// with `Retry-After` at once rather than queueing behind them.
 #[derive(Debug)]
@@ -142,6 +163,11 @@ impl WritePermits {
     /// Room for `concurrent` writes at once.
     pub fn new(concurrent: usize) -> Self {
         WritePermits(Arc::new(Semaphore::new(concurrent.max(1))))
+    }
+
+    /// Waits for a permit, for work that runs in the background (a presigned upload's steps).
+    pub async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.clone().acquire_owned().await.ok()
     }
 }
 

@@ -21,10 +21,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use crate::auth::Need;
 use crate::state::AppState;
 
 /// The largest JSON batch body accepted (1000 rows with generous text fields).
 pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The largest body of `POST /uploads` (three files' names and sizes).
+pub const MAX_UPLOADS_BODY_BYTES: usize = 16 * 1024;
 /// The largest body of `POST /restore/{table}` (a key).
 pub const MAX_RESTORE_BODY_BYTES: usize = 4 * 1024;
 /// The largest body of any other endpoint (none takes one).
@@ -44,6 +47,11 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
                 .layer(deadline(upload_timeout)),
         )
         .routes(
+            routes!(routes::uploads::announce)
+                .layer(DefaultBodyLimit::max(MAX_UPLOADS_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
+        .routes(
             routes!(routes::batch::batch)
                 .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES))
                 .layer(deadline(request_timeout)),
@@ -60,30 +68,44 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         )
         // The token is checked first, so callers without it never take a write permit.
         .route_layer(from_fn_with_state(state.clone(), guard::write_permit))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(from_fn_with_state((state.clone(), Need::Write), auth::require));
+    // Employee data and operations' figures: a read or write token.
     let reads = OpenApiRouter::new()
-        .routes(routes!(routes::report::report))
-        .routes(routes!(routes::health::health))
         .routes(routes!(routes::prometheus::metrics))
         .routes(routes!(routes::backups::list))
         .routes(routes!(routes::ingestions::ingestion))
         .routes(routes!(routes::ingestions::rejects))
+        .route_layer(from_fn_with_state((state.clone(), Need::Read), auth::require));
+    // Aggregates: a token, unless the server opens them (HIRING_PUBLIC_METRICS).
+    let metrics = OpenApiRouter::new()
+        .routes(routes!(routes::report::report))
         .routes(routes!(routes::metrics::hires))
         .routes(routes!(routes::metrics::departments))
+        .route_layer(from_fn_with_state((state.clone(), Need::Metrics), auth::require));
+    let open = OpenApiRouter::new().routes(routes!(routes::health::health));
+    // A local presigned upload's file: the URL's signature is its authorization, and the size
+    // it announced its limit (checked while streaming).
+    let signed = OpenApiRouter::new()
+        .routes(routes!(routes::uploads::put).layer(DefaultBodyLimit::disable()).layer(deadline(upload_timeout)));
+    let reads = reads
+        .merge(metrics)
+        .merge(open)
         .route_layer(DefaultBodyLimit::max(MAX_OTHER_BODY_BYTES))
         .route_layer(deadline(request_timeout));
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(writes).merge(reads)
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(writes).merge(reads).merge(signed)
 }
 
 /// The API's router: the documented routes, `GET /openapi.json`, Swagger UI at `/docs`, and the
 /// middleware every request goes through (request id, logs and metrics, security headers, CORS).
 pub fn app(state: AppState) -> Router {
-    let (router, spec) = routes(&state).split_for_parts();
+    let (router, mut spec) = routes(&state).split_for_parts();
+    openapi::document_auth(&mut spec, state.settings.public_metrics);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec);
     let mut router = router
         .merge(docs)
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(guard::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::refresh_credentials))
         .layer(axum::middleware::from_fn(guard::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::observe));
     if let Some(cors) = guard::cors(&state.settings.cors_origins) {
@@ -92,14 +114,66 @@ pub fn app(state: AppState) -> Router {
     router.with_state(state)
 }
 
+/// Serves the API on `listener` until `shutdown` resolves, as `hiring-api` runs it: reads the
+/// database credentials (again whenever PostgreSQL refuses them), applies the migrations,
+/// starts the rollup compaction and the metrics cache's listener.
+pub async fn serve(
+    settings: config::Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let unreadable = |e: secrets::ReadError| anyhow::anyhow!("could not read the database's credentials: {e}");
+    // With a master user (as deployed), the migrations and the application role's password
+    // are applied as it, and the pool serves as the application role; else as the one user.
+    let admin = settings.database.admin_pool().await.map_err(unreadable)?;
+    if let Some(admin) = &admin {
+        migrate(admin, None).await?;
+        let login = settings.database.login().await.map_err(unreadable)?;
+        settings.database.apply_role_password(&login).await.map_err(unreadable)?;
+        admin.close().await;
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5));
+    let credentials = secrets::Credentials::connect_lazy(settings.database.clone(), pool).await.map_err(unreadable)?;
+    let credentials = std::sync::Arc::new(credentials);
+    let pool = credentials.pool().clone();
+    if admin.is_none() {
+        migrate(&pool, Some(&credentials)).await?;
+    } else {
+        let failed =
+            hiring::ingestions::fail_abandoned(&pool).await.context("could not check for abandoned ingestions")?;
+        if failed > 0 {
+            tracing::warn!(failed, "marked ingestions left running by a previous stop as failed");
+        }
+    }
+    spawn_rollup_compaction(pool.clone(), std::time::Duration::from_secs(5), Some(credentials.clone()));
+    tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
+    let state = AppState::new(pool, settings)?.with_credentials(credentials);
+    state.metrics_cache.clone().spawn_listener(state.pool.clone());
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("the server stopped with an error")
+}
+
 /// Applies the migrations, waiting up to 30 s for the database to come up, then marks failed
 /// the ingestions a previous crash left running.
-pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+pub async fn migrate(pool: &sqlx::PgPool, credentials: Option<&secrets::Credentials>) -> anyhow::Result<()> {
     use anyhow::Context;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         match hiring::MIGRATOR.run(pool).await {
             Ok(()) => break,
+            Err(sqlx::migrate::MigrateError::Execute(e))
+                if secrets::refused_credentials(&e)
+                    && credentials.is_some()
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "PostgreSQL refused the credentials; reading them again");
+                if let Some(credentials) = credentials {
+                    credentials.refresh().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                tokio::time::sleep(secrets::REFRESH_INTERVAL).await;
+            }
             Err(sqlx::migrate::MigrateError::Execute(e)) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "database not ready; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -121,16 +195,38 @@ pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Folds the metrics rollup's deltas every `period` (batches append some on every call), for as
-/// long as the process runs.
-pub fn spawn_rollup_compaction(pool: sqlx::PgPool, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+/// Folds the metrics rollup's deltas every `period` (batches append some on every call), and
+/// fails the presigned uploads whose file never came, for as long as the process runs. When
+/// PostgreSQL refuses the credentials, they are read again (`credentials`).
+pub fn spawn_rollup_compaction(
+    pool: sqlx::PgPool,
+    period: std::time::Duration,
+    credentials: Option<std::sync::Arc<secrets::Credentials>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if let Err(error) = hiring::metrics::compact_rollup(&pool).await {
+            let done = match hiring::metrics::compact_rollup(&pool).await {
+                Ok(_) => hiring::ingestions::fail_expired_uploads(&pool).await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = done {
                 tracing::warn!(%error, "could not compact the metrics rollup; retrying later");
+                if error.is_auth_failure()
+                    && let Some(credentials) = &credentials
+                    && let Err(error) = credentials.refresh().await
+                {
+                    tracing::error!(%error, "could not read the database credentials again");
+                }
+            }
+            // A new application password put in the secret is applied within the refresh
+            // period (HIRING_DB_SECRET_REFRESH_SECS), refused or not.
+            if let Some(credentials) = &credentials
+                && let Err(error) = credentials.refresh_if_stale().await
+            {
+                tracing::warn!(%error, "could not read the database credentials again; retrying later");
             }
         }
     })

@@ -5,12 +5,8 @@
 //! `hiring-api --health` asks the running server's `GET /health` (exit 0 when it answers 200). The settings are in
 //! `api/src/config.rs` and docs/api.md.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use api::config::Settings;
-use api::state::AppState;
-use sqlx::postgres::PgPoolOptions;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,20 +21,8 @@ async fn main() -> anyhow::Result<()> {
     api::telemetry::init();
     let settings = Settings::from_env()?;
     api::telemetry::log_settings(&settings);
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(settings.database.0.clone());
-    api::migrate(&pool).await?;
-    api::spawn_rollup_compaction(pool.clone(), Duration::from_secs(5));
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
         format!("could not listen on {} (HIRING_LISTEN); is another server there?", settings.listen)
     })?;
-    tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
-    let state = AppState::new(pool, settings)?;
-    state.metrics_cache.clone().spawn_listener(state.pool.clone());
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(api::shutdown_signal())
-        .await
-        .context("the server stopped with an error")
+    api::serve(settings, listener, api::shutdown_signal()).await
 }

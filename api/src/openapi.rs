@@ -41,7 +41,9 @@ pub struct ErrorDetail {
         title = "hiring-api",
         description = "The hiring data platform's API: CSV uploads and JSON batches into PostgreSQL, \
                        ingestion reports with every rejected row, AVRO backups and restores, and the two \
-                       metrics as JSON or CSV. Writes need `Authorization: Bearer <HIRING_API_TOKEN>`. \
+                       metrics as JSON or CSV. Every endpoint but `/health` needs `Authorization: Bearer <token>`: \
+                       a read token for reads, a write token for writes (the server may open the metrics \
+                       and the report with HIRING_PUBLIC_METRICS). \
                        Every answer carries `X-Request-Id` (the caller's, when it sent a plain one of \
                        at most 64 characters).",
         license(name = "MIT"),
@@ -68,9 +70,52 @@ impl Modify for BearerToken {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The HIRING_API_TOKEN the server was started with"))
+                    .description(Some(
+                        "A read or write token of HIRING_API_TOKENS (or HIRING_API_TOKEN, a write token)",
+                    ))
                     .build(),
             ),
         );
+    }
+}
+
+/// The paths whose `GET` answers without a token when the server opens the aggregates
+/// (`HIRING_PUBLIC_METRICS`).
+pub const METRICS_PATHS: [&str; 3] = ["/", "/metrics/hires", "/metrics/departments"];
+/// The paths that never need a token.
+pub const OPEN_PATHS: [&str; 2] = ["/health", "/uploads/{id}"];
+
+/// Documents on every operation what [`crate::auth`] asks of it: the bearer scheme (optional on
+/// the aggregates when `public_metrics`), and the 401 and 403 answers.
+pub fn document_auth(openapi: &mut utoipa::openapi::OpenApi, public_metrics: bool) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build()
+    };
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if OPEN_PATHS.contains(&path.as_str()) {
+            continue;
+        }
+        let public = public_metrics && METRICS_PATHS.contains(&path.as_str());
+        for (method, operation) in [("GET", item.get.as_mut()), ("POST", item.post.as_mut())] {
+            let Some(operation) = operation else { continue };
+            let mut security = vec![SecurityRequirement::new("bearer", Vec::<String>::new())];
+            if public {
+                security.push(SecurityRequirement::default());
+            }
+            operation.security = Some(security);
+            let responses = &mut operation.responses.responses;
+            responses.entry("401".to_owned()).or_insert_with(|| error("No bearer token, or a wrong one").into());
+            let forbidden = if method == "POST" {
+                "A read token (this needs a write token), or the server has no write token (read-only)"
+            } else {
+                "The server has no token configured"
+            };
+            responses.entry("403".to_owned()).or_insert_with(|| error(forbidden).into());
+        }
     }
 }

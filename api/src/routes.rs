@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod prometheus;
 pub mod report;
 pub mod upload;
+pub mod uploads;
 
 use crate::error::ApiError;
 

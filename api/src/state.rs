@@ -24,6 +24,11 @@ pub struct AppState {
     pub telemetry: Arc<Instruments>,
     /// The bound on concurrent writes (`HIRING_MAX_CONCURRENT_WRITES`).
     pub write_permits: Arc<WritePermits>,
+    /// Where the pool's credentials come from, to read them again when PostgreSQL refuses
+    /// them; `None` when they cannot change (tests that share a pool).
+    pub credentials: Option<Arc<secrets::Credentials>>,
+    /// Signs the local presigned upload URLs (`POST /uploads` on a local raw zone).
+    pub upload_signer: Arc<crate::routes::uploads::UploadSigner>,
 }
 
 impl AppState {
@@ -38,6 +43,20 @@ impl AppState {
             zones,
             telemetry: Arc::default(),
             write_permits,
+            credentials: None,
+            upload_signer: Arc::new(
+                crate::routes::uploads::UploadSigner::new()
+                    .map_err(|e| anyhow::anyhow!("could not get random bytes for the upload signing key: {e}"))?,
+            ),
         })
+    }
+}
+
+impl AppState {
+    /// The same state, reading the pool's credentials again from `credentials` when PostgreSQL
+    /// refuses them.
+    pub fn with_credentials(mut self, credentials: Arc<secrets::Credentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 }

@@ -57,7 +57,12 @@ where
 pub fn log_settings(settings: &crate::config::Settings) {
     tracing::info!(
         settings = ?settings,
-        writes = if settings.api_token.is_some() { "enabled" } else { "disabled (read-only: HIRING_API_TOKEN is not set)" },
+        writes = if settings.tokens.none_for(crate::auth::Scope::Write) {
+            "disabled (read-only: no write token in HIRING_API_TOKENS or HIRING_API_TOKEN)"
+        } else {
+            "enabled"
+        },
+        public_metrics = settings.public_metrics,
         "settings"
     );
 }

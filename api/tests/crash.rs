@@ -136,8 +136,15 @@ async fn a_server_killed_during_a_large_upload_keeps_the_table_as_before(pool: P
     // counts as running.
     let deadline = Instant::now() + Duration::from_secs(20);
     let ingestion = loop {
-        let ingestion: serde_json::Value =
-            client.get(format!("{}/ingestions/{running}", restarted.base)).send().await.unwrap().json().await.unwrap();
+        let ingestion: serde_json::Value = client
+            .get(format!("{}/ingestions/{running}", restarted.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if ingestion["status"] != "running" || Instant::now() > deadline {
             break ingestion;
         }

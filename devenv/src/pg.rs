@@ -556,6 +556,44 @@ impl Cluster {
         wait_until_ready(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port).into(), Duration::from_secs(30))
     }
 
+    /// Restarts it with `settings` appended to `postgresql.conf`, `hba` as `pg_hba.conf`, and
+    /// `files` written into its data folder, readable by the server's user only: a test's own
+    /// server set up as RDS is (TLS with a certificate, password authentication).
+    pub fn reconfigure(&mut self, settings: &str, hba: &str, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if self.running {
+            let output = self.pg_ctl(&["-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()])?;
+            if !output.status.success() {
+                bail!("pg_ctl stop failed: {}", combined(&output).trim());
+            }
+            self.running = false;
+        }
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).with_context(|| format!("failed to read {}", conf.display()))?;
+        text.push_str("\n# The test's own settings.\n");
+        text.push_str(settings);
+        let written: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|(name, bytes)| ((*name).to_owned(), bytes.to_vec()))
+            .chain([
+                ("postgresql.conf".to_owned(), text.into_bytes()),
+                ("pg_hba.conf".to_owned(), hba.as_bytes().to_vec()),
+            ])
+            .collect();
+        for (name, bytes) in &written {
+            let path = self.data.join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("failed to write {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            if self.runner.is_root() {
+                let chown = Command::new("chown").arg(format!("{SUPERUSER}:")).arg(&path).output()?;
+                if !chown.status.success() {
+                    bail!("chown of {} failed: {}", path.display(), combined(&chown).trim());
+                }
+            }
+        }
+        self.start()
+    }
+
     /// Stops it the way a crash would (`pg_ctl stop -m immediate`: no checkpoint, clients cut
     /// off); the next start recovers from the write-ahead log.
     pub fn crash(&mut self) -> anyhow::Result<()> {

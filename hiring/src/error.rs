@@ -106,6 +106,8 @@ impl Error {
     /// True when retrying the same operation later may succeed: the database was unreachable
     /// or busy, another worker holds the ingestion, or the store failed in a transient way.
     pub fn is_retryable(&self) -> bool {
+        // An authentication failure too: the password rotated, and the caller reads the new one
+        // before retrying (the `secrets` crate).
         matches!(self, Error::Store { source, .. } if transient(source))
             || matches!(
                 self,
@@ -117,8 +119,28 @@ impl Error {
                 )
             )
             || matches!(self, Error::Busy(_))
+            || self.is_auth_failure()
             || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
     }
+}
+
+impl Error {
+    /// PostgreSQL refused the credentials (SQLSTATE 28P01 or 28000), typically because the
+    /// password rotated since the pool read it.
+    pub fn is_auth_failure(&self) -> bool {
+        let sqlx = match self {
+            Error::Database(e) => e,
+            Error::Migrate(sqlx::migrate::MigrateError::Execute(e)) => e,
+            _ => return false,
+        };
+        refused_credentials(sqlx)
+    }
+}
+
+/// PostgreSQL refused the credentials: SQLSTATE 28P01 (`invalid_password`) or 28000
+/// (`invalid_authorization_specification`, e.g. a user that no longer exists).
+pub fn refused_credentials(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|code| code == "28P01" || code == "28000"))
 }
 
 /// True for a store failure that a later attempt may not meet: the connection failed, timed out

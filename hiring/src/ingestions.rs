@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum IngestionStatus {
+    /// Announced by a presigned upload (`POST /uploads`); its file is not in the raw zone yet.
+    AwaitingUpload,
     /// Recorded, not yet validated.
     Queued,
     /// Being validated.
@@ -37,7 +39,8 @@ pub enum IngestionStatus {
 
 impl IngestionStatus {
     /// Every status, in the order of the life above.
-    pub const ALL: [IngestionStatus; 7] = [
+    pub const ALL: [IngestionStatus; 8] = [
+        IngestionStatus::AwaitingUpload,
         IngestionStatus::Queued,
         IngestionStatus::Validating,
         IngestionStatus::Validated,
@@ -50,6 +53,7 @@ impl IngestionStatus {
     /// The name stored in `ingestions.status` and shown in reports.
     pub const fn as_str(self) -> &'static str {
         match self {
+            IngestionStatus::AwaitingUpload => "awaiting_upload",
             IngestionStatus::Queued => "queued",
             IngestionStatus::Validating => "validating",
             IngestionStatus::Validated => "validated",
@@ -190,6 +194,7 @@ pub async fn rejects(pool: &PgPool, id: i64, after: Option<i64>, limit: i64) -> 
 /// Marks failed every running ingestion whose load is gone (its process died): a live load
 /// holds its ingestion's advisory lock from the moment the ingestion is recorded. Returns how many were marked.
 pub async fn fail_abandoned(pool: &PgPool) -> Result<u64> {
+    fail_expired_uploads(pool).await?;
     let running: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM ingestions WHERE status = ANY($1) AND started_at < now() - interval '5 seconds'",
     )
@@ -243,6 +248,26 @@ pub async fn reject_counts(pool: &PgPool, ids: &[i64]) -> Result<Vec<RejectCount
     .bind(ids)
     .fetch_all(pool)
     .await?)
+}
+
+/// How long after its URL expired a presigned upload may still arrive: S3 checks the signature
+/// when a PUT starts, so a large file begun just before the expiry lands later.
+pub const UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Marks failed the presigned uploads whose file did not arrive within their URL's life and
+/// [`UPLOAD_GRACE`]; returns how many.
+pub async fn fail_expired_uploads(pool: &PgPool) -> Result<u64> {
+    let failed = sqlx::query(
+        "UPDATE ingestions SET status = $1, finished_at = clock_timestamp(),
+             error = 'the file was not put before its upload URL expired: ask POST /uploads for a new one'
+         WHERE status = $2 AND upload_expires_at < now() - make_interval(secs => $3)",
+    )
+    .bind(IngestionStatus::Failed)
+    .bind(IngestionStatus::AwaitingUpload)
+    .bind(UPLOAD_GRACE.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(failed.rows_affected())
 }
 
 #[cfg(test)]

@@ -116,6 +116,24 @@ pub async fn enqueue(pool: &PgPool, zones: &Zones, key: &str, source: &str) -> R
     Ok(id)
 }
 
+/// Records a file a client is about to put into the raw zone at `key` itself (a presigned
+/// upload), and returns its ingestion id: `awaiting_upload` until the pipeline's first step
+/// meets the object, which then continues this ingestion.
+pub async fn expect(pool: &PgPool, key: &str, source: &str, expires_at: DateTime<Utc>) -> Result<i64> {
+    let table = table_of_key(key)?;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at)
+         VALUES ($1, 'file', $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(table.name())
+    .bind(source)
+    .bind(IngestionStatus::AwaitingUpload)
+    .bind(key)
+    .bind(expires_at)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Validates one object of the raw zone (see the module documentation).
 #[tracing::instrument(skip(pool, zones, object, source), fields(key = %object.key))]
 pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: &str) -> Result<ValidationReport> {
@@ -207,6 +225,26 @@ async fn record(
     etag: &str,
     source: &str,
 ) -> Result<(i64, IngestionStatus, Option<Json<ValidationReport>>)> {
+    // A presigned upload announced this key: its ingestion continues with the object's ETag.
+    let announced = sqlx::query_as(
+        "UPDATE ingestions SET status = $3, object_etag = $2, upload_expires_at = NULL
+         WHERE id = (SELECT id FROM ingestions WHERE object_key = $1 AND status = $4 ORDER BY id LIMIT 1)
+           AND status = $4
+         RETURNING id, status, validation",
+    )
+    .bind(key)
+    .bind(etag)
+    .bind(IngestionStatus::Queued)
+    .bind(IngestionStatus::AwaitingUpload)
+    .fetch_optional(pool)
+    .await;
+    match announced {
+        Ok(Some(row)) => return Ok(row),
+        Ok(None) => {}
+        // A concurrent step recorded the same version first: the insert below finds its row.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(sqlx::query_as(
         "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)
          VALUES ($1, 'file', $2, $5, $3, $4)

@@ -22,6 +22,9 @@ pub struct DatabaseServer {
     pub name: String,
     /// `HIRING_DB_SSLMODE`, default `require`.
     pub ssl_mode: PgSslMode,
+    /// `HIRING_DB_SSLROOTCERT`: the authorities (a PEM file) `verify-ca` and `verify-full` check
+    /// the server's certificate against; unset: Amazon RDS's (the `secrets` crate embeds them).
+    pub ssl_root_cert: Option<String>,
 }
 
 /// Where the secret holding the database user is.
@@ -53,6 +56,10 @@ pub enum DatabaseSettings {
         server: DatabaseServer,
         /// The user's secret.
         secret: SecretSource,
+        /// The master user's secret (`HIRING_DB_ADMIN_SECRET_ARN` or `HIRING_DB_ADMIN_SECRET`),
+        /// when `secret` is the application role's: the migrations run as the master user,
+        /// which also gives the application role its password.
+        admin: Option<SecretSource>,
     },
 }
 
@@ -60,9 +67,12 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseSettings::Url(_) => formatter.write_str("Url([redacted])"),
-            DatabaseSettings::Server { server, secret } => {
-                formatter.debug_struct("Server").field("server", server).field("secret", secret).finish()
-            }
+            DatabaseSettings::Server { server, secret, admin } => formatter
+                .debug_struct("Server")
+                .field("server", server)
+                .field("secret", secret)
+                .field("admin", admin)
+                .finish(),
         }
     }
 }
@@ -95,7 +105,14 @@ impl DatabaseSettings {
                 "HIRING_DB_SSLMODE is not an sslmode (disable, prefer, require, verify-full…)".to_owned()
             })?;
         let name = setting("HIRING_DB_NAME").unwrap_or_else(|| "hiring".to_owned());
-        Ok(DatabaseSettings::Server { server: DatabaseServer { host, port, name, ssl_mode }, secret })
+        let ssl_root_cert = setting("HIRING_DB_SSLROOTCERT");
+        let admin = match (setting("HIRING_DB_ADMIN_SECRET"), setting("HIRING_DB_ADMIN_SECRET_ARN")) {
+            (Some(json), _) => Some(SecretSource::Value(json)),
+            (None, Some(arn)) => Some(SecretSource::Arn(arn)),
+            (None, None) => None,
+        };
+        let server = DatabaseServer { host, port, name, ssl_mode, ssl_root_cert };
+        Ok(DatabaseSettings::Server { server, secret, admin })
     }
 }
 
@@ -112,13 +129,17 @@ impl DatabaseServer {
     pub fn options(&self, secret: &str) -> Result<PgConnectOptions, String> {
         let master: Master = serde_json::from_str(secret)
             .map_err(|_| "the database secret is not the JSON of a database secret ({\"username\", \"password\"})")?;
-        Ok(PgConnectOptions::new_without_pgpass()
+        let options = PgConnectOptions::new_without_pgpass()
             .host(&self.host)
             .port(self.port)
             .database(&self.name)
             .username(&master.username)
             .password(&master.password)
-            .ssl_mode(self.ssl_mode))
+            .ssl_mode(self.ssl_mode);
+        Ok(match &self.ssl_root_cert {
+            Some(path) => options.ssl_root_cert(path),
+            None => options,
+        })
     }
 }
 
@@ -224,7 +245,7 @@ mod tests {
         let deployed =
             settings(&[("HIRING_DB_HOST", "db.internal"), ("HIRING_DB_SECRET", r#"{"username":"u","password":"p"}"#)])
                 .unwrap();
-        let DatabaseSettings::Server { server, secret } = &deployed else { panic!("{deployed:?}") };
+        let DatabaseSettings::Server { server, secret, admin: None } = &deployed else { panic!("{deployed:?}") };
         assert_eq!((server.host.as_str(), server.port, server.name.as_str()), ("db.internal", 5432, "hiring"));
         assert!(matches!(server.ssl_mode, PgSslMode::Require));
         assert!(!format!("{deployed:?}").contains("\"p\""));
@@ -257,7 +278,13 @@ mod tests {
         assert!(no_host.contains("HIRING_DB_HOST"), "{no_host}");
         let port = settings(&[("HIRING_DB_HOST", "h"), ("HIRING_DB_SECRET", "{}"), ("HIRING_DB_PORT", "x")]);
         assert!(port.unwrap_err().contains("HIRING_DB_PORT `x`"));
-        let server = DatabaseServer { host: "h".into(), port: 1, name: "n".into(), ssl_mode: PgSslMode::Disable };
+        let server = DatabaseServer {
+            host: "h".into(),
+            port: 1,
+            name: "n".into(),
+            ssl_mode: PgSslMode::Disable,
+            ssl_root_cert: None,
+        };
         assert!(server.options("hunter2").unwrap_err().contains("not the JSON of a database secret"));
     }
 }

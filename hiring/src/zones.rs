@@ -52,6 +52,8 @@ impl ZoneName {
 pub struct Zone {
     store: Arc<dyn ObjectStore>,
     url: String,
+    /// The bucket's store and the zone's key prefix, when the zone is on S3 (for presigning).
+    s3: Option<(Arc<object_store::aws::AmazonS3>, String)>,
 }
 
 impl std::fmt::Debug for Zone {
@@ -107,12 +109,14 @@ impl Zone {
                 .map_err(|_| Error::Zone(format!("HIRING_STORE_MAX_RETRIES `{retries}` is not a number")))?;
             builder = builder.with_retry(object_store::RetryConfig { max_retries, ..Default::default() });
         }
-        let s3 = builder.build().map_err(|e| Error::Zone(format!("cannot open `{url}`: {e}")))?;
-        let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
-            "" => Arc::new(s3),
-            prefix => Arc::new(PrefixStore::new(s3, prefix)),
+        let s3 = Arc::new(builder.build().map_err(|e| Error::Zone(format!("cannot open `{url}`: {e}")))?);
+        let prefix = prefix.trim_matches('/').to_owned();
+        let whole: Arc<dyn ObjectStore> = s3.clone();
+        let store: Arc<dyn ObjectStore> = match prefix.as_str() {
+            "" => whole,
+            prefix => Arc::new(PrefixStore::new(whole, prefix)),
         };
-        Ok(Zone { store, url: url.to_owned() })
+        Ok(Zone { store, url: url.to_owned(), s3: Some((s3, prefix)) })
     }
 
     /// A zone in a local directory, created if missing.
@@ -120,12 +124,33 @@ impl Zone {
         std::fs::create_dir_all(directory)?;
         let store = LocalFileSystem::new_with_prefix(directory)
             .map_err(|e| Error::Zone(format!("cannot open {}: {e}", directory.display())))?;
-        Ok(Zone { store: Arc::new(store), url: directory.display().to_string() })
+        Ok(Zone { store: Arc::new(store), url: directory.display().to_string(), s3: None })
     }
 
     /// Where the zone is, for messages.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether the zone is on S3 (else it is a local directory).
+    pub fn is_s3(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    /// A URL that lets whoever holds it `PUT` the object `key` for `expires_in`, signed with
+    /// the zone's credentials (S3's query-string SigV4:
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/PresignedUrlUploadObject.html);
+    /// `None` for a local zone. A URL signed with temporary credentials (a task or function
+    /// role) stops working when they expire, whichever comes first.
+    pub async fn presigned_put(&self, key: &str, expires_in: std::time::Duration) -> Result<Option<String>> {
+        use object_store::signer::Signer;
+        let Some((s3, prefix)) = &self.s3 else { return Ok(None) };
+        let full = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}/{key}") };
+        let url = s3
+            .signed_url(http::Method::PUT, &Key::from(full.as_str()), expires_in)
+            .await
+            .map_err(|e| self.error(key, e))?;
+        Ok(Some(url.to_string()))
     }
 
     /// The underlying store, for streaming reads and writes.

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{artifacts, deploy, destroy, diff, publish, status, test_local};
+use crate::{artifacts, deploy, destroy, diff, publish, status, test_local, upload};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "The hiring platform's AWS operations")]
@@ -27,6 +27,8 @@ pub enum Command {
     TestLocal(test_local::TestLocal),
     /// Delete the stage stack after listing what outlives it (prod needs --force-prod).
     Destroy(destroy::Destroy),
+    /// Upload CSV files to a stage's API (or --url), presigned when large; waits and prints the reports.
+    Upload(upload::Upload),
 }
 
 /// Parses the command line and runs the command.
@@ -39,5 +41,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Status(command) => command.run(),
         Command::TestLocal(command) => command.run(),
         Command::Destroy(command) => command.run(),
+        Command::Upload(command) => command.run(),
     }
 }

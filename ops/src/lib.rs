@@ -16,6 +16,7 @@ pub mod emulated_iam;
 pub mod publish;
 pub mod status;
 pub mod test_local;
+pub mod upload;
 
 /// Asks `question` on the terminal and returns the answer, trimmed; `None` when there is no
 /// terminal to ask (CI, a pipe), where the caller refuses and says which flag to pass.

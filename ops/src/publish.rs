@@ -166,14 +166,23 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 /// The secrets an emulator stage takes as parameters (parameter, name, initial value): on AWS,
 /// RDS and the stack create them. The database secret's user is PostgreSQL's `postgres`,
 /// as `cargo xtask dev` and `test-local` run it; `test-local` writes the real value.
-pub fn emulator_secrets(stage: Stage) -> [(&'static str, String, String); 2] {
+pub fn emulator_secrets(stage: Stage) -> [(&'static str, String, String); 3] {
     [
         (
             "DatabaseSecretArn",
             format!("hiring-{stage}/database"),
             r#"{"username":"postgres","password":""}"#.to_owned(),
         ),
-        ("ApiTokenSecretArn", format!("hiring-{stage}/api-token"), random_token()),
+        (
+            "AppDatabaseSecretArn",
+            format!("hiring-{stage}/database-app"),
+            serde_json::json!({ "username": "hiring_app", "password": random_token() }).to_string(),
+        ),
+        (
+            "ApiTokenSecretArn",
+            format!("hiring-{stage}/api-tokens"),
+            serde_json::json!({ "read": random_token(), "write": random_token() }).to_string(),
+        ),
     ]
 }
 

@@ -43,10 +43,6 @@ pub const FUNCTION_ENVIRONMENT_CMK: Exception = (
     "CKV_AWS_173",
     "No secret in the environment (names, endpoints, secret ARNs); Lambda's AWS managed key encrypts it.",
 );
-pub const FUNCTION_CONCURRENCY: Exception = (
-    "CKV_AWS_115",
-    "No reservation: Lambda keeps 100 unreserved and new accounts have a quota of 10; the state machine backs off on throttling.",
-);
 pub const NETWORK_INTERFACE_ACTIONS: Exception = (
     "CKV_AWS_111",
     "VPC access actions on * as in AWS's AWSLambdaVPCAccessExecutionRole; Lambda checks them before the interfaces exist.",

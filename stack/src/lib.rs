@@ -11,10 +11,12 @@
 //! - [`topology`]: the stage stack; [`bootstrap`]: the once-per-account stack;
 //!   [`pipeline`]: the CodePipeline stack;
 //! - [`diagram`]: the Mermaid diagram of docs/architecture.md;
+//! - [`budget`]: the database connections a stage may open, against its class's limit;
 //! - [`checks`]: the exceptions to checkov's checks, with their reasons;
 //! - [`diff`]: what deploying a template would change (replacements, broadened access).
 
 pub mod bootstrap;
+pub mod budget;
 pub mod checks;
 pub mod diagram;
 pub mod diff;
@@ -37,6 +39,16 @@ pub const API_PORT: u16 = 8080;
 pub const DB_PORT: u16 = 5432;
 pub const DB_NAME: &str = "hiring";
 pub const DB_USER: &str = "hiring";
+/// The largest `POST /upload` body behind API Gateway (`HIRING_MAX_UPLOAD_BYTES`): 9 MiB, under
+/// the HTTP API's payload quota of 10 MB, which cannot be raised
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html), so the
+/// API's own 413, which names the presigned flow, answers first. Bodies over 10 MB never reach
+/// the API: the gateway refuses them itself.
+pub const GATEWAY_UPLOAD_BYTES: u64 = 9 * 1024 * 1024;
+/// The API's deadlines behind API Gateway (`HIRING_REQUEST_TIMEOUT_SECS`,
+/// `HIRING_UPLOAD_TIMEOUT_SECS`), under the integration's 29 s (the quota is 30 s, which cannot be
+/// raised), so a slow request ends with the API's 503 and its reason, not the gateway's 504.
+pub const GATEWAY_DEADLINE_SECS: u64 = 25;
 /// The API image repository (bootstrap stack).
 pub const API_REPOSITORY: &str = "hiring-api";
 /// Where the API stages uploaded parts: a task volume in the task definition and a `VOLUME`

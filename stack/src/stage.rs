@@ -81,6 +81,29 @@ impl Architecture {
     }
 }
 
+/// The PostgreSQL pool of one function instance (`HIRING_DB_MAX_CONNECTIONS`): a step holds
+/// two connections, its object's lock and its transaction (`hiring::pipeline`).
+pub const FUNCTION_DB_POOL: u32 = 2;
+
+/// The reserved concurrency of each function (`ReservedConcurrentExecutions`).
+#[derive(Clone, Copy, Debug)]
+pub struct FunctionConcurrency {
+    pub validate: u32,
+    pub process: u32,
+    pub backup: u32,
+}
+
+impl FunctionConcurrency {
+    /// The reserved concurrency of the function built from `binary`.
+    pub fn of(&self, binary: &str) -> u32 {
+        match binary {
+            "validate" => self.validate,
+            "process" => self.process,
+            _ => self.backup,
+        }
+    }
+}
+
 /// Everything that differs between stages. Change a stage here, then run `cargo xtask synth`.
 #[derive(Clone, Debug)]
 pub struct StageConfig {
@@ -100,10 +123,22 @@ pub struct StageConfig {
     /// RDS deletion protection and CloudFormation termination protection.
     pub deletion_protection: bool,
     pub log_retention_days: u32,
-    pub api_desired_count: u32,
+    /// The API's tasks: ECS target tracking keeps their average CPU near
+    /// `api_cpu_target_percent`, between these counts (the service starts at the minimum).
+    pub api_min_tasks: u32,
+    pub api_max_tasks: u32,
+    pub api_cpu_target_percent: u32,
+    /// Each API task's PostgreSQL pool (`HIRING_DB_MAX_CONNECTIONS`).
+    pub api_db_pool: u32,
+    /// Each function's reserved concurrency: at most this many instances run at once, so the
+    /// database sees at most this many times [`FUNCTION_DB_POOL`] connections from it.
+    pub function_concurrency: FunctionConcurrency,
     /// Fargate task size (CPU units, MiB).
     pub api_cpu: u32,
     pub api_memory_mb: u32,
+    /// Whether the aggregate metrics and the report answer without a token
+    /// (`HIRING_PUBLIC_METRICS`); rejects, ingestions and backups never do.
+    pub public_metrics: bool,
     /// API Gateway's steady-state and burst request limits.
     pub api_rate_limit: u32,
     pub api_burst_limit: u32,
@@ -134,9 +169,14 @@ impl StageConfig {
             db_backup_retention_days: 1,
             deletion_protection: false,
             log_retention_days: 7,
-            api_desired_count: 1,
+            api_min_tasks: 1,
+            api_max_tasks: 2,
+            api_cpu_target_percent: 60,
+            api_db_pool: 8,
+            function_concurrency: FunctionConcurrency { validate: 4, process: 4, backup: 1 },
             api_cpu: 256,
             api_memory_mb: 512,
+            public_metrics: false,
             api_rate_limit: 50,
             api_burst_limit: 100,
             backup_schedule: "cron(0 3 * * ? *)",
@@ -147,14 +187,18 @@ impl StageConfig {
         match stage {
             // On the emulator the API runs as a local process (test-local): moto runs no
             // tasks, so the service wants none and `status` can call it healthy.
-            Stage::Local => StageConfig { vpc_cidr: "10.10.0.0/16", api_desired_count: 0, emulator: true, ..base },
+            Stage::Local => {
+                StageConfig { vpc_cidr: "10.10.0.0/16", api_min_tasks: 0, api_max_tasks: 1, emulator: true, ..base }
+            }
             Stage::Dev => StageConfig { vpc_cidr: "10.20.0.0/16", pipeline_branch: Some("main"), ..base },
             Stage::Staging => StageConfig {
                 architecture: Architecture::Arm64,
                 vpc_cidr: "10.30.0.0/16",
                 db_backup_retention_days: 7,
                 log_retention_days: 30,
-                api_desired_count: 2,
+                api_min_tasks: 2,
+                api_max_tasks: 3,
+                api_db_pool: 6,
                 pipeline_branch: Some("release"),
                 ..base
             },
@@ -169,7 +213,10 @@ impl StageConfig {
                 db_backup_retention_days: 14,
                 deletion_protection: true,
                 log_retention_days: 90,
-                api_desired_count: 2,
+                api_min_tasks: 2,
+                api_max_tasks: 8,
+                api_db_pool: 16,
+                function_concurrency: FunctionConcurrency { validate: 16, process: 16, backup: 1 },
                 api_cpu: 512,
                 api_memory_mb: 1024,
                 api_rate_limit: 200,

@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 use crate::checks;
 use crate::iam::{Access, Grant, Target};
 use crate::parts::{log_group, private_bucket, role};
-use crate::stage::StageConfig;
-use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, availability_zone, sub};
-use crate::{API_DATA_DIR, API_PORT, DB_NAME, DB_PORT, DB_USER, assets_bucket_name};
+use crate::stage::{FUNCTION_DB_POOL, StageConfig};
+use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, availability_zone, join, sub};
+use crate::{
+    API_DATA_DIR, API_PORT, DB_NAME, DB_PORT, DB_USER, GATEWAY_DEADLINE_SECS, GATEWAY_UPLOAD_BYTES, assets_bucket_name,
+};
 
 /// "`from` → `to`": a data or control flow the diagram draws (grants are drawn too).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,8 +127,29 @@ struct Database {
     secret: Target,
     /// The master user's secret's ARN, as `Fn::Sub` text.
     secret_arn: String,
+    /// The application role's secret (`hiring_app`, which the API and the functions serve
+    /// as), as a grant target.
+    app_secret: Target,
+    /// Its ARN, as `Fn::Sub` text.
+    app_secret_arn: String,
     /// Host, port and database name, for the clients' environment.
-    env: [(String, Value); 3],
+    env: [(String, Value); 4],
+}
+
+impl Database {
+    /// The clients' environment: the server, the application role's secret (the pool's user)
+    /// and the master user's (the migrations, and the application role's password).
+    fn client_env(&self) -> Vec<(String, Value)> {
+        let mut env = self.env.to_vec();
+        env.push(("HIRING_DB_SECRET_ARN".to_owned(), sub(self.app_secret_arn.clone())));
+        env.push(("HIRING_DB_ADMIN_SECRET_ARN".to_owned(), sub(self.secret_arn.clone())));
+        env
+    }
+
+    /// The two secrets, as grant targets.
+    fn secrets(&self) -> [Target; 2] {
+        [self.secret.clone(), self.app_secret.clone()]
+    }
 }
 
 /// The pipeline functions.
@@ -157,6 +180,7 @@ struct ApiService {
 
 /// What the alarms and outputs need of the API.
 struct Api {
+    token_arn: String,
     cluster: LogicalId,
     load_balancer: LogicalId,
     service: LogicalId,
@@ -471,12 +495,29 @@ impl<'a> StageBuilder<'a> {
             "${Database.MasterUserSecret.SecretArn}".to_owned()
         };
         let db_secret = Target::Secret { id: database.clone(), arn: db_secret_arn.clone() };
+        // The application role's user: generated here, applied to the role by the API and the
+        // functions as the master user (the `secrets` crate), and read again when PostgreSQL
+        // refuses it. On the emulator, a parameter like the master's.
+        let (app_id, app_secret_arn) = self.generated_secret(
+            "AppDatabaseSecret",
+            "the application role's user (hiring_app)",
+            format!(
+                "The user {} serves as, hiring_app (least privilege), {{\"username\", \"password\"}}",
+                cfg.name("api")
+            ),
+            json!({ "username": "hiring_app" }),
+            "password",
+        );
+        let app_secret = Target::Secret { id: app_id, arn: app_secret_arn.clone() };
         let db_env = [
             ("HIRING_DB_HOST".to_owned(), database.get_att("Endpoint.Address")),
             ("HIRING_DB_PORT".to_owned(), database.get_att("Endpoint.Port")),
             ("HIRING_DB_NAME".to_owned(), json!(DB_NAME)),
+            // TLS that checks the server: its certificate must chain to Amazon RDS's
+            // authorities (embedded by the `secrets` crate) and name the endpoint.
+            ("HIRING_DB_SSLMODE".to_owned(), json!("verify-full")),
         ];
-        Database { id: database, secret: db_secret, secret_arn: db_secret_arn, env: db_env }
+        Database { id: database, secret: db_secret, secret_arn: db_secret_arn, app_secret, app_secret_arn, env: db_env }
     }
 
     /// Pipeline functions.
@@ -496,7 +537,9 @@ impl<'a> StageBuilder<'a> {
             let logs = self.log_group(&format!("{prefix}LogGroup"), json!(format!("/aws/lambda/{name}")));
             let role_id = format!("{prefix}Role");
             self.grant(&role_id, Access::Write, Target::LogGroup(logs.clone()));
-            self.grant(&role_id, Access::Read, database.secret.clone());
+            for secret in database.secrets() {
+                self.grant(&role_id, Access::Read, secret);
+            }
             self.grant(&role_id, Access::Write, Target::NetworkInterfaces);
             match binary {
                 // Each removes its partial output when recording it fails (hiring::pipeline,
@@ -524,8 +567,8 @@ impl<'a> StageBuilder<'a> {
                 _ => Value::Null,
             };
             let mut env: serde_json::Map<String, Value> = zones.urls.iter().cloned().collect();
-            env.extend(database.env.iter().cloned());
-            env.insert("HIRING_DB_SECRET_ARN".into(), sub(database.secret_arn.clone()));
+            env.extend(database.client_env());
+            env.insert("HIRING_DB_MAX_CONNECTIONS".into(), json!(FUNCTION_DB_POOL.to_string()));
             env.insert("RUST_LOG".into(), json!("info"));
             let function = self.t.add(
                 &format!("{prefix}Function"),
@@ -547,11 +590,14 @@ impl<'a> StageBuilder<'a> {
                             "SecurityGroupIds": [groups.functions.get_att("GroupId")]
                         },
                         "LoggingConfig": { "LogGroup": logs.r#ref(), "LogFormat": "JSON" },
+                        // The function's share of the database's connections (`budget`); the
+                        // state machine retries a throttled invocation
+                        // (Lambda.TooManyRequestsException).
+                        "ReservedConcurrentExecutions": cfg.function_concurrency.of(binary),
                         "Tags": self.tags,
                     }),
                 )
-                .skip_check(checks::FUNCTION_ENVIRONMENT_CMK)
-                .skip_check(checks::FUNCTION_CONCURRENCY),
+                .skip_check(checks::FUNCTION_ENVIRONMENT_CMK),
             );
             if dead_letter_config.is_null() {
                 self.t.skip_check(&function, checks::SYNCHRONOUS_FUNCTION_DLQ);
@@ -718,39 +764,72 @@ impl<'a> StageBuilder<'a> {
         let task = self.api_task(parameters, zones, database, &token);
         let service = self.api_service(network, groups, &task, database);
         let http_api = self.api_gateway(network, groups, &service);
-        Api { cluster: task.cluster, load_balancer: service.load_balancer, service: service.service, http_api }
+        Api {
+            token_arn: token.arn,
+            cluster: task.cluster,
+            load_balancer: service.load_balancer,
+            service: service.service,
+            http_api,
+        }
     }
 
-    /// The API's bearer token: a generated secret (a parameter on the emulator stage, whose
-    /// CloudFormation does not create secrets).
-    fn api_token(&mut self) -> ApiToken {
-        let cfg = self.cfg;
-        let (id, arn) = if cfg.emulator {
+    /// A secret the stack generates: `template` with a random `key` (48 letters and digits);
+    /// on the emulator stage, whose CloudFormation does not create secrets, the ARN of one made
+    /// beforehand, as the parameter `<id>Arn`. Returns its logical id and its ARN as `Fn::Sub`
+    /// text.
+    fn generated_secret(
+        &mut self,
+        id: &str,
+        holding: &str,
+        description: String,
+        template: Value,
+        key: &str,
+    ) -> (LogicalId, String) {
+        if self.cfg.emulator {
+            let parameter = format!("{id}Arn");
             let id = self.t.parameter(
-                "ApiTokenSecretArn",
-                "Emulator only: the Secrets Manager secret holding the API's bearer token",
+                &parameter,
+                &format!("Emulator only: the Secrets Manager secret holding {holding}"),
                 Some("^arn:[a-z-]+:secretsmanager:.+$"),
             );
-            (id, "${ApiTokenSecretArn}".to_owned())
-        } else {
-            let id = self.t.add(
-                "ApiTokenSecret",
-                Resource::new(
-                    ResourceType::SecretsManagerSecret,
-                    // No fixed Name: a deleted secret's name stays taken for its recovery
-                    // window (7 to 30 days), which would block destroying and redeploying the
-                    // stage (https://docs.aws.amazon.com/secretsmanager/latest/userguide/manage_delete-restore-secret.html).
-                    json!({
-                        "Description": format!("The bearer token of {}'s write endpoints", cfg.name("api")),
-                        "GenerateSecretString": { "PasswordLength": 48, "ExcludePunctuation": true },
-                        "Tags": self.tags,
-                    }),
-                )
-                .skip_check(checks::SECRET_CMK),
-            );
-            let arn = format!("${{{id}}}");
-            (id, arn)
-        };
+            return (id, format!("${{{parameter}}}"));
+        }
+        let id = self.t.add(
+            id,
+            Resource::new(
+                ResourceType::SecretsManagerSecret,
+                // No fixed Name: a deleted secret's name stays taken for its recovery window (7 to
+                // 30 days), which would block destroying and redeploying the stage
+                // (https://docs.aws.amazon.com/secretsmanager/latest/userguide/manage_delete-restore-secret.html).
+                json!({
+                    "Description": description,
+                    "GenerateSecretString": {
+                        "SecretStringTemplate": template.to_string(),
+                        "GenerateStringKey": key,
+                        "PasswordLength": 48,
+                        "ExcludePunctuation": true
+                    },
+                    "Tags": self.tags,
+                }),
+            )
+            .skip_check(checks::SECRET_CMK),
+        );
+        let arn = format!("${{{id}}}");
+        (id, arn)
+    }
+
+    /// The API's bearer tokens: a generated secret.
+    fn api_token(&mut self) -> ApiToken {
+        let cfg = self.cfg;
+        // {"write": "<generated>"} at first; add read tokens, or a second write token to
+        // rotate, as {"read": […], "write": […]} (api::auth).
+        let (id, arn) = self.generated_secret(
+            "ApiTokenSecret",
+            "the API's bearer tokens",
+            format!("The bearer tokens of {} by scope, {{\"read\": […], \"write\": […]}}", cfg.name("api")),
+            json!({}),
+            "write",
+        );
         ApiToken { id, arn }
     }
 
@@ -762,7 +841,6 @@ impl<'a> StageBuilder<'a> {
         self.grant("ApiExecutionRole", Access::Read, repository);
         self.grant("ApiExecutionRole", Access::Read, Target::EcrAuthorization);
         self.grant("ApiExecutionRole", Access::Write, Target::LogGroup(api_logs.clone()));
-        self.grant("ApiExecutionRole", Access::Read, database.secret.clone());
         self.grant("ApiExecutionRole", Access::Read, Target::Secret { id: token.id.clone(), arn: token.arn.clone() });
         let execution_role = self.role("ApiExecutionRole", "ecs-tasks.amazonaws.com");
         // Reading too: in `stepfunctions` mode the upload heads the object it put, and
@@ -770,6 +848,12 @@ impl<'a> StageBuilder<'a> {
         // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html#API_HeadObject_Permissions).
         self.grant("ApiTaskRole", Access::ReadWrite, Target::Bucket(zones.raw.clone()));
         self.grant("ApiTaskRole", Access::Read, Target::Bucket(zones.rejects.clone()));
+        // The database secret, read at start and again when PostgreSQL refuses the password
+        // (RDS rotated it): the task reads it itself, not through ECS's injection, which
+        // happens only when a task starts.
+        for secret in database.secrets() {
+            self.grant("ApiTaskRole", Access::Read, secret);
+        }
         self.grant("ApiTaskRole", Access::ReadWrite, Target::Bucket(zones.backups.clone()));
         let task_role = self.role("ApiTaskRole", "ecs-tasks.amazonaws.com");
         let cluster = self.t.add(
@@ -783,11 +867,20 @@ impl<'a> StageBuilder<'a> {
                 }),
             ),
         );
-        let mut api_env: Vec<Value> =
-            zones.urls.iter().chain(database.env.iter()).map(|(k, v)| json!({ "Name": k, "Value": v })).collect();
+        let mut api_env: Vec<Value> = zones
+            .urls
+            .iter()
+            .chain(database.client_env().iter())
+            .map(|(k, v)| json!({ "Name": k, "Value": v }))
+            .collect();
         api_env.extend([
             json!({ "Name": "HIRING_LISTEN", "Value": format!("0.0.0.0:{API_PORT}") }),
             json!({ "Name": "HIRING_PIPELINE", "Value": "stepfunctions" }),
+            json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": cfg.api_db_pool.to_string() }),
+            json!({ "Name": "HIRING_MAX_UPLOAD_BYTES", "Value": GATEWAY_UPLOAD_BYTES.to_string() }),
+            json!({ "Name": "HIRING_UPLOAD_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
+            json!({ "Name": "HIRING_REQUEST_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
+            json!({ "Name": "HIRING_PUBLIC_METRICS", "Value": cfg.public_metrics.to_string() }),
             json!({ "Name": "HIRING_DATA_DIR", "Value": API_DATA_DIR }),
             json!({ "Name": "RUST_LOG", "Value": "info" }),
         ]);
@@ -819,8 +912,7 @@ impl<'a> StageBuilder<'a> {
                         "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": API_DATA_DIR, "ReadOnly": false }],
                         "Environment": api_env,
                         "Secrets": [
-                            { "Name": "HIRING_DB_SECRET", "ValueFrom": sub(database.secret_arn.clone()) },
-                            { "Name": "HIRING_API_TOKEN", "ValueFrom": token.id.r#ref() }
+                            { "Name": "HIRING_API_TOKENS", "ValueFrom": token.id.r#ref() }
                         ],
                         "HealthCheck": {
                             "Command": ["CMD", "/usr/local/bin/hiring-api", "--health"],
@@ -912,7 +1004,9 @@ impl<'a> StageBuilder<'a> {
                     "Cluster": task.cluster.r#ref(),
                     "TaskDefinition": task.task.r#ref(),
                     "LaunchType": "FARGATE",
-                    "DesiredCount": cfg.api_desired_count,
+                    // Where the service starts; the scaling policy below moves it between the
+                    // stage's minimum and maximum.
+                    "DesiredCount": cfg.api_min_tasks,
                     "DeploymentConfiguration": {
                         "DeploymentCircuitBreaker": { "Enable": true, "Rollback": true },
                         "MinimumHealthyPercent": 100,
@@ -931,11 +1025,50 @@ impl<'a> StageBuilder<'a> {
             )
             .depends_on(&listener),
         );
+        self.api_autoscaling(task, &service);
         self.flow(&task.cluster, "runs", &service);
         self.flow(&service, "runs", &task.task);
         self.flow(&load_balancer, "forwards to", &service);
         self.flow(&task.task, "queries", &database.id);
         ApiService { load_balancer, listener, service }
+    }
+
+    /// ECS target tracking on the service's average CPU, between the stage's minimum and maximum
+    /// task counts. Application Auto Scaling acts through its service-linked role, which it
+    /// creates on the first registration
+    /// (https://docs.aws.amazon.com/autoscaling/application/userguide/services-that-can-integrate-ecs.html).
+    fn api_autoscaling(&mut self, task: &ApiTask, service: &LogicalId) {
+        let cfg = self.cfg;
+        let target = self.t.add(
+            "ApiScalableTarget",
+            Resource::new(
+                ResourceType::AutoScalingTarget,
+                json!({
+                    "ServiceNamespace": "ecs",
+                    "ScalableDimension": "ecs:service:DesiredCount",
+                    "ResourceId": join(vec![json!("service/"), task.cluster.r#ref(), json!("/"), service.get_att("Name")]),
+                    "MinCapacity": cfg.api_min_tasks,
+                    "MaxCapacity": cfg.api_max_tasks,
+                }),
+            ),
+        );
+        self.t.add(
+            "ApiScalingPolicy",
+            Resource::new(
+                ResourceType::AutoScalingPolicy,
+                json!({
+                    "PolicyName": cfg.name("api-cpu"),
+                    "PolicyType": "TargetTrackingScaling",
+                    "ScalingTargetId": target.r#ref(),
+                    "TargetTrackingScalingPolicyConfiguration": {
+                        "PredefinedMetricSpecification": { "PredefinedMetricType": "ECSServiceAverageCPUUtilization" },
+                        "TargetValue": cfg.api_cpu_target_percent,
+                        "ScaleOutCooldown": 60,
+                        "ScaleInCooldown": 300
+                    },
+                }),
+            ),
+        );
     }
 
     /// API Gateway in front of the load balancer, through a VPC link.
@@ -1163,6 +1296,7 @@ impl<'a> StageBuilder<'a> {
             t.output(&format!("{id}Name"), &format!("The {what} zone's bucket"), id.r#ref());
         }
         t.output("StateMachineArn", "The pipeline's state machine", state_machine.r#ref());
+        t.output("ApiTokenSecretArn", "The secret holding the API's tokens by scope", sub(api.token_arn.clone()));
         t.output("ApiImage", "The API image the service runs", parameters.image.r#ref());
         t.output("DatabaseEndpoint", "PostgreSQL's address", database.id.get_att("Endpoint.Address"));
         t.output("DatabaseSecretArn", "The secret holding PostgreSQL's master user", sub(database.secret_arn.clone()));
@@ -1183,8 +1317,14 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
     let retry = json!([
         {
             "ErrorEquals": ["hiring.Retryable", "Lambda.ServiceException", "Lambda.AWSLambdaException",
-                            "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
+                            "Lambda.SdkClientException"],
             "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
+        },
+        {
+            // A function at its reserved concurrency (the connection budget) throttles: a burst
+            // of files waits its turn, up to about 18 minutes, instead of failing.
+            "ErrorEquals": ["Lambda.TooManyRequestsException"],
+            "IntervalSeconds": 5, "MaxAttempts": 20, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
         }
     ]);
     let catch = json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure" }]);

@@ -27,7 +27,7 @@ use tokio::process::{Child, Command};
 use crate::gen_data::{self, Spec};
 use devenv::pg;
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789";
 const BATCH_ROWS: i64 = 1000;
 
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -270,7 +270,7 @@ impl Bench {
                     ("GET /metrics/departments (no-cache)", "/metrics/departments?year=2021", true),
                 ] {
                     let latency = latencies(name, self.requests, || {
-                        let mut request = client.get(server.url(path));
+                        let mut request = client.get(server.url(path)).bearer_auth(TOKEN);
                         if fresh {
                             request = request.header("cache-control", "no-cache");
                         }

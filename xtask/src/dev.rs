@@ -94,6 +94,9 @@ impl Dev {
             .env("HIRING_LISTEN", self.listen.to_string())
             .env("HIRING_DATA_DIR", &data_dir)
             .env("HIRING_API_TOKEN", &token)
+            // The report and the metrics open in a browser; rejects, ingestions and backups
+            // still need the token.
+            .env("HIRING_PUBLIC_METRICS", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -274,24 +277,27 @@ fn print_usage(base: &str, token: &str) {
     println!(
         r#"
 hiring-api is running at {base}
-token (write endpoints): {token}
+token (every endpoint; the report and metrics need none here): {token}
 
   the report:        {base}/
   the API, to try:   {base}/docs/      (OpenAPI document: {base}/openapi.json)
 
-  GET  {base}/health
+  GET  {base}/health                            (no token)
   GET  {base}/metrics                           (Prometheus)
   GET  {base}/metrics/hires?year=2021
   GET  {base}/metrics/departments?year=2021      (add &format=csv for CSV)
   GET  {base}/ingestions/{{id}}
   GET  {base}/ingestions/{{id}}/rejects
   POST {base}/upload                            (multipart: departments, jobs, hired_employees)
+  POST {base}/uploads                           (presigned URLs, for files of any size)
   POST {base}/batch/{{table}}                     (JSON array of 1 to 1000 rows)
 
   curl -X POST {base}/batch/hired_employees \
     -H 'Authorization: Bearer {token}' \
     -H 'Content-Type: application/json' \
     -d '[{{"id":100001,"name":"Ada Lovelace","datetime":"2021-03-01T09:00:00Z","department_id":1,"job_id":1}}]'
+
+  cargo xtask upload --url {base} --token {token} path/to/hired_employees.csv
 
 Ctrl-C stops everything."#
     );

@@ -19,6 +19,7 @@ pub mod gen_data;
 pub mod image;
 pub mod lint;
 pub mod pg_check;
+pub mod rds_ca;
 pub mod synth;
 pub mod test;
 

@@ -25,6 +25,9 @@ pub struct Synth {
     /// Print the stages' settings as a Markdown table (the one in docs/architecture.md) instead.
     #[arg(long)]
     stages: bool,
+    /// Print each stage's database connection budget as a Markdown table (the README's) instead.
+    #[arg(long)]
+    budget: bool,
 }
 
 /// The committed templates' folder.
@@ -42,6 +45,12 @@ pub fn render(stages: &[Stage]) -> anyhow::Result<Vec<(String, String)>> {
                 .template
                 .check_references()
                 .map_err(|e| anyhow::anyhow!("{} ({}): {e}", synthesized.file, synthesized.stack_name))?;
+            if synthesized.file.ends_with("/stage.json") {
+                // No stage may be configured to exhaust its database (stack::budget).
+                stack::budget::of(&synthesized.template)
+                    .and_then(|budget| budget.check())
+                    .map_err(|e| anyhow::anyhow!("{} ({}): {e}", synthesized.file, synthesized.stack_name))?;
+            }
             if !out.iter().any(|(file, _)| *file == synthesized.file) {
                 out.push((synthesized.file, synthesized.template.to_json()));
             }
@@ -59,6 +68,10 @@ impl Synth {
         }
         if self.stages {
             print!("{}", stages_table());
+            return Ok(());
+        }
+        if self.budget {
+            print!("{}", budget_table()?);
             return Ok(());
         }
         let started = Instant::now();
@@ -155,8 +168,22 @@ pub fn stages_table() -> String {
         ("buckets on stack delete", Box::new(|c| if c.emulator { "deleted" } else { "retained" }.to_owned())),
         ("log retention", Box::new(|c| days(c.log_retention_days))),
         (
-            "API tasks (CPU / memory)",
-            Box::new(|c| format!("{} ({} / {} MiB)", c.api_desired_count, c.api_cpu, c.api_memory_mb)),
+            "API tasks, autoscaled (CPU / memory)",
+            Box::new(|c| format!("{}–{} ({} / {} MiB)", c.api_min_tasks, c.api_max_tasks, c.api_cpu, c.api_memory_mb)),
+        ),
+        (
+            "reserved concurrency: validate / process / backup",
+            Box::new(|c| {
+                let f = c.function_concurrency;
+                format!("{} / {} / {}", f.validate, f.process, f.backup)
+            }),
+        ),
+        (
+            "DB connections: at most / budget (max_connections)",
+            Box::new(|c| match stack::budget::of(&stack::Topology::stage(c).template) {
+                Ok(b) => format!("{} / {} ({})", b.total(), b.limit, b.max_connections),
+                Err(e) => e,
+            }),
         ),
         ("API Gateway rate / burst", Box::new(|c| format!("{} / {} req/s", c.api_rate_limit, c.api_burst_limit))),
         ("backup schedule (UTC)", Box::new(|c| format!("`{}`", c.backup_schedule))),
@@ -186,6 +213,39 @@ pub fn stages_table() -> String {
     out
 }
 
+/// Each stage's connection budget (`stack::budget`), as Markdown: what each component may open
+/// at most, against what the database class allows.
+pub fn budget_table() -> anyhow::Result<String> {
+    let mut out = String::from(
+        "| stage | database (max_connections) | budget | API: tasks × (pool + 1) | validate | process | backup | at most |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for stage in Stage::ALL {
+        let budget =
+            stack::budget::of(&stack::Topology::stage(&stage.config()).template).map_err(anyhow::Error::msg)?;
+        let share = |id: &str| {
+            budget
+                .shares
+                .iter()
+                .find(|s| s.component == id)
+                .map(|s| format!("{} × {}", s.instances, s.per_instance))
+                .unwrap_or_default()
+        };
+        out.push_str(&format!(
+            "| {stage} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+            budget.class,
+            budget.max_connections,
+            budget.limit,
+            share("api"),
+            share("ValidateFunction"),
+            share("ProcessFunction"),
+            share("BackupFunction"),
+            budget.total()
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +263,11 @@ mod tests {
         assert!(
             readme.contains(&stages_table()),
             "the stages table of docs/architecture.md is stale: paste `cargo xtask synth --stages` into it"
+        );
+        let front = std::fs::read_to_string(project_root().join("README.md")).expect("README.md");
+        assert!(
+            front.contains(&budget_table().expect("every stage has a budget")),
+            "the connection budget table of README.md is stale: paste `cargo xtask synth --budget` into it"
         );
     }
 }

@@ -63,6 +63,17 @@ pub struct UploadForm {
 
 static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A new file's name in the raw zone: time, process and a per-process counter make it unique
+/// without coordination.
+pub(crate) fn new_file_name() -> String {
+    format!(
+        "{}-{}-{}.csv",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+        std::process::id(),
+        UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 struct Part {
     table: Table,
     file_name: String,
@@ -148,20 +159,34 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
 
     // The steps run in their own task so that a client hanging up does not cancel a load
     // half-way; each load is one transaction either way.
-    let (pool, zones, telemetry) = (state.pool.clone(), state.zones.clone(), state.telemetry.clone());
-    let loads = tokio::spawn(async move {
-        let mut reports = Vec::with_capacity(keys.len());
-        for (key, source) in keys.into_iter().zip(sources) {
+    let loads = tokio::spawn(run_steps(state.clone(), keys.into_iter().zip(sources).collect()));
+    let reports = loads.await.map_err(|e| ApiError::Internal(e.into()));
+    let reports = reports??;
+    Ok(Json(UploadResponse { ingestions: reports }).into_response())
+}
+
+/// Runs the pipeline's steps here, on each (raw key, source) in order, as the state machine
+/// does in AWS: validate, then process when anything is loadable; then folds the metrics'
+/// rollup and drops the cached metrics (even when a later file failed: the first ones may have
+/// committed).
+pub(crate) async fn run_steps(
+    state: AppState,
+    files: Vec<(String, String)>,
+) -> Result<Vec<LoadReport>, hiring::error::Error> {
+    let (pool, zones, telemetry) = (&state.pool, &state.zones, &state.telemetry);
+    let reports = async {
+        let mut reports = Vec::with_capacity(files.len());
+        for (key, source) in files {
             let object = pipeline::RawObject { key, etag: None };
             let started = std::time::Instant::now();
-            let validation = pipeline::validate(&pool, &zones, &object, &source).await?;
+            let validation = pipeline::validate(pool, zones, &object, &source).await?;
             telemetry.step("validate", started);
             for (reason, count) in &validation.reasons {
                 telemetry.rejected(validation.table, reason, count.unsigned_abs());
             }
             let report = if validation.loadable {
                 let started = std::time::Instant::now();
-                let processed = pipeline::process(&pool, &zones, &validation).await?.load;
+                let processed = pipeline::process(pool, zones, &validation).await?.load;
                 telemetry.step("process", started);
                 processed
             } else {
@@ -178,18 +203,16 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
             telemetry.loaded(&report);
             reports.push(report);
         }
-        // A file load appends up to one rollup delta per key; fold them now so the metrics
-        // stay fast (failure here loses nothing: the deltas stay until the next compaction).
-        if let Err(error) = hiring::metrics::compact_rollup(&pool).await {
-            tracing::warn!(%error, "could not compact the metrics rollup");
-        }
         Ok::<_, hiring::error::Error>(reports)
-    });
-    let reports = loads.await.map_err(|e| ApiError::Internal(e.into()));
-    // Even a failed upload may have committed its first files.
+    }
+    .await;
+    // A file load appends up to one rollup delta per key; fold them now so the metrics stay
+    // fast (failure here loses nothing: the deltas stay until the next compaction).
+    if let Err(error) = hiring::metrics::compact_rollup(pool).await {
+        tracing::warn!(%error, "could not compact the metrics rollup");
+    }
     state.metrics_cache.invalidate();
-    let reports = reports??;
-    Ok(Json(UploadResponse { ingestions: reports }).into_response())
+    reports
 }
 
 async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Part>) -> Result<(), ApiError> {
@@ -208,13 +231,7 @@ async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Par
         };
         let directory = data_dir.join("raw").join(table.name());
         tokio::fs::create_dir_all(&directory).await.map_err(|e| internal(e, &directory))?;
-        // Time, process and a per-process counter make the name unique without coordination.
-        let path = directory.join(format!(
-            "{}-{}-{}.csv",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
-            std::process::id(),
-            UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let path = directory.join(new_file_name());
         let mut file = tokio::fs::File::create(&path).await.map_err(|e| internal(e, &path))?;
         parts.push(Part {
             table,
@@ -235,10 +252,7 @@ fn internal(error: std::io::Error, path: &Path) -> ApiError {
 
 fn multipart_error(error: MultipartError) -> ApiError {
     if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(format!(
-            "the upload is over the server's limit (HIRING_MAX_UPLOAD_BYTES): {}; split the file or raise the limit",
-            error.body_text()
-        ))
+        ApiError::PayloadTooLarge(crate::guard::UPLOAD_TOO_LARGE.to_owned())
     } else {
         ApiError::bad_request(
             "invalid_multipart",

@@ -23,16 +23,14 @@ use std::time::Duration;
 
 use hiring::backup::BackupReport;
 use hiring::pipeline::{self, ProcessReport, RawObject, ValidationReport};
-use hiring::settings::{AwsSettings, DatabaseSettings, SecretSource};
 use hiring::table::Table;
 use hiring::zones::{ZoneName, Zones};
 use lambda_runtime::Diagnostic;
+use secrets::{Credentials, DatabaseAccess};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::OnceCell;
-
-mod secret;
 
 /// The error type of failures worth retrying (Step Functions `Retry` matches it).
 pub const RETRYABLE: &str = "hiring.Retryable";
@@ -44,6 +42,8 @@ pub const FATAL: &str = "hiring.Fatal";
 pub struct StepError {
     /// True when the same invocation may succeed later.
     pub retryable: bool,
+    /// True when PostgreSQL refused the credentials (they rotated): read them again, then retry.
+    pub refused_credentials: bool,
     /// What went wrong and what to do.
     pub message: String,
 }
@@ -51,13 +51,28 @@ pub struct StepError {
 impl StepError {
     /// A failure retrying cannot fix.
     pub fn fatal(message: impl Into<String>) -> Self {
-        StepError { retryable: false, message: message.into() }
+        StepError { retryable: false, refused_credentials: false, message: message.into() }
+    }
+
+    /// A failure a later attempt may not meet.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        StepError { retryable: true, refused_credentials: false, message: message.into() }
     }
 }
 
 impl From<hiring::error::Error> for StepError {
     fn from(error: hiring::error::Error) -> Self {
-        StepError { retryable: error.is_retryable(), message: error.to_string() }
+        StepError {
+            retryable: error.is_retryable(),
+            refused_credentials: error.is_auth_failure(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<secrets::ReadError> for StepError {
+    fn from(error: secrets::ReadError) -> Self {
+        StepError { retryable: error.retryable, refused_credentials: false, message: error.message }
     }
 }
 
@@ -70,21 +85,14 @@ impl From<StepError> for Diagnostic {
     }
 }
 
-/// Where the database is: `hiring::settings`, and the AWS settings to read its secret with.
-#[derive(Debug)]
-struct Database {
-    settings: DatabaseSettings,
-    aws: AwsSettings,
-}
-
 /// What a function keeps between invocations of one container.
 #[derive(Debug)]
 pub struct Function {
-    database: Database,
+    database: DatabaseAccess,
     max_connections: u32,
-    /// The pool, made on first use (connected lazily: a cold start never fails because the
-    /// database is away).
-    pool: OnceCell<PgPool>,
+    /// The pool and where its credentials come from, made on first use (connected lazily: a
+    /// cold start never fails because the database is away).
+    pool: OnceCell<Credentials>,
     /// The storage zones.
     pub zones: Zones,
     /// The raw zone's bucket and key prefix, when it is on S3.
@@ -101,10 +109,7 @@ impl Function {
     /// Reads the settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StepError> {
         let setting = |name: &str| lookup(name).filter(|value| !value.is_empty());
-        let database = Database {
-            settings: DatabaseSettings::from_lookup(setting).map_err(StepError::fatal)?,
-            aws: AwsSettings::from_lookup(setting),
-        };
+        let database = DatabaseAccess::from_lookup(setting).map_err(StepError::fatal)?;
         let max_connections = match setting("HIRING_DB_MAX_CONNECTIONS") {
             Some(value) => value.parse().map_err(|_| {
                 StepError::fatal(format!("HIRING_DB_MAX_CONNECTIONS `{value}` is not a number of connections"))
@@ -130,39 +135,49 @@ impl Function {
 
     /// Uses `pool` instead of making one from the settings (tests share theirs).
     pub fn use_pool(&mut self, pool: PgPool) {
-        self.pool = OnceCell::new_with(Some(pool));
+        self.pool = OnceCell::new_with(Some(Credentials::new(self.database.clone(), pool)));
     }
 
     /// The pool, with the schema migrated (once per container; the database may have been
     /// created by the functions before the API ever ran).
     pub async fn database(&self) -> Result<&PgPool, StepError> {
-        let pool = self.pool.get_or_try_init(|| self.connect()).await?;
+        let credentials = self.pool.get_or_try_init(|| self.connect()).await?;
+        let pool = credentials.pool();
         self.migrated
-            .get_or_try_init(|| async { hiring::MIGRATOR.run(pool).await.map_err(hiring::error::Error::from) })
-            .await
-            .map_err(|error| StepError { retryable: true, message: error.to_string() })?;
+            .get_or_try_init(|| async {
+                // With a master user (as deployed), the migrations and the application role's
+                // password are applied as it; else as the one user.
+                match Box::pin(self.database.admin_pool()).await? {
+                    Some(admin) => {
+                        let migrated = hiring::MIGRATOR.run(&admin).await.map_err(hiring::error::Error::from);
+                        migrated.map_err(|error| StepError { retryable: true, ..StepError::from(error) })?;
+                        let login = Box::pin(self.database.login()).await?;
+                        Box::pin(self.database.apply_role_password(&login)).await?;
+                        admin.close().await;
+                    }
+                    None => {
+                        let migrated = hiring::MIGRATOR.run(pool).await.map_err(hiring::error::Error::from);
+                        migrated.map_err(|error| StepError { retryable: true, ..StepError::from(error) })?;
+                    }
+                }
+                Ok::<_, StepError>(())
+            })
+            .await?;
         Ok(pool)
     }
 
+    /// Reads the database credentials again (after PostgreSQL refused them: they rotated).
+    pub async fn refresh_credentials(&self) -> Result<(), StepError> {
+        if let Some(credentials) = self.pool.get() {
+            Box::pin(credentials.refresh()).await?;
+        }
+        Ok(())
+    }
+
     /// A lazily connected pool, after reading the database secret when there is one.
-    async fn connect(&self) -> Result<PgPool, StepError> {
-        let options = match &self.database.settings {
-            DatabaseSettings::Url(url) => url
-                .parse::<PgConnectOptions>()
-                .map_err(|_| StepError::fatal("DATABASE_URL is not a valid PostgreSQL URL"))?,
-            DatabaseSettings::Server { server, secret: SecretSource::Value(json) } => {
-                server.options(json).map_err(|e| StepError::fatal(format!("HIRING_DB_SECRET: {e}")))?
-            }
-            DatabaseSettings::Server { server, secret: SecretSource::Arn(arn) } => {
-                // Boxed: the SDK's future is deep enough to overflow the binaries' type layout.
-                let text = Box::pin(secret::read(arn, &self.database.aws)).await?;
-                server.options(&text).map_err(|e| StepError::fatal(format!("the secret {arn}: {e}")))?
-            }
-        };
-        Ok(PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options))
+    async fn connect(&self) -> Result<Credentials, StepError> {
+        let pool = PgPoolOptions::new().max_connections(self.max_connections).acquire_timeout(Duration::from_secs(10));
+        Ok(Box::pin(Credentials::connect_lazy(self.database.clone(), pool)).await?)
     }
 
     /// The raw zone's object an event names: the bucket must be the raw zone's, and the key
@@ -259,7 +274,7 @@ pub fn init_logs() {
 /// Runs a function: reads the settings once, then serves invocations with `handler`.
 pub async fn run<E, R, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
-    E: serde::de::DeserializeOwned + Send + 'static,
+    E: serde::de::DeserializeOwned + Clone + Send + 'static,
     R: serde::Serialize + Send + 'static,
     F: Fn(&'static Function, E) -> Fut + Copy + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<R, StepError>> + Send,
@@ -267,9 +282,34 @@ where
     init_logs();
     let function: &'static Function = Box::leak(Box::new(Function::from_env().map_err(|e| e.message)?));
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
-        handler(function, event.payload).await.map_err(Diagnostic::from)
+        invoke(function, handler, event.payload).await.map_err(Diagnostic::from)
     }))
     .await
+}
+
+/// Runs `handler` on `payload`; when PostgreSQL refused the credentials (they rotated), reads
+/// them again and runs it once more, so a rotation costs no failed invocation. The steps are
+/// idempotent (a step run again on the same object finds its ingestion).
+pub async fn invoke<E, R, F, Fut>(function: &'static Function, handler: F, payload: E) -> Result<R, StepError>
+where
+    E: Clone,
+    F: Fn(&'static Function, E) -> Fut,
+    Fut: std::future::Future<Output = Result<R, StepError>>,
+{
+    // A new application password put in the secret is applied within the refresh period.
+    if let Some(credentials) = function.pool.get()
+        && let Err(error) = Box::pin(credentials.refresh_if_stale()).await
+    {
+        tracing::warn!(error = %error.message, "could not read the database credentials again");
+    }
+    match handler(function, payload.clone()).await {
+        Err(error) if error.refused_credentials => {
+            tracing::warn!(error = %error.message, "PostgreSQL refused the credentials; reading them again");
+            function.refresh_credentials().await?;
+            handler(function, payload).await
+        }
+        done => done,
+    }
 }
 
 /// The validate function, the state machine's first step. Input: the EventBridge "Object

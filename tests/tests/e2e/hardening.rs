@@ -9,7 +9,7 @@ use api::config::Secret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TOKEN, TestApp};
+use crate::helpers::{READ_TOKEN, TOKEN, TestApp};
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn bodies_over_each_endpoints_limit_are_refused_with_413(pool: PgPool) {
@@ -274,9 +274,9 @@ async fn a_full_session_logs_no_secret(pool: PgPool) {
     let options = pool.connect_options().as_ref().clone().password(PASSWORD);
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(options).await.unwrap();
     let app = TestApp::start_with(pool, |s| {
-        s.database = api::config::Database(
-            format!("postgres://postgres:{PASSWORD}@127.0.0.1:5432/hiring").parse().expect("a PostgreSQL URL"),
-        );
+        let url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:5432/hiring");
+        s.database = secrets::DatabaseAccess::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))
+            .expect("a PostgreSQL URL");
         s.aws = vec![("AWS_SECRET_ACCESS_KEY".into(), Secret::new(AWS_SECRET))];
         api::telemetry::log_settings(s);
     })
@@ -333,7 +333,7 @@ async fn prometheus_metrics_count_requests_rows_rejects_and_steps(pool: PgPool) 
     app.batch("hired_employees", &rows).await;
     app.get_json("/metrics/departments?year=2021").await;
     app.get_json("/ingestions/999").await;
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.client.get(app.url("/metrics")).bearer_auth(READ_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();

@@ -2,13 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use api::config::{Secret, Settings};
+use api::auth::{Scope, Tokens};
+use api::config::Settings;
 use api::state::AppState;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use sqlx::PgPool;
 
+/// The write token of the test server.
 pub const TOKEN: &str = "test-token-0123456789";
+/// Its read token.
+pub const READ_TOKEN: &str = "test-read-token-0123456789";
 
 /// The sample files shipped with the project.
 pub fn sample(name: &str) -> PathBuf {
@@ -29,7 +33,9 @@ pub fn settings(pool: &PgPool, data_dir: &Path) -> Settings {
     })
     .expect("test settings are valid");
     let mut settings = settings;
-    settings.api_token = Some(Secret::new(TOKEN));
+    settings.tokens = Tokens::new([(Scope::Write, TOKEN), (Scope::Read, READ_TOKEN)]);
+    // As `cargo xtask dev` runs it: the aggregates answer without a token.
+    settings.public_metrics = true;
     let _ = pool;
     settings
 }
@@ -108,7 +114,7 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).send().await.expect("GET sent");
+        let response = self.client.get(self.url(path)).bearer_auth(READ_TOKEN).send().await.expect("GET sent");
         (response.status().as_u16(), response.json().await.expect("JSON answer"))
     }
 

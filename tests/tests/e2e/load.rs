@@ -240,7 +240,7 @@ async fn postgres_restarted_mid_run_gives_503s_then_the_api_recovers_without_a_r
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy(&url)
         .unwrap();
-    api::migrate(&pool).await.unwrap();
+    api::migrate(&pool, None).await.unwrap();
     let app = Arc::new(TestApp::start(pool).await);
     app.load_sample().await;
 

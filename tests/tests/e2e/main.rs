@@ -3,6 +3,7 @@
 //!
 //! Run them with `cargo xtask test`, which finds or starts PostgreSQL first.
 
+mod auth;
 mod backup;
 mod batch;
 mod functions;
@@ -15,3 +16,4 @@ mod processed;
 mod report;
 mod rules;
 mod upload;
+mod uploads;

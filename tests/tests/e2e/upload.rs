@@ -3,7 +3,9 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::helpers::{TOKEN, TestApp, fixture, sample};
+use api::auth::{Scope, Tokens};
+
+use crate::helpers::{READ_TOKEN, TOKEN, TestApp, fixture, sample};
 
 fn counts(report: &Value) -> [i64; 5] {
     ["rows", "inserted", "updated", "unchanged", "rejected"].map(|k| report[k].as_i64().unwrap_or(-1))
@@ -205,7 +207,7 @@ async fn writes_need_the_bearer_token(pool: PgPool) {
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn without_a_configured_token_the_server_is_read_only(pool: PgPool) {
-    let app = TestApp::start_with(pool, |s| s.api_token = None).await;
+    let app = TestApp::start_with(pool, |s| s.tokens = Tokens::new([(Scope::Read, READ_TOKEN)])).await;
     let response = app
         .client
         .post(app.url("/batch/jobs"))
@@ -226,12 +228,12 @@ async fn without_a_configured_token_the_server_is_read_only(pool: PgPool) {
 async fn rejects_are_paginated_with_a_next_link(pool: PgPool) {
     let app = TestApp::start(pool).await;
     app.load_sample().await;
-    let first = app.client.get(app.url("/ingestions/3/rejects?limit=50")).send().await.unwrap();
+    let first = app.client.get(app.url("/ingestions/3/rejects?limit=50")).bearer_auth(READ_TOKEN).send().await.unwrap();
     let link = first.headers()["link"].to_str().unwrap().to_owned();
     let page: Vec<Value> = first.json().await.unwrap();
     assert_eq!(page.len(), 50);
     let next = link.trim_start_matches('<').split('>').next().unwrap().to_owned();
-    let second = app.client.get(app.url(&next)).send().await.unwrap();
+    let second = app.client.get(app.url(&next)).bearer_auth(READ_TOKEN).send().await.unwrap();
     assert!(second.headers().get("link").is_none());
     let rest: Vec<Value> = second.json().await.unwrap();
     assert_eq!(rest.len(), 20);

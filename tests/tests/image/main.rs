@@ -150,6 +150,7 @@ async fn the_api_serves_from_the_image_as_its_task_runs_it(pool: PgPool) {
         .env("DATABASE_URL", &url)
         .env("HIRING_LISTEN", &listen)
         .env("HIRING_DATA_DIR", "/tmp/data")
+        .env("HIRING_API_TOKENS", r#"{"read": "image-test-read-token"}"#)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -178,7 +179,10 @@ async fn the_api_serves_from_the_image_as_its_task_runs_it(pool: PgPool) {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let answer = reqwest::get(format!("http://{listen}/metrics/departments?year=2021")).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{listen}/metrics/departments?year=2021");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401, "the metrics need a token");
+    let answer = client.get(&url).bearer_auth("image-test-read-token").send().await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.text().await.unwrap(), "[]");
     server.kill().unwrap();

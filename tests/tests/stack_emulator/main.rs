@@ -20,7 +20,10 @@ use stack::Stage;
 use stack::template::Template;
 
 /// Resource types moto's CloudFormation accepts without creating anything.
-const PRETENDED: [&str; 10] = [
+const PRETENDED: [&str; 12] = [
+    // The API's autoscaling (stack/tests/budget.rs checks its bounds on the template).
+    "AWS::ApplicationAutoScaling::ScalableTarget",
+    "AWS::ApplicationAutoScaling::ScalingPolicy",
     // The dead-letter queue's policy and the alarm subscription (stack/tests/aws_review.rs and
     // checkov check them on the template).
     "AWS::SQS::QueuePolicy",
@@ -164,7 +167,8 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     let mut secret_arns = BTreeMap::new();
     for (parameter_key, name, value) in [
         ("DatabaseSecretArn", "hiring-local/db", r#"{"username":"postgres","password":"local"}"#),
-        ("ApiTokenSecretArn", "hiring-local/api-token", "local-token"),
+        ("AppDatabaseSecretArn", "hiring-local/db-app", r#"{"username":"hiring_app","password":"local"}"#),
+        ("ApiTokenSecretArn", "hiring-local/api-tokens", r#"{"write":"local-write-token-0123456789"}"#),
     ] {
         let created = secrets.create_secret().name(name).secret_string(value).send().await.expect("CreateSecret");
         let arn = created.arn().expect("an ARN").to_owned();
@@ -239,7 +243,11 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
         let env = config.environment().and_then(|e| e.variables()).expect("variables");
         assert_eq!(env["HIRING_RAW_URL"], format!("s3://{}/", outputs["RawBucketName"]));
         assert_eq!(env["HIRING_PROCESSED_URL"], format!("s3://{}/", outputs["ProcessedBucketName"]));
-        assert_eq!(env["HIRING_DB_SECRET_ARN"], secret_arns["DatabaseSecretArn"]);
+        // The pool serves as the application role; the master user applies the migrations.
+        assert_eq!(env["HIRING_DB_SECRET_ARN"], secret_arns["AppDatabaseSecretArn"]);
+        assert_eq!(env["HIRING_DB_ADMIN_SECRET_ARN"], secret_arns["DatabaseSecretArn"]);
+        assert_eq!(env["HIRING_DB_SSLMODE"], "verify-full");
+        assert_eq!(env["HIRING_DB_MAX_CONNECTIONS"], "2");
         assert_eq!(env["HIRING_DB_HOST"], outputs["DatabaseEndpoint"]);
         assert!(config.role().is_some_and(|r| r.contains(&format!("{prefix}Role"))), "{prefix}: its own role");
     }
@@ -354,10 +362,13 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     assert_eq!(container.image(), Some(image.as_str()));
     assert_eq!(container.readonly_root_filesystem(), Some(true));
     let secrets_of: BTreeMap<&str, &str> = container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
-    assert_eq!(secrets_of["HIRING_DB_SECRET"], secret_arns["DatabaseSecretArn"]);
-    assert_eq!(secrets_of["HIRING_API_TOKEN"], secret_arns["ApiTokenSecretArn"]);
+    assert_eq!(secrets_of["HIRING_API_TOKENS"], secret_arns["ApiTokenSecretArn"]);
     let env: BTreeMap<&str, &str> =
         container.environment().iter().filter_map(|kv| Some((kv.name()?, kv.value()?))).collect();
+    // The task reads the database secret itself, again after a rotation (not injected once).
+    assert!(!secrets_of.contains_key("HIRING_DB_SECRET"));
+    assert_eq!(env["HIRING_DB_SECRET_ARN"], secret_arns["AppDatabaseSecretArn"]);
+    assert_eq!(env["HIRING_DB_ADMIN_SECRET_ARN"], secret_arns["DatabaseSecretArn"]);
     assert_eq!(env["HIRING_PIPELINE"], "stepfunctions");
     assert_eq!(env["HIRING_RAW_URL"], format!("s3://{}/", outputs["RawBucketName"]));
 

@@ -1,17 +1,17 @@
-//! Reading a Secrets Manager secret (the database's, which RDS manages) with the AWS SDK.
+//! Reading a Secrets Manager secret with the AWS SDK.
 //!
-//! The credentials, region and endpoint are the function's settings
-//! (`hiring::settings::AwsSettings`, read with the others: in Lambda, its environment), else
-//! the SDK's default chain. TLS is rustls with ring.
+//! The credentials, region and endpoint are the caller's settings
+//! (`hiring::settings::AwsSettings`: in Lambda and ECS, their environment), else the SDK's
+//! default chain (the task's or function's role). TLS is rustls with ring.
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use hiring::settings::AwsSettings;
 
-use crate::StepError;
+use crate::ReadError;
 
-/// The secret's string value. A missing secret or a refused read is fatal; anything else
-/// (throttling, the network) is worth a retry.
-pub async fn read(arn: &str, aws: &AwsSettings) -> Result<String, StepError> {
+/// The secret's string value. A missing secret or a refused read is not worth retrying;
+/// anything else (throttling, the network) is.
+pub async fn read(arn: &str, aws: &AwsSettings) -> Result<String, ReadError> {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
@@ -21,7 +21,7 @@ pub async fn read(arn: &str, aws: &AwsSettings) -> Result<String, StepError> {
             &credentials.secret_access_key,
             credentials.session_token.clone(),
             None,
-            "function settings",
+            "settings",
         ));
     }
     if let Some(region) = &aws.region {
@@ -36,13 +36,13 @@ pub async fn read(arn: &str, aws: &AwsSettings) -> Result<String, StepError> {
         Ok(value) => value
             .secret_string()
             .map(str::to_owned)
-            .ok_or_else(|| StepError::fatal(format!("the secret {arn} has no string value"))),
+            .ok_or_else(|| ReadError::fatal(format!("the secret {arn} has no string value"))),
         Err(error) => {
             let message = format!("could not read the secret {arn}: {}", DisplayErrorContext(&error));
             let fatal = error.as_service_error().is_some_and(|e| {
                 e.is_resource_not_found_exception() || e.is_invalid_parameter_exception() || e.is_decryption_failure()
             }) || error.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 400 | 403));
-            Err(StepError { retryable: !fatal, message })
+            Err(ReadError { retryable: !fatal, message })
         }
     }
 }

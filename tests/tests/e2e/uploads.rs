@@ -1,0 +1,113 @@
+//! Presigned uploads on a local raw zone, as under `cargo xtask dev` (issue 15): the URL points
+//! at the API itself, signed and expiring; the API stores the file and runs the steps.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::helpers::{READ_TOKEN, TOKEN, TestApp, sample};
+
+async fn announce(app: &TestApp, files: Value) -> (u16, Value) {
+    let response =
+        app.client.post(app.url("/uploads")).bearer_auth(TOKEN).json(&json!({ "files": files })).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn wait_final(app: &TestApp, id: i64) -> Value {
+    for _ in 0..200 {
+        let (status, report) = app.get_json(&format!("/ingestions/{id}")).await;
+        assert_eq!(status, 200, "{report}");
+        if ["succeeded", "rejected", "failed"].contains(&report["status"].as_str().unwrap_or_default()) {
+            return report;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("ingestion {id} did not finish");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn the_sample_goes_through_presigned_urls_in_dependency_order(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let files: Vec<(&str, Vec<u8>)> = ["hired_employees", "jobs", "departments"]
+        .into_iter()
+        .map(|t| (t, std::fs::read(sample(&format!("{t}.csv"))).unwrap()))
+        .collect();
+    let announced: Vec<Value> = files.iter().map(|(t, b)| json!({ "table": t, "bytes": b.len() })).collect();
+    let (status, body) = announce(&app, json!(announced)).await;
+    assert_eq!(status, 201, "{body}");
+    let uploads = body["uploads"].as_array().unwrap();
+    let tables: Vec<&str> = uploads.iter().map(|u| u["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["departments", "jobs", "hired_employees"], "dependency order");
+    for upload in uploads {
+        let id = upload["ingestion"].as_i64().unwrap();
+        let (_, before) = app.get_json(&format!("/ingestions/{id}")).await;
+        assert_eq!(before["status"], "awaiting_upload", "{before}");
+        let url = upload["url"].as_str().unwrap();
+        assert!(url.starts_with(&app.base) && url.contains("signature="), "a local, signed URL: {url}");
+        let bytes = files.iter().find(|(t, _)| upload["table"] == *t).unwrap().1.clone();
+        // No bearer token: the signature is the authorization, as with S3's presigned URLs.
+        let put = app.client.put(url).body(bytes.clone()).send().await.unwrap();
+        assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+        let report = wait_final(&app, id).await;
+        assert_eq!(report["status"], "succeeded", "{report}");
+        assert_eq!(report["object_key"], upload["key"]);
+        // The URL takes its file once.
+        let again = app.client.put(url).body(bytes).send().await.unwrap();
+        assert_eq!(again.status(), 409);
+    }
+    assert_eq!((app.count("departments").await, app.count("jobs").await), (12, 183));
+    assert_eq!(app.count("hired_employees").await, 1929);
+    let (_, hires) = app.get_json(&format!("/ingestions/{}", uploads[2]["ingestion"])).await;
+    assert_eq!(hires["rejected"], 70, "{hires}");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_tampered_expired_or_oversized_put_is_refused(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let (_, body) = announce(&app, json!([{ "table": "jobs", "bytes": 20 }])).await;
+    let upload = &body["uploads"][0];
+    let url = upload["url"].as_str().unwrap().to_owned();
+    let id = upload["ingestion"].as_i64().unwrap();
+    let put = |url: String, bytes: &'static str| app.client.put(url).body(bytes).send();
+
+    let more_bytes = url.replace("bytes=20", "bytes=2000");
+    assert_eq!(put(more_bytes, "1,Analyst\n").await.unwrap().status(), 403, "a changed size breaks the signature");
+    let other = url.replace(&format!("/uploads/{id}?"), &format!("/uploads/{}?", id + 1));
+    assert_eq!(put(other, "1,Analyst\n").await.unwrap().status(), 403, "another ingestion's URL");
+    let expires = url.split("expires=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let expired = url.replace(&format!("expires={expires}"), "expires=1000");
+    assert_eq!(put(expired, "1,Analyst\n").await.unwrap().status(), 403);
+    let oversized = put(url.clone(), "1,Analyst\n2,Manager\n3,Engineer\n").await.unwrap();
+    assert_eq!(oversized.status(), 413);
+    let (_, still) = app.get_json(&format!("/ingestions/{id}")).await;
+    assert_eq!(still["status"], "awaiting_upload", "a refused put changes nothing");
+    assert_eq!(put(url, "1,Analyst\n").await.unwrap().status(), 200);
+    assert_eq!(wait_final(&app, id).await["inserted"], 1);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn announcing_needs_a_write_token_and_sane_files(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let files = json!({ "files": [{ "table": "jobs", "bytes": 10 }] });
+    let read = app.client.post(app.url("/uploads")).bearer_auth(READ_TOKEN).json(&files).send().await.unwrap();
+    assert_eq!(read.status(), 403);
+    for (files, code) in [
+        (json!([]), 400),
+        (json!([{ "table": "jobs", "bytes": 1 }, { "table": "jobs", "bytes": 2 }]), 400),
+        (json!([{ "table": "nope", "bytes": 1 }]), 400),
+        (json!([{ "table": "jobs", "bytes": 6_000_000_000u64 }]), 413),
+    ] {
+        let (status, body) = announce(&app, files.clone()).await;
+        assert_eq!(status, code, "{files}: {body}");
+    }
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_direct_upload_over_the_limit_names_the_presigned_flow(pool: PgPool) {
+    // As behind API Gateway: the stack sets HIRING_MAX_UPLOAD_BYTES under the 10 MB quota.
+    let app = TestApp::start_with(pool, |s| s.max_upload_bytes = 64 * 1024).await;
+    let big = "1,Analyst\n".repeat(10_000).into_bytes();
+    let (status, body) = app.upload(&[("jobs", "jobs.csv", big)]).await;
+    assert_eq!(status, 413, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("POST /uploads") && message.contains("cargo xtask upload"), "{message}");
+}
