@@ -4,9 +4,11 @@
 //! Read off the synthesized template (what CloudFormation deploys), not off the stage
 //! configuration, so a template edited by hand is checked too:
 //! - the API: its pool (`HIRING_DB_MAX_CONNECTIONS`) plus the metrics cache's `LISTEN`
-//!   connection, times its largest task count, which is the scaling target's maximum times the
-//!   deployment's `MaximumPercent` (a rolling deploy runs old and new tasks side by side);
-//! - each function: its reserved concurrency times its pool.
+//!   connection and one of the master user's (which applies the application role's password
+//!   after a refusal or a change), times its largest task count, which is the scaling target's
+//!   maximum times the deployment's `MaximumPercent` (a rolling deploy runs old and new tasks
+//!   side by side);
+//! - each function: its reserved concurrency times its pool plus the master user's one.
 //!
 //! RDS for PostgreSQL sets `max_connections` to `LEAST({DBInstanceClassMemory/9531392}, 5000)`
 //! (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Limits.html#RDS_Limits.MaxConnections).
@@ -144,10 +146,11 @@ pub fn of(template: &Template) -> Result<Budget, String> {
     let max_tasks = target.properties["MaxCapacity"].as_u64().ok_or("the scalable target has no MaxCapacity")?;
     let (_, service) = of_type(ResourceType::EcsService).next().ok_or("the template has no API service")?;
     let percent = service.properties["DeploymentConfiguration"]["MaximumPercent"].as_u64().unwrap_or(200);
-    // The metrics cache listens on a connection of its own (api::cache).
+    // The metrics cache listens on a connection of its own (api::cache); the master user's
+    // connection applies the application role's password (secrets).
     shares.push(Share {
         component: "api".to_owned(),
-        per_instance: pool + 1,
+        per_instance: pool + 2,
         instances: u32::try_from((max_tasks * percent).div_ceil(100)).map_err(|e| e.to_string())?,
     });
 
@@ -159,7 +162,7 @@ pub fn of(template: &Template) -> Result<Budget, String> {
         })?;
         shares.push(Share {
             component: id.to_string(),
-            per_instance: pool,
+            per_instance: pool + 1,
             instances: u32::try_from(concurrency).map_err(|e| e.to_string())?,
         });
     }

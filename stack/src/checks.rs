@@ -54,7 +54,7 @@ pub const DATABASE_IAM_AUTHENTICATION: Exception =
 pub const DATABASE_SINGLE_AZ: Exception =
     ("CKV_AWS_157", "Single-AZ outside prod halves the database's cost; prod is Multi-AZ.");
 pub const SECRET_CMK: Exception =
-    ("CKV_AWS_149", "AWS managed key aws/secretsmanager; only this stage's task execution role reads it.");
+    ("CKV_AWS_149", "AWS managed key aws/secretsmanager; only this stage's own roles read it.");
 pub const REPOSITORY_CMK: Exception = (
     "CKV_AWS_136",
     "ECR's AES256 encryption; EncryptionConfiguration is create-only and a KMS key adds nothing required.",

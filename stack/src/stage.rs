@@ -173,7 +173,7 @@ impl StageConfig {
             api_max_tasks: 2,
             api_cpu_target_percent: 60,
             api_db_pool: 8,
-            function_concurrency: FunctionConcurrency { validate: 4, process: 4, backup: 1 },
+            function_concurrency: FunctionConcurrency { validate: 3, process: 3, backup: 1 },
             api_cpu: 256,
             api_memory_mb: 512,
             public_metrics: false,

@@ -1004,9 +1004,6 @@ impl<'a> StageBuilder<'a> {
                     "Cluster": task.cluster.r#ref(),
                     "TaskDefinition": task.task.r#ref(),
                     "LaunchType": "FARGATE",
-                    // Where the service starts; the scaling policy below moves it between the
-                    // stage's minimum and maximum.
-                    "DesiredCount": cfg.api_min_tasks,
                     "DeploymentConfiguration": {
                         "DeploymentCircuitBreaker": { "Enable": true, "Rollback": true },
                         "MinimumHealthyPercent": 100,
@@ -1025,6 +1022,16 @@ impl<'a> StageBuilder<'a> {
             )
             .depends_on(&listener),
         );
+        // No DesiredCount in AWS: every stack update would set it again, cutting a service the
+        // policy scaled out back to its minimum. Left out, a new service starts with one task,
+        // the scalable target raises it to the minimum, and updates leave the count alone
+        // (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ecs-service.html).
+        // On the emulator, which runs no tasks and scales nothing, the service wants none.
+        if cfg.emulator
+            && let Some(resource) = self.t.resources.get_mut(&service)
+        {
+            resource.properties["DesiredCount"] = json!(0);
+        }
         self.api_autoscaling(task, &service);
         self.flow(&task.cluster, "runs", &service);
         self.flow(&service, "runs", &task.task);
@@ -1322,7 +1329,8 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
         },
         {
             // A function at its reserved concurrency (the connection budget) throttles: a burst
-            // of files waits its turn, up to about 18 minutes, instead of failing.
+            // of files waits its turn (20 attempts, each delay at most 60 s and jittered: up to
+            // about 18 minutes, about half that on average) instead of failing.
             "ErrorEquals": ["Lambda.TooManyRequestsException"],
             "IntervalSeconds": 5, "MaxAttempts": 20, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
         }

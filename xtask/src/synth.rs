@@ -217,7 +217,7 @@ pub fn stages_table() -> String {
 /// at most, against what the database class allows.
 pub fn budget_table() -> anyhow::Result<String> {
     let mut out = String::from(
-        "| stage | database (max_connections) | budget | API: tasks × (pool + 1) | validate | process | backup | at most |\n\
+        "| stage | database (max_connections) | budget | API: tasks × connections | validate | process | backup | at most |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
     for stage in Stage::ALL {
