@@ -59,6 +59,12 @@ pub struct Settings {
     pub public_metrics: bool,
     /// `HIRING_MAX_UPLOAD_BYTES`: the largest `POST /upload` body (default 2 GiB).
     pub max_upload_bytes: usize,
+    /// `HIRING_MULTIPART_ABOVE_BYTES`: a presigned upload to S3 larger than this is a multipart
+    /// upload (default 5 GiB, the most one `PUT` takes).
+    pub multipart_above_bytes: u64,
+    /// `HIRING_MULTIPART_PART_BYTES`: the size of a multipart upload's parts (default 64 MiB,
+    /// at least S3's 5 MiB; larger when a file would need over 10,000 parts).
+    pub multipart_part_bytes: u64,
     /// `HIRING_DB_MAX_CONNECTIONS`: the pool's size (default 16).
     pub db_max_connections: u32,
     /// `HIRING_PIPELINE`: `inline` (default) or `stepfunctions`.
@@ -117,6 +123,12 @@ impl Settings {
             }
         };
         let request_timeout = Duration::from_secs(number("HIRING_REQUEST_TIMEOUT_SECS", 30)?.max(1));
+        let single_put = crate::routes::uploads::MAX_SINGLE_PUT_BYTES;
+        let multipart_above_bytes = number("HIRING_MULTIPART_ABOVE_BYTES", single_put)?.min(single_put);
+        let multipart_part_bytes = number("HIRING_MULTIPART_PART_BYTES", 64 * 1024 * 1024)?;
+        if multipart_part_bytes < crate::routes::uploads::MIN_PART_BYTES {
+            bail!("HIRING_MULTIPART_PART_BYTES `{multipart_part_bytes}` is under S3's smallest part, 5 MiB (5242880)");
+        }
         let upload_timeout = Duration::from_secs(number("HIRING_UPLOAD_TIMEOUT_SECS", 900)?.max(1));
         let max_concurrent_writes = usize::try_from(number("HIRING_MAX_CONCURRENT_WRITES", 8)?.max(1))?;
         let cors_origins = lookup("HIRING_CORS_ORIGINS")
@@ -175,6 +187,8 @@ impl Settings {
                 Some(other) => bail!("HIRING_PUBLIC_METRICS `{other}` is not true or false"),
             },
             max_upload_bytes,
+            multipart_above_bytes,
+            multipart_part_bytes,
             db_max_connections,
             cors_origins,
             request_timeout,

@@ -28,6 +28,8 @@ use crate::state::AppState;
 pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// The largest body of `POST /uploads` (three files' names and sizes).
 pub const MAX_UPLOADS_BODY_BYTES: usize = 16 * 1024;
+/// The largest body of `POST /uploads/{id}/complete` (10,000 parts' numbers and ETags).
+pub const MAX_COMPLETE_BODY_BYTES: usize = 1024 * 1024;
 /// The largest body of `POST /restore/{table}` (a key).
 pub const MAX_RESTORE_BODY_BYTES: usize = 4 * 1024;
 /// The largest body of any other endpoint (none takes one).
@@ -49,6 +51,11 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(
             routes!(routes::uploads::announce)
                 .layer(DefaultBodyLimit::max(MAX_UPLOADS_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
+        .routes(
+            routes!(routes::uploads::complete)
+                .layer(DefaultBodyLimit::max(MAX_COMPLETE_BODY_BYTES))
                 .layer(deadline(request_timeout)),
         )
         .routes(

@@ -15,6 +15,7 @@ pub mod ingestions;
 pub mod load;
 pub mod metrics;
 pub mod pipeline;
+mod presign;
 pub mod processed;
 pub mod pump;
 pub mod reject;

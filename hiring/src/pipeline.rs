@@ -119,19 +119,38 @@ pub async fn enqueue(pool: &PgPool, zones: &Zones, key: &str, source: &str) -> R
 /// Records a file a client is about to put into the raw zone at `key` itself (a presigned
 /// upload), and returns its ingestion id: `awaiting_upload` until the pipeline's first step
 /// meets the object, which then continues this ingestion.
-pub async fn expect(pool: &PgPool, key: &str, source: &str, expires_at: DateTime<Utc>) -> Result<i64> {
+pub async fn expect(
+    pool: &PgPool,
+    key: &str,
+    source: &str,
+    expires_at: DateTime<Utc>,
+    upload_id: Option<&str>,
+) -> Result<i64> {
     let table = table_of_key(key)?;
     Ok(sqlx::query_scalar(
-        "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at)
-         VALUES ($1, 'file', $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at, upload_id)
+         VALUES ($1, 'file', $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(table.name())
     .bind(source)
     .bind(IngestionStatus::AwaitingUpload)
     .bind(key)
     .bind(expires_at)
+    .bind(upload_id)
     .fetch_one(pool)
     .await?)
+}
+
+/// The key and multipart upload id of an announced ingestion still awaiting its file; `None`
+/// when it has no multipart upload or its file arrived.
+pub async fn awaited_multipart(pool: &PgPool, id: i64) -> Result<Option<(String, String)>> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT object_key, upload_id FROM ingestions WHERE id = $1 AND status = $2")
+            .bind(id)
+            .bind(IngestionStatus::AwaitingUpload)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(key, upload)| key.zip(upload)))
 }
 
 /// Validates one object of the raw zone (see the module documentation).

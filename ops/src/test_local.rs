@@ -653,6 +653,10 @@ async fn start_api(
     environment.extend(database_overrides(database));
     environment.extend(env.iter().cloned());
     environment.push(("HIRING_LISTEN".to_owned(), format!("127.0.0.1:{port}")));
+    // A multipart upload above 8 MiB, in 16 MiB parts (above 5 GiB, in 64 MiB parts, in AWS), so
+    // the presigned phase's 46 MB hires file goes up in parts.
+    environment.push(("HIRING_MULTIPART_ABOVE_BYTES".to_owned(), (8 << 20).to_string()));
+    environment.push(("HIRING_MULTIPART_PART_BYTES".to_owned(), (16 << 20).to_string()));
 
     let podman = devenv::podman::ensure()?;
     let id = podman.load(&image.dir)?;
@@ -1136,9 +1140,13 @@ async fn presigned_flow(
     let (bucket, prefix) = raw_location(&api.raw_url)?;
     let s3 = crate::publish::s3_client(sdk);
     let mut reports = Vec::new();
+    let mut multipart_parts = 0;
     for (upload, file) in uploads.iter().zip(&files) {
         ensure!(upload["table"] == file.table.as_str(), "the uploads are not in dependency order: {uploads:?}");
-        let url = upload["url"].as_str().context("an upload without a URL")?;
+        let url = match upload["parts"].as_array() {
+            Some(parts) => parts.first().and_then(|p| p["url"].as_str()).context("a multipart upload without parts")?,
+            None => upload["url"].as_str().context("an upload without a URL")?,
+        };
         let parsed = reqwest::Url::parse(url)?;
         let object = if prefix.is_empty() {
             upload["key"].as_str().unwrap_or_default().to_owned()
@@ -1153,9 +1161,20 @@ async fn presigned_flow(
         // moto's IAM enforcement reads only the Authorization header, which a presigned request
         // has not: the PUT itself is made with enforcement off (the API's role may put there,
         // as POST /upload showed with enforcement on).
-        match iam {
-            Some(iam) => iam.unchecked(client.put(file, url)).await?,
-            None => client.put(file, url).await?,
+        match upload["parts"].as_array() {
+            Some(parts) => {
+                let put = match iam {
+                    Some(iam) => iam.unchecked(client.put_parts(file, parts)).await?,
+                    None => client.put_parts(file, parts).await?,
+                };
+                multipart_parts = parts.len();
+                // The API assembles them as its role, with IAM enforced (s3:PutObject).
+                client.complete(upload, put).await?;
+            }
+            None => match iam {
+                Some(iam) => iam.unchecked(client.put(file, url)).await?,
+                None => client.put(file, url).await?,
+            },
         }
         let id = upload["ingestion"].as_i64().context("an upload without an ingestion")?;
         let (waiting, event) = tokio::join!(client.wait_for(id), async {
@@ -1188,8 +1207,10 @@ async fn presigned_flow(
         manifest.rows,
         manifest.bad_rows
     );
+    ensure!(multipart_parts > 1, "the hires were not a multipart upload ({multipart_parts} parts)");
     Ok(format!(
-        "POST /upload of {} MB: 413 naming POST /uploads; presigned PUTs to S3, then the pipeline: {} hires, {} rejected",
+        "POST /upload of {} MB: 413 naming POST /uploads; presigned PUTs to S3 (the hires in {multipart_parts} \
+         parts), then the pipeline: {} hires, {} rejected",
         hires.bytes / 1_000_000,
         manifest.rows,
         manifest.bad_rows

@@ -197,8 +197,13 @@ impl Client {
         let mut reports = Vec::new();
         for upload in uploads {
             let file = files.iter().find(|f| upload["table"] == f.table.as_str()).context("an upload of no file")?;
-            let url = upload["url"].as_str().context("an upload without a URL")?;
-            self.put(file, url).await?;
+            match upload["parts"].as_array() {
+                Some(parts) => {
+                    let put = self.put_parts(file, parts).await?;
+                    self.complete(&upload, put).await?;
+                }
+                None => self.put(file, upload["url"].as_str().context("an upload without a URL")?).await?,
+            }
             reports.push(self.wait_for(upload["ingestion"].as_i64().context("an upload without an ingestion")?).await?);
         }
         Ok(reports)
@@ -249,6 +254,59 @@ impl Client {
         }
         bar.finish();
         Ok(())
+    }
+
+    /// Puts a multipart upload's parts, each its slice of the file, to its presigned URL;
+    /// returns each part's number and the ETag S3 answered, for [`Client::complete`].
+    pub async fn put_parts(&self, file: &File, parts: &[Value]) -> anyhow::Result<Vec<Value>> {
+        use futures_util::TryStreamExt;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let bar = self.bar(file.bytes, &format!("{} ({}, {} parts)", file.table, file.path.display(), parts.len()));
+        let mut offset = 0u64;
+        let mut put = Vec::with_capacity(parts.len());
+        for part in parts {
+            let (number, bytes) =
+                (part["number"].as_u64().unwrap_or_default(), part["bytes"].as_u64().unwrap_or_default());
+            let url = part["url"].as_str().context("a part without a URL")?;
+            let mut source = tokio::fs::File::open(&file.path).await?;
+            source.seek(std::io::SeekFrom::Start(offset)).await?;
+            let counted = bar.clone();
+            let stream = tokio_util::io::ReaderStream::with_capacity(source.take(bytes), 1 << 20)
+                .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
+            let response = self
+                .http
+                .put(url)
+                .header(reqwest::header::CONTENT_LENGTH, bytes)
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .with_context(|| format!("PUT of part {number} of {} failed", file.path.display()))?;
+            let status = response.status();
+            let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                bail!("PUT of part {number} of {} answered {status}: {}", file.path.display(), text.trim());
+            }
+            let etag = etag.with_context(|| format!("S3 answered part {number} without an ETag"))?;
+            put.push(json!({ "number": number, "etag": etag }));
+            offset += bytes;
+        }
+        ensure!(offset == file.bytes, "the parts cover {offset} of the file's {} bytes", file.bytes);
+        bar.finish();
+        Ok(put)
+    }
+
+    /// Asks the API to assemble a multipart upload from its parts (`POST /uploads/{id}/complete`).
+    pub async fn complete(&self, upload: &Value, parts: Vec<Value>) -> anyhow::Result<()> {
+        let path = upload["complete"].as_str().context("a multipart upload without its complete path")?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&json!({ "parts": parts }))
+            .send()
+            .await?;
+        answer(response, &format!("POST {path}")).await.map(drop)
     }
 
     /// Polls `GET /ingestions/{id}` until it is final (succeeded, rejected, failed).

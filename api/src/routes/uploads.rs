@@ -29,8 +29,15 @@ use crate::state::AppState;
 /// How long a presigned URL stays valid.
 pub const URL_LIFETIME: Duration = Duration::from_secs(3600);
 /// The largest object one S3 `PUT` takes (5 GiB,
-/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html).
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html); larger files are
+/// multipart uploads.
 pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest object S3 stores (5 TiB) and the most parts an upload has (10,000)
+/// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+const MAX_PARTS: u64 = 10_000;
+/// S3's smallest part but the last (5 MiB).
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 
 /// The files to upload.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -72,10 +79,30 @@ pub struct PresignedUpload {
     pub key: String,
     /// Always `PUT`.
     pub method: String,
-    /// Where to send the file's bytes, as the whole body, with no other header needed.
-    pub url: String,
-    /// When the URL stops working.
+    /// Where to send the file's bytes, as the whole body (exactly the size announced); absent
+    /// for a multipart upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file over the single-`PUT` size: its parts, each `PUT` to its URL (exactly its bytes,
+    /// in order of the file); keep each answer's `ETag` header for `complete`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<UploadPart>>,
+    /// With `parts`: where to `POST` the parts' ETags once every part is put.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete: Option<String>,
+    /// When the URLs stop working.
     pub expires_at: DateTime<Utc>,
+}
+
+/// One part of a multipart upload.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadPart {
+    /// Its number, from 1.
+    pub number: u32,
+    /// Its size: the file's bytes from `(number - 1) × ` the first part's size.
+    pub bytes: u64,
+    /// Where to `PUT` it.
+    pub url: String,
 }
 
 /// Announces files and answers a presigned `PUT` URL for each.
@@ -90,7 +117,7 @@ pub struct PresignedUpload {
         (status = 400, description = "No file, too many, a table twice, or a malformed body", body = crate::openapi::ErrorBody),
         (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
         (status = 403, description = "A read token, or the server runs read-only", body = crate::openapi::ErrorBody),
-        (status = 413, description = "A file over S3's 5 GiB single PUT", body = crate::openapi::ErrorBody),
+        (status = 413, description = "A file over S3's 5 TiB object size", body = crate::openapi::ErrorBody),
         (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
     )
 )]
@@ -112,9 +139,9 @@ pub async fn announce(
     if request.files.windows(2).any(|pair| pair[0].table == pair[1].table) {
         return Err(ApiError::bad_request("files", "name each table once: upload a table's rows as one file"));
     }
-    if let Some(file) = request.files.iter().find(|f| f.bytes > MAX_SINGLE_PUT_BYTES) {
+    if let Some(file) = request.files.iter().find(|f| f.bytes > MAX_OBJECT_BYTES) {
         return Err(ApiError::PayloadTooLarge(format!(
-            "the {} file is {} bytes, over the 5 GiB one upload takes: split it into files under 5 GiB",
+            "the {} file is {} bytes, over the 5 TiB S3 stores as one object: split it into smaller files",
             file.table, file.bytes
         )));
     }
@@ -124,8 +151,35 @@ pub async fn announce(
         let key = format!("{}/{}", file.table.name(), super::upload::new_file_name());
         let name = hiring::reject::storable(file.name.as_deref().unwrap_or(file.table.name())).into_owned();
         let source = format!("presigned:{name} ({}/{key})", state.zones.raw.url());
-        let ingestion = hiring::pipeline::expect(&state.pool, &key, &source, expires_at).await?;
-        let url = match state.zones.raw.presigned_put(&key, URL_LIFETIME).await? {
+        let settings = &state.settings;
+        let multipart = state.zones.raw.is_s3() && file.bytes > settings.multipart_above_bytes;
+        if multipart {
+            // Parts of the configured size, larger when the file would need over 10,000, in MiB.
+            let mib = 1024 * 1024;
+            let part_bytes = settings.multipart_part_bytes.max(file.bytes.div_ceil(MAX_PARTS).div_ceil(mib) * mib);
+            let (upload_id, parts) = state
+                .zones
+                .raw
+                .presigned_multipart(&key, file.bytes, part_bytes, URL_LIFETIME)
+                .await?
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the raw zone is not on S3")))?;
+            let ingestion = hiring::pipeline::expect(&state.pool, &key, &source, expires_at, Some(&upload_id)).await?;
+            let parts =
+                parts.into_iter().map(|p| UploadPart { number: p.number, bytes: p.bytes, url: p.url }).collect();
+            uploads.push(PresignedUpload {
+                ingestion,
+                table: file.table,
+                key,
+                method: "PUT".to_owned(),
+                url: None,
+                parts: Some(parts),
+                complete: Some(format!("/uploads/{ingestion}/complete")),
+                expires_at,
+            });
+            continue;
+        }
+        let ingestion = hiring::pipeline::expect(&state.pool, &key, &source, expires_at, None).await?;
+        let url = match state.zones.raw.presigned_put(&key, file.bytes, URL_LIFETIME).await? {
             Some(url) => url,
             None => {
                 let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:8080");
@@ -137,9 +191,75 @@ pub async fn announce(
                 )
             }
         };
-        uploads.push(PresignedUpload { ingestion, table: file.table, key, method: "PUT".to_owned(), url, expires_at });
+        uploads.push(PresignedUpload {
+            ingestion,
+            table: file.table,
+            key,
+            method: "PUT".to_owned(),
+            url: Some(url),
+            parts: None,
+            complete: None,
+            expires_at,
+        });
     }
     Ok((StatusCode::CREATED, Json(UploadsResponse { uploads })))
+}
+
+/// The parts of a multipart upload, as put.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CompleteRequest {
+    /// Every part, each with the `ETag` its `PUT` answered.
+    pub parts: Vec<PutPart>,
+}
+
+/// A part as put.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PutPart {
+    /// Its number.
+    pub number: u32,
+    /// The `ETag` header S3 answered its `PUT` with.
+    pub etag: String,
+}
+
+/// Assembles a multipart upload from its parts, once the client put every one; S3 then starts
+/// the pipeline (the object's Object Created event).
+#[utoipa::path(
+    post,
+    path = "/uploads/{id}/complete",
+    tag = "ingest",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The ingestion `POST /uploads` announced with parts")),
+    request_body(content = CompleteRequest, description = "Every part's number and ETag"),
+    responses(
+        (status = 200, description = "Assembled; follow GET /ingestions/{id}", body = Stored),
+        (status = 400, description = "A part missing, twice or out of range", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No multipart upload awaits its parts under this id", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database or the store is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn complete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    request: Result<Json<CompleteRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Stored>, ApiError> {
+    let Json(mut request) = request.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not {{\"parts\": [{{\"number\", \"etag\"}}]}}: {}", e.body_text()),
+        )
+    })?;
+    let Some((key, upload_id)) = hiring::pipeline::awaited_multipart(&state.pool, id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "ingestion {id} awaits no multipart upload: it has none, or its file is already complete"
+        )));
+    };
+    request.parts.sort_by_key(|part| part.number);
+    if request.parts.is_empty() || request.parts.iter().enumerate().any(|(i, part)| part.number as usize != i + 1) {
+        return Err(ApiError::bad_request("parts", "list every part once, numbered from 1 with none missing"));
+    }
+    let etags = request.parts.into_iter().map(|part| part.etag).collect();
+    state.zones.raw.complete_multipart(&key, &upload_id, etags).await?;
+    Ok(Json(Stored { ingestion: id, key }))
 }
 
 /// The signature of a local presigned URL.

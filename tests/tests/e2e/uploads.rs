@@ -94,7 +94,7 @@ async fn announcing_needs_a_write_token_and_sane_files(pool: PgPool) {
         (json!([]), 400),
         (json!([{ "table": "jobs", "bytes": 1 }, { "table": "jobs", "bytes": 2 }]), 400),
         (json!([{ "table": "nope", "bytes": 1 }]), 400),
-        (json!([{ "table": "jobs", "bytes": 6_000_000_000u64 }]), 413),
+        (json!([{ "table": "jobs", "bytes": 6_000_000_000_000u64 }]), 413),
     ] {
         let (status, body) = announce(&app, files.clone()).await;
         assert_eq!(status, code, "{files}: {body}");
