@@ -178,6 +178,27 @@ impl Instruments {
     }
 }
 
+/// The `method` label: the methods HTTP defines, and `other` for any other a client sends, so
+/// a client cannot make new series (each label value is one more series to keep forever).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .into_iter()
+    .zip(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"])
+    .find(|(known, _)| known == method)
+    .map_or("other", |(_, label)| label)
+}
+
 /// For every request: takes or makes its id, echoes it in `X-Request-Id`, runs the handler in
 /// a span that carries it (so every log line of the request has it), logs the method, route,
 /// status and duration, and counts it. Headers (and so tokens) and query strings are never
@@ -193,7 +214,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     span.in_scope(|| tracing::info!(%method, path, route, status, millis = elapsed * 1e3, "request"));
-    let labels = RequestLabels { route, method: method.to_string(), status };
+    let labels = RequestLabels { route, method: method_label(&method).to_owned(), status };
     state.telemetry.requests.get_or_create(&labels).inc();
     state.telemetry.latency.get_or_create(&labels).observe(elapsed);
     if let Ok(value) = HeaderValue::from_str(&id.0) {

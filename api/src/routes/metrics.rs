@@ -151,6 +151,24 @@ fn respond<T: Serialize>(rows: &[T], columns: &[&str], csv: bool) -> Result<Resp
         .write_record(columns)
         .and_then(|()| rows.iter().try_for_each(|row| writer.serialize(row)))
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let body = writer.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let serialized = writer.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let body = neutralized(&serialized).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], body).into_response())
+}
+
+/// The CSV with every cell a spreadsheet would run as a formula made text: a cell beginning
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, as OWASP recommends
+/// (https://owasp.org/www-community/attacks/CSV_Injection). A department named
+/// `=HYPERLINK(…)` is then shown, not followed. JSON answers stay verbatim.
+fn neutralized(csv_text: &[u8]) -> csv::Result<Vec<u8>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(csv_text);
+    let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::with_capacity(csv_text.len()));
+    for record in reader.records() {
+        let record = record?;
+        let cells = record.iter().map(|cell| {
+            if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell.to_owned() }
+        });
+        writer.write_record(cells)?;
+    }
+    writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }

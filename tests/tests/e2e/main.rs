@@ -8,6 +8,7 @@ mod backup;
 mod batch;
 mod functions;
 mod hardening;
+mod hardening2;
 mod helpers;
 mod load;
 mod metrics;
