@@ -56,6 +56,8 @@ pub struct Zone {
     /// The bucket's store, the zone's key prefix and the region, when the zone is on S3 (for
     /// presigning and multipart uploads).
     s3: Option<S3Zone>,
+    /// The directory, when the zone is local.
+    directory: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -144,7 +146,7 @@ impl Zone {
             "" => whole,
             prefix => Arc::new(PrefixStore::new(whole, prefix)),
         };
-        Ok(Zone { store, url: url.to_owned(), s3: Some(S3Zone { store: s3, prefix, region }) })
+        Ok(Zone { store, url: url.to_owned(), s3: Some(S3Zone { store: s3, prefix, region }), directory: None })
     }
 
     /// A zone in a local directory, created if missing.
@@ -152,12 +154,27 @@ impl Zone {
         std::fs::create_dir_all(directory)?;
         let store = LocalFileSystem::new_with_prefix(directory)
             .map_err(|e| Error::Zone(format!("cannot open {}: {e}", directory.display())))?;
-        Ok(Zone { store: Arc::new(store), url: directory.display().to_string(), s3: None })
+        Ok(Zone {
+            store: Arc::new(store),
+            url: directory.display().to_string(),
+            s3: None,
+            directory: Some(directory.to_owned()),
+        })
     }
 
     /// Where the zone is, for messages.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether the zone is the local directory `directory`, however either is spelled (`.`,
+    /// `..`, symbolic links, a trailing slash): both resolved to their canonical paths.
+    pub fn is_directory(&self, directory: &Path) -> bool {
+        let Some(own) = &self.directory else { return false };
+        match (std::fs::canonicalize(own), std::fs::canonicalize(directory)) {
+            (Ok(own), Ok(other)) => own == other,
+            _ => false,
+        }
     }
 
     /// Whether the zone is on S3 (else it is a local directory).

@@ -120,9 +120,11 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
     parts.sort_by_key(|part| part.table);
 
     // Parts are staged in `<data dir>/raw`, the raw zone's default place. When the raw zone is
-    // elsewhere (S3), each part is copied there, and the staged copy goes.
+    // elsewhere (S3, or another directory), each part is copied there, and the staged copy
+    // goes. The same directory spelled otherwise is the same place: decided on the canonical
+    // paths, never on the spelling (which copied a file onto itself, then deleted it).
     let staging = state.settings.data_dir.join("raw");
-    let remote_raw = state.zones.raw.url() != staging.display().to_string();
+    let remote_raw = !state.zones.raw.is_directory(&staging);
     let keys: Vec<String> = parts
         .iter()
         .map(|part| part.path.strip_prefix(&staging).unwrap_or(&part.path).to_string_lossy().into_owned())
@@ -229,6 +231,11 @@ async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Par
                 ),
             ));
         };
+        // At most one part per table: each part is a file, an ingestion and (deployed) a state
+        // machine execution, so a body of 20,000 parts would be 20,000 of each.
+        if parts.iter().any(|part| part.table == table) {
+            return Err(duplicate(table));
+        }
         let directory = data_dir.join("raw").join(table.name());
         tokio::fs::create_dir_all(&directory).await.map_err(|e| internal(e, &directory))?;
         let path = directory.join(new_file_name());
@@ -244,6 +251,13 @@ async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Par
         file.flush().await.map_err(|e| internal(e, &path))?;
     }
     Ok(())
+}
+
+fn duplicate(table: Table) -> ApiError {
+    ApiError::bad_request(
+        "duplicate_table",
+        format!("the upload holds more than one part for {}: send each table's rows as one part", table.name()),
+    )
 }
 
 fn internal(error: std::io::Error, path: &Path) -> ApiError {
