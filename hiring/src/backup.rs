@@ -84,6 +84,8 @@ pub struct RestoreReport {
     pub key: String,
     /// The rows the table holds now.
     pub rows: i64,
+    /// The backup of the table taken just before the restore: restoring it undoes this one.
+    pub previous: String,
 }
 
 /// The Avro type of each column of the data dictionary.
@@ -272,6 +274,10 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     };
     // An unknown key is answered at once, without waiting for the locks.
     zone.store().head(&location).await.map_err(not_found)?;
+    // There is no way back from replacing a table but a backup of it: one is taken first, and
+    // the answer names it. (Rows written between this backup and the restore's locks are in
+    // neither; a restore is an operator's act, not one done under traffic.)
+    let previous = backup_table(pool, zone, table).await?.key;
 
     let mut tx = pool.begin().await?;
     // A restore replaces the whole table, so it locks like a file load: the table exclusively
@@ -353,7 +359,7 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
         .await?;
     tx.commit().await?;
     tracing::info!(%table, key, rows, "table restored");
-    Ok(RestoreReport { table, key: key.to_owned(), rows })
+    Ok(RestoreReport { table, key: key.to_owned(), rows, previous })
 }
 
 /// Fails with [`Error::RestoreConflict`] when stored hires reference a department (or job) id

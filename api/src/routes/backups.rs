@@ -75,7 +75,8 @@ pub async fn list(
     Ok(Json(hiring::backup::list_backups(&state.zones.backups, table).await?))
 }
 
-/// Replaces a table's content with a backup's rows, all or nothing.
+/// Replaces a table's content with a backup's rows, all or nothing, after backing the table up:
+/// the answer's `previous` names that backup, whose restore undoes this one.
 #[utoipa::path(
     post,
     path = "/restore/{table}",

@@ -150,9 +150,10 @@ async fn a_restore_puts_back_every_row_and_the_metrics_of_backup_time(pool: PgPo
     for index in [2, 0, 1] {
         let (status, body) = app.restore(TABLES[index], &keys[index]).await;
         assert_eq!(status, 200, "{body}");
+        let previous = body["previous"].as_str().expect("the backup taken first").to_owned();
         assert_eq!(
             body,
-            json!({"table": TABLES[index], "key": keys[index], "rows": backed_up[index].len()}),
+            json!({"table": TABLES[index], "key": keys[index], "rows": backed_up[index].len(), "previous": previous}),
             "{}",
             TABLES[index]
         );
@@ -427,4 +428,22 @@ async fn fastavro_reads_every_row_and_value_of_each_backup(pool: PgPool) {
         let records: Vec<Value> = lines.collect();
         assert_eq!(records, rows(&app.pool, table).await, "{table}");
     }
+}
+
+/// Issue 16 item 13: a restore replaces a whole table, so it first backs the table up and names
+/// that backup in its answer: restoring it undoes the restore.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_restore_can_be_undone_with_the_backup_it_takes_first(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.upload_csv("jobs", "1,Analyst\n2,Manager\n").await;
+    let key = app.backup_ok("jobs").await;
+    app.upload_csv("jobs", "3,Engineer\n").await;
+    let (status, body) = app.restore("jobs", &key).await;
+    assert_eq!((status, body["rows"].as_i64()), (200, Some(2)), "{body}");
+    let previous = body["previous"].as_str().expect("the restore names the backup it took first").to_owned();
+    assert_ne!(previous, key);
+    assert!(app.backup_path(&previous).is_file(), "the backup {previous} is in the zone");
+    let (status, undone) = app.restore("jobs", &previous).await;
+    assert_eq!((status, undone["rows"].as_i64()), (200, Some(3)), "{undone}");
+    assert_eq!(app.count("jobs").await, 3, "the restore was undone");
 }
