@@ -129,15 +129,27 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
         .iter()
         .map(|part| part.path.strip_prefix(&staging).unwrap_or(&part.path).to_string_lossy().into_owned())
         .collect();
+    // All parts or none: when a later part cannot be stored, the ones stored before it are
+    // removed, so nothing of a failed upload is loaded (each stored object's event starts a load
+    // in stepfunctions mode) or left behind.
+    let mut copied: Vec<&str> = Vec::new();
     let stored = async {
         if remote_raw {
             for (part, key) in parts.iter().zip(&keys) {
                 state.zones.raw.put_file(key, &part.path).await?;
+                copied.push(key);
             }
         }
         Ok::<_, hiring::error::Error>(())
     };
     let stored = stored.await;
+    if stored.is_err() {
+        for key in copied {
+            if let Err(error) = state.zones.raw.delete(key).await {
+                tracing::warn!(%error, key, "could not remove a part of a failed upload from the raw zone");
+            }
+        }
+    }
     if remote_raw {
         for part in &parts {
             let _ = tokio::fs::remove_file(&part.path).await;

@@ -134,3 +134,34 @@ async fn a_restore_overlapping_a_compaction_keeps_the_rollup_exact(pool: PgPool)
     let hires: i64 = sqlx::query_scalar("SELECT count(*) FROM hired_employees").fetch_one(&pool).await.unwrap();
     assert_eq!(counted, hires, "the rollup counts {counted} hires for {hires} rows");
 }
+
+/// Item 4: when a later part of an upload cannot be stored in the raw zone, the parts stored
+/// before it are removed: the upload fails whole, and nothing of it is left to be loaded (in
+/// `stepfunctions` mode each stored part's event would start a load) or orphaned.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn an_upload_whose_later_part_cannot_be_stored_leaves_nothing(pool: PgPool) {
+    let raw = tempfile::tempdir().unwrap();
+    // A file where the jobs folder would go: storing the jobs part fails, after the departments.
+    std::fs::write(raw.path().join("jobs"), b"in the way").unwrap();
+    let raw_url = raw.path().display().to_string();
+    let app = TestApp::start_with(pool, |s| {
+        for (zone, url) in &mut s.zone_urls {
+            if *zone == hiring::zones::ZoneName::Raw {
+                *url = raw_url.clone();
+            }
+        }
+    })
+    .await;
+    let (status, body) = app
+        .upload(&[
+            ("departments", "departments.csv", b"1,Sales\n".to_vec()),
+            ("jobs", "jobs.csv", b"1,Analyst\n".to_vec()),
+        ])
+        .await;
+    assert!(status >= 500, "{status} {body}");
+    let departments = raw.path().join("departments");
+    let left = std::fs::read_dir(&departments).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the departments part stayed in the raw zone ({})", departments.display());
+    let ingestions: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!((ingestions, app.count("departments").await), (0, 0));
+}
