@@ -171,12 +171,26 @@ impl WritePermits {
     }
 }
 
-/// Lets a write through when a permit is free, holding it until the answer is made.
-pub async fn write_permit(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let Ok(_permit) = state.write_permits.0.clone().try_acquire_owned() else {
+/// A write's permit, shared by the request and the work it starts: it is free again only when
+/// both ended, so a write whose client got the deadline's 503 still counts while it works.
+#[derive(Debug, Clone)]
+pub struct WritePermit(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
+/// Lets a write through when a permit is free, holding it until the answer is made and, through
+/// the request's [`WritePermit`] extension, until the work the handler spawned ends.
+pub async fn write_permit(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Ok(permit) = state.write_permits.0.clone().try_acquire_owned() else {
         return Err(ApiError::Busy);
     };
-    Ok(next.run(request).await)
+    let permit = WritePermit(Arc::new(permit));
+    request.extensions_mut().insert(permit.clone());
+    let response = next.run(request).await;
+    drop(permit);
+    Ok(response)
 }
 
 /// CORS for the origins of `HIRING_CORS_ORIGINS`; `None` when there are none, and then no CORS

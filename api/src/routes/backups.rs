@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use hiring::backup::{BackupInfo, BackupReport, RestoreReport};
 use serde::Deserialize;
 
 use super::{ApiPath, ApiQuery};
 use crate::error::ApiError;
+use crate::guard::WritePermit;
 use crate::state::AppState;
 
 /// The query of `GET /backups`.
@@ -46,12 +47,15 @@ pub struct RestoreRequest {
 pub async fn backup(
     State(state): State<AppState>,
     ApiPath(table): ApiPath<String>,
+    Extension(permit): Extension<WritePermit>,
 ) -> Result<Json<BackupReport>, ApiError> {
     let table = super::table(&table)?;
     // Like loads, a backup is finished even if the client hangs up, so no half-written upload
-    // is left to clean.
-    let written =
-        tokio::spawn(async move { hiring::backup::backup_table(&state.pool, &state.zones.backups, table).await });
+    // is left to clean; its write permit lives as long.
+    let written = tokio::spawn(async move {
+        let _permit = permit;
+        hiring::backup::backup_table(&state.pool, &state.zones.backups, table).await
+    });
     Ok(Json(written.await.map_err(|e| ApiError::Internal(e.into()))??))
 }
 
@@ -99,6 +103,7 @@ pub async fn list(
 pub async fn restore(
     State(state): State<AppState>,
     ApiPath(table): ApiPath<String>,
+    Extension(permit): Extension<WritePermit>,
     body: Bytes,
 ) -> Result<Json<RestoreReport>, ApiError> {
     let table = super::table(&table)?;
@@ -113,6 +118,7 @@ pub async fn restore(
     let cache = state.metrics_cache.clone();
     // Finished even if the client hangs up: the outcome (applied or not) does not depend on it.
     let restored = tokio::spawn(async move {
+        let _permit = permit;
         hiring::backup::restore_table(&state.pool, &state.zones.backups, table, &request.key).await
     });
     let report = restored.await.map_err(|e| ApiError::Internal(e.into()))??;

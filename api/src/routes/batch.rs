@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use hiring::load::LoadReport;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::ApiPath;
 use crate::error::ApiError;
+use crate::guard::WritePermit;
 use crate::state::AppState;
 
 /// The ingestion report plus the rejected rows.
@@ -78,6 +79,7 @@ pub struct BatchRow {
 pub async fn batch(
     State(state): State<AppState>,
     ApiPath(table): ApiPath<String>,
+    Extension(permit): Extension<WritePermit>,
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let table = super::table(&table)?;
@@ -89,7 +91,11 @@ pub async fn batch(
     let pool = state.pool.clone();
     let started = std::time::Instant::now();
     // Like uploads, a batch is finished even if the client hangs up.
-    let loaded = tokio::spawn(async move { hiring::load::load_batch(&pool, table, "batch", &rows).await });
+    let loaded = tokio::spawn(async move {
+        // The write permit lives as long as the load, not just the request.
+        let _permit = permit;
+        hiring::load::load_batch(&pool, table, "batch", &rows).await
+    });
     let batch = loaded.await.map_err(|e| ApiError::Internal(e.into()))??;
     state.metrics_cache.invalidate();
     state.telemetry.step("batch", started);

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hiring::ingestions::IngestionStatus;
@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::Pipeline;
 use crate::error::ApiError;
+use crate::guard::WritePermit;
 use crate::state::AppState;
 
 /// The answer: one report per loaded part, in load order.
@@ -102,7 +103,11 @@ struct Part {
         (status = 503, description = "The database is unavailable, the server is busy with other writes, or the upload timed out; see Retry-After", body = crate::openapi::ErrorBody),
     )
 )]
-pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> Result<Response, ApiError> {
+pub async fn upload(
+    State(state): State<AppState>,
+    Extension(permit): Extension<WritePermit>,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
     let mut parts: Vec<Part> = Vec::new();
     let received = receive(&state.settings.data_dir, &mut multipart, &mut parts).await;
     if let Err(error) = received {
@@ -173,7 +178,13 @@ pub async fn upload(State(state): State<AppState>, mut multipart: Multipart) -> 
 
     // The steps run in their own task so that a client hanging up does not cancel a load
     // half-way; each load is one transaction either way.
-    let loads = tokio::spawn(run_steps(state.clone(), keys.into_iter().zip(sources).collect()));
+    let files = keys.into_iter().zip(sources).collect();
+    let steps = state.clone();
+    let loads = tokio::spawn(async move {
+        // The write permit lives as long as the loads, not just the request.
+        let _permit = permit;
+        run_steps(steps, files).await
+    });
     let reports = loads.await.map_err(|e| ApiError::Internal(e.into()));
     let reports = reports??;
     Ok(Json(UploadResponse { ingestions: reports }).into_response())

@@ -165,3 +165,35 @@ async fn an_upload_whose_later_part_cannot_be_stored_leaves_nothing(pool: PgPool
     let ingestions: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestions").fetch_one(&app.pool).await.unwrap();
     assert_eq!((ingestions, app.count("departments").await), (0, 0));
 }
+
+/// Item 6: a write whose client got the deadline's 503 still works in the background, and keeps
+/// its write permit until it ends: more writes answer `busy` instead of piling up behind it.
+/// The load is held by a second session's lock on its table, so the timing is certain.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_timed_out_write_keeps_its_permit_until_its_work_ends(pool: PgPool) {
+    let app = TestApp::start_with(pool.clone(), |s| {
+        s.max_concurrent_writes = 1;
+        s.request_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let (status, body) = app.batch("jobs", &json!([{"id": 1, "job": "Analyst"}])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
+    // The first batch still waits for the lock: the next write must not start beside it.
+    let (status, body) = app.batch("jobs", &json!([{"id": 2, "job": "Manager"}])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("busy")), "{body}");
+    blocker.commit().await.unwrap();
+    // Once it ends, the permit is free again, and the timed-out batch did commit.
+    let mut answered = 0;
+    for _ in 0..50 {
+        answered = app.batch("jobs", &json!([{"id": 3, "job": "Engineer"}])).await.0;
+        if answered == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered, 200);
+    let jobs: Vec<i32> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(jobs, [1, 3], "the timed-out batch committed; the refused one did not");
+}
