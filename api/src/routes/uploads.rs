@@ -334,8 +334,20 @@ pub async fn put(
     let file = key.clone();
     tokio::spawn(async move {
         let _permit = steps.write_permits.acquire().await;
-        if let Err(error) = super::upload::run_steps(steps.clone(), vec![(file, source)]).await {
-            tracing::warn!(%error, ingestion = id, "the steps of a presigned upload failed");
+        // Retried as the state machine retries a step (a busy ingestion, an unreachable
+        // database), up to 5 times with growing delays.
+        for attempt in 1..=5u32 {
+            match super::upload::run_steps(steps.clone(), vec![(file.clone(), source.clone())]).await {
+                Err(error) if error.is_retryable() && attempt < 5 => {
+                    tracing::warn!(%error, ingestion = id, attempt, "a step of a presigned upload failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, ingestion = id, "the steps of a presigned upload failed");
+                    break;
+                }
+                Ok(_) => break,
+            }
         }
     });
     Ok(Json(Stored { ingestion: id, key }))

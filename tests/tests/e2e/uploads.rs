@@ -13,7 +13,8 @@ async fn announce(app: &TestApp, files: Value) -> (u16, Value) {
 }
 
 async fn wait_final(app: &TestApp, id: i64) -> Value {
-    for _ in 0..200 {
+    // Up to 30 s: the steps run in the background, on a machine other tests load too.
+    for _ in 0..600 {
         let (status, report) = app.get_json(&format!("/ingestions/{id}")).await;
         assert_eq!(status, 200, "{report}");
         if ["succeeded", "rejected", "failed"].contains(&report["status"].as_str().unwrap_or_default()) {
