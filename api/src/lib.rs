@@ -149,11 +149,7 @@ pub async fn serve(
     if admin.is_none() {
         migrate(&pool, Some(&credentials)).await?;
     } else {
-        let failed =
-            hiring::ingestions::fail_abandoned(&pool).await.context("could not check for abandoned ingestions")?;
-        if failed > 0 {
-            tracing::warn!(failed, "marked ingestions left running by a previous stop as failed");
-        }
+        fail_abandoned(&pool).await?;
     }
     spawn_rollup_compaction(pool.clone(), std::time::Duration::from_secs(5), Some(credentials.clone()));
     tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
@@ -195,6 +191,13 @@ pub async fn migrate(pool: &sqlx::PgPool, credentials: Option<&secrets::Credenti
             }
         }
     }
+    fail_abandoned(pool).await
+}
+
+/// Marks failed the ingestions a previous crash left running (after the migrations, as
+/// whichever user applied them).
+async fn fail_abandoned(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    use anyhow::Context;
     let failed = hiring::ingestions::fail_abandoned(pool).await.context("could not check for abandoned ingestions")?;
     if failed > 0 {
         tracing::warn!(failed, "marked ingestions left running by a previous stop as failed");

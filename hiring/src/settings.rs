@@ -116,19 +116,30 @@ impl DatabaseSettings {
     }
 }
 
-/// The user of RDS's managed master secret.
+/// The user of a database secret, `{"username", "password"}` (RDS's managed master secret, or the
+/// application role's).
 #[derive(serde::Deserialize)]
-struct Master {
-    username: String,
-    password: String,
+pub struct SecretUser {
+    /// The user.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl SecretUser {
+    /// Reads the secret's JSON; the error never quotes it.
+    pub fn parse(secret: &str) -> Result<SecretUser, String> {
+        serde_json::from_str(secret).map_err(|_| {
+            "the database secret is not the JSON of a database secret ({\"username\", \"password\"})".to_owned()
+        })
+    }
 }
 
 impl DatabaseServer {
     /// Connect options for this server as the user of `secret`, the JSON of RDS's managed
     /// master secret.
     pub fn options(&self, secret: &str) -> Result<PgConnectOptions, String> {
-        let master: Master = serde_json::from_str(secret)
-            .map_err(|_| "the database secret is not the JSON of a database secret ({\"username\", \"password\"})")?;
+        let master = SecretUser::parse(secret)?;
         let options = PgConnectOptions::new_without_pgpass()
             .host(&self.host)
             .port(self.port)

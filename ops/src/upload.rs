@@ -232,26 +232,8 @@ impl Client {
 
     /// Streams `file` to a presigned URL with its `Content-Length` (S3 takes no chunked body).
     pub async fn put(&self, file: &File, url: &str) -> anyhow::Result<()> {
-        use futures_util::TryStreamExt;
         let bar = self.bar(file.bytes, &format!("{} ({})", file.table, file.path.display()));
-        let source =
-            tokio::fs::File::open(&file.path).await.with_context(|| format!("cannot read {}", file.path.display()))?;
-        let counted = bar.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(source, 1 << 20)
-            .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
-        let response = self
-            .http
-            .put(url)
-            .header(reqwest::header::CONTENT_LENGTH, file.bytes)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await
-            .with_context(|| format!("PUT {} failed", file.path.display()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            bail!("PUT {} answered {status}: {}", file.path.display(), text.trim());
-        }
+        self.put_range(file, url, 0, file.bytes, &bar, &format!("PUT {}", file.path.display())).await?;
         bar.finish();
         Ok(())
     }
@@ -259,8 +241,6 @@ impl Client {
     /// Puts a multipart upload's parts, each its slice of the file, to its presigned URL;
     /// returns each part's number and the ETag S3 answered, for [`Client::complete`].
     pub async fn put_parts(&self, file: &File, parts: &[Value]) -> anyhow::Result<Vec<Value>> {
-        use futures_util::TryStreamExt;
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let bar = self.bar(file.bytes, &format!("{} ({}, {} parts)", file.table, file.path.display(), parts.len()));
         let mut offset = 0u64;
         let mut put = Vec::with_capacity(parts.len());
@@ -268,25 +248,9 @@ impl Client {
             let (number, bytes) =
                 (part["number"].as_u64().unwrap_or_default(), part["bytes"].as_u64().unwrap_or_default());
             let url = part["url"].as_str().context("a part without a URL")?;
-            let mut source = tokio::fs::File::open(&file.path).await?;
-            source.seek(std::io::SeekFrom::Start(offset)).await?;
-            let counted = bar.clone();
-            let stream = tokio_util::io::ReaderStream::with_capacity(source.take(bytes), 1 << 20)
-                .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
-            let response = self
-                .http
-                .put(url)
-                .header(reqwest::header::CONTENT_LENGTH, bytes)
-                .body(reqwest::Body::wrap_stream(stream))
-                .send()
-                .await
-                .with_context(|| format!("PUT of part {number} of {} failed", file.path.display()))?;
-            let status = response.status();
-            let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            if !status.is_success() {
-                let text = response.text().await.unwrap_or_default();
-                bail!("PUT of part {number} of {} answered {status}: {}", file.path.display(), text.trim());
-            }
+            let what = format!("PUT of part {number} of {}", file.path.display());
+            let response = self.put_range(file, url, offset, bytes, &bar, &what).await?;
+            let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
             let etag = etag.with_context(|| format!("S3 answered part {number} without an ETag"))?;
             put.push(json!({ "number": number, "etag": etag }));
             offset += bytes;
@@ -294,6 +258,41 @@ impl Client {
         ensure!(offset == file.bytes, "the parts cover {offset} of the file's {} bytes", file.bytes);
         bar.finish();
         Ok(put)
+    }
+
+    /// Streams `bytes` of `file` from `offset` to `url` with their `Content-Length`, counting
+    /// them on `bar`; fails with S3's answer unless it is a success.
+    async fn put_range(
+        &self,
+        file: &File,
+        url: &str,
+        offset: u64,
+        bytes: u64,
+        bar: &indicatif::ProgressBar,
+        what: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        use futures_util::TryStreamExt;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut source =
+            tokio::fs::File::open(&file.path).await.with_context(|| format!("cannot read {}", file.path.display()))?;
+        source.seek(std::io::SeekFrom::Start(offset)).await?;
+        let counted = bar.clone();
+        let stream = tokio_util::io::ReaderStream::with_capacity(source.take(bytes), 1 << 20)
+            .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
+        let response = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, bytes)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .with_context(|| format!("{what} failed"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!("{what} answered {status}: {}", text.trim());
+        }
+        Ok(response)
     }
 
     /// Asks the API to assemble a multipart upload from its parts (`POST /uploads/{id}/complete`).

@@ -103,7 +103,8 @@ impl DatabaseAccess {
             DatabaseSettings::Server { server, secret, .. } => {
                 let text = self.secret_text(secret).await?;
                 let options = self.server_options(server, &text, secret, "HIRING_DB_SECRET")?;
-                Ok(Login { options, password: Some(password_of(&text)?) })
+                let password = hiring::settings::SecretUser::parse(&text).map_err(ReadError::fatal)?.password;
+                Ok(Login { options, password: Some(password) })
             }
         }
     }
@@ -228,17 +229,6 @@ impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Login").field("user", &self.options.get_username()).finish_non_exhaustive()
     }
-}
-
-fn password_of(text: &str) -> Result<String, ReadError> {
-    #[derive(serde::Deserialize)]
-    struct User {
-        password: String,
-    }
-    let user: User = serde_json::from_str(text).map_err(|_| {
-        ReadError::fatal("the database secret is not the JSON of a database secret ({\"username\", \"password\"})")
-    })?;
-    Ok(user.password)
 }
 
 /// A pool and where its credentials come from.
