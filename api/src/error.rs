@@ -57,9 +57,10 @@ pub enum ApiError {
     /// the answer goes, so the retry it asks for (after 1 s) connects.
     #[error("the database refused the credentials, which just rotated; retry after the Retry-After delay")]
     CredentialsRefused(#[source] hiring::error::Error),
-    /// 503: the handler did not answer in time (`HIRING_REQUEST_TIMEOUT_SECS`).
-    #[error("the request took longer than {}s and was stopped; retry, or ask for less (a smaller upload or batch)", .0.as_secs())]
-    Timeout(std::time::Duration),
+    /// 503: the handler did not answer in time (`HIRING_REQUEST_TIMEOUT_SECS`); a write's work
+    /// goes on, and the message says how to learn its outcome.
+    #[error("{}", timeout_message(*.0, .1.as_ref()))]
+    Timeout(std::time::Duration, Option<Work>),
     /// 503: as many writes as the server allows are running (`HIRING_MAX_CONCURRENT_WRITES`).
     #[error("the server is busy with other writes; retry after the Retry-After delay")]
     Busy,
@@ -93,10 +94,42 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::CredentialsRefused(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_credentials"),
-            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::Timeout(..) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+/// The work a timed-out write leaves running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// A batch: one transaction, committed or rolled back whole.
+    Batch,
+    /// These ingestions, recorded before the deadline.
+    Ingestions(Vec<i64>),
+    /// Another write (a backup, a restore).
+    Write,
+}
+
+fn timeout_message(limit: std::time::Duration, work: Option<&Work>) -> String {
+    let secs = limit.as_secs();
+    match work {
+        None => format!("the request took longer than {secs}s and was stopped; retry, or ask for less"),
+        Some(Work::Batch) => format!(
+            "the batch took longer than {secs}s to answer but goes on, and commits or rolls back whole: send the \
+             same batch again after the Retry-After delay (rows already stored then count as unchanged)"
+        ),
+        Some(Work::Ingestions(ids)) => format!(
+            "the upload took longer than {secs}s to answer but goes on as ingestion{} {}: follow GET /ingestions/{}",
+            if ids.len() == 1 { "" } else { "s" },
+            ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            ids[0]
+        ),
+        Some(Work::Write) => format!(
+            "the request took longer than {secs}s to answer but its work goes on; check its result (GET /backups/{{table}}, \
+             GET /ingestions) before sending it again"
+        ),
     }
 }
 
@@ -105,6 +138,8 @@ impl From<hiring::error::Error> for ApiError {
         use hiring::error::Error;
         match error {
             Error::BatchSize { .. } => ApiError::unprocessable("batch_size", error.to_string()),
+            Error::BatchJson(_) => ApiError::unprocessable("invalid_json", error.to_string()),
+            Error::BatchNotArray => ApiError::unprocessable("invalid_batch", error.to_string()),
             Error::UnknownTable(_) => ApiError::bad_request("unknown_table", error.to_string()),
             Error::IngestionNotFound(_) | Error::ObjectNotFound(_) => ApiError::NotFound(error.to_string()),
             Error::InvalidBackup(_) => ApiError::unprocessable("invalid_backup", error.to_string()),
@@ -136,7 +171,11 @@ impl IntoResponse for ApiError {
             }
             _ => self.to_string(),
         };
-        let mut response = crate::openapi::ErrorBody::response(status, code, message);
+        let ingestions = match &self {
+            ApiError::Timeout(_, Some(Work::Ingestions(ids))) => ids.clone(),
+            _ => Vec::new(),
+        };
+        let mut response = crate::openapi::ErrorBody::response_with(status, code, message, ingestions);
         match status {
             StatusCode::UNAUTHORIZED => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

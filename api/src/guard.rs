@@ -130,13 +130,45 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     answer
 }
 
+/// The ingestions a request has started, which go on after its deadline: the handler records
+/// them here (a request extension the deadline puts in), and the deadline's 503 names them so
+/// the client can follow the work it started instead of sending it again.
+#[derive(Debug, Clone, Default)]
+pub struct Started(Arc<std::sync::Mutex<Vec<i64>>>);
+
+impl Started {
+    /// Records ingestions the request has started.
+    pub fn ingestions(&self, ids: impl IntoIterator<Item = i64>) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(ids);
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
 /// Answers 503 (`timeout`) when the handler has not answered within `limit`. Loads run in
-/// their own tasks, so a request that times out still finishes its transaction (or none).
-pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+/// their own tasks, so a write that times out still finishes its transaction (or none), and
+/// the answer says how to learn its outcome: the ingestions it started (see [`Started`]), or,
+/// for a batch, to send the same batch again (rows already stored count as unchanged).
+pub async fn deadline(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
     use axum::response::IntoResponse;
+    let started = Started::default();
+    request.extensions_mut().insert(started.clone());
+    let work = if request.uri().path().starts_with("/batch/") {
+        Some(crate::error::Work::Batch)
+    } else if request.method() == Method::POST {
+        Some(crate::error::Work::Write)
+    } else {
+        None
+    };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout(limit).into_response(),
+        Err(_) => {
+            let ingestions = started.ids();
+            let work = if ingestions.is_empty() { work } else { Some(crate::error::Work::Ingestions(ingestions)) };
+            ApiError::Timeout(limit, work).into_response()
+        }
     }
 }
 

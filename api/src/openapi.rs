@@ -19,7 +19,12 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// The JSON answer `{"error":{"code","message"}}` with `status`.
     pub fn response(status: StatusCode, code: &str, message: String) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message } };
+        Self::response_with(status, code, message, Vec::new())
+    }
+
+    /// The same, naming the ingestions a timed-out request started.
+    pub fn response_with(status: StatusCode, code: &str, message: String, ingestions: Vec<i64>) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, ingestions } };
         (status, Json(body)).into_response()
     }
 }
@@ -32,6 +37,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// What is wrong and what to do next.
     pub message: String,
+    /// For a write that timed out (`timeout`): the ingestions it started, which go on; follow
+    /// them at `GET /ingestions/{id}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingestions: Vec<i64>,
 }
 
 /// The document's fixed parts; the paths are added by the router.

@@ -1,66 +1,13 @@
 //! The real `hiring-api` binary killed in the middle of a large upload: no partial rows are
 //! kept, and once restarted it reports the ingestion as failed.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-const TOKEN: &str = "crash-test-token";
+mod server;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(database_url: &str, data_dir: &std::path::Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_hiring-api"))
-            .env("DATABASE_URL", database_url)
-            .env("HIRING_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HIRING_DATA_DIR", data_dir)
-            .env("HIRING_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hiring-api starts");
-        Server { child, base: format!("http://127.0.0.1:{port}") }
-    }
-
-    async fn wait_healthy(&self, client: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("hiring-api did not become healthy within 30 s");
-    }
-
-    async fn upload(&self, client: &reqwest::Client, table: &str, csv: Vec<u8>) -> reqwest::Result<reqwest::Response> {
-        let form = reqwest::multipart::Form::new()
-            .part(table.to_owned(), reqwest::multipart::Part::bytes(csv).file_name(format!("{table}.csv")));
-        client.post(format!("{}/upload", self.base)).bearer_auth(TOKEN).multipart(form).send().await
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn database_url(pool: &PgPool) -> String {
-    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by cargo xtask test");
-    let server = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base).to_owned();
-    format!("{server}/{}", pool.connect_options().get_database().expect("a test database"))
-}
+use server::{Server, TOKEN, database_url};
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_server_killed_during_a_large_upload_keeps_the_table_as_before(pool: PgPool) {
@@ -136,15 +83,7 @@ async fn a_server_killed_during_a_large_upload_keeps_the_table_as_before(pool: P
     // counts as running.
     let deadline = Instant::now() + Duration::from_secs(20);
     let ingestion = loop {
-        let ingestion: serde_json::Value = client
-            .get(format!("{}/ingestions/{running}", restarted.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ingestion = restarted.get_json(&client, &format!("/ingestions/{running}")).await;
         if ingestion["status"] != "running" || Instant::now() > deadline {
             break ingestion;
         }

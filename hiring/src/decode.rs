@@ -1,17 +1,30 @@
-//! A streaming CSV decoder: one record at a time, in memory bounded by the longest record,
-//! whatever the file's size.
+//! A streaming CSV decoder: one record at a time, in memory bounded by constants, whatever
+//! the file or its records hold.
 //!
-//! It accepts LF or CRLF, an optional UTF-8 BOM, RFC 4180 quoting and an optional header row
-//! (a first record equal to the table's column names), and keeps the exact bytes of the
-//! current record so a rejected row can be stored as it was received.
+//! It accepts LF or CRLF (or a bare CR), an optional UTF-8 BOM, RFC 4180 quoting and an
+//! optional header row (a first record equal to the table's column names). It is built on
+//! `csv-core`, the state machine under the `csv` crate, rather than on `csv::Reader`, which
+//! grows its record to hold the longest one: a single 1 GB line was held whole (twice, with
+//! its raw text). Here a record's fields are kept up to [`MAX_RECORD_BYTES`] and its raw text
+//! up to [`MAX_RAW_BYTES`]; past them the record is still read to its end (so the next record
+//! starts where it should) but only counted, hashed and rejected.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
-use csv::ByteRecord;
+use csv_core::{ReadRecordResult, Reader as CoreReader};
+use sha2::{Digest, Sha256};
 
-use crate::reject::{Reason, Violation};
+use crate::reject::{MAX_RAW_BYTES, Raw, Reason, Violation};
 use crate::table::Table;
-use crate::validate::{Row, parse_row};
+use crate::validate::{MAX_TEXT_BYTES, Row, parse_row};
+
+/// The most field bytes of one record kept for validation: five fields of at most
+/// [`MAX_TEXT_BYTES`] (1 KiB) each fit many times over. A longer record is rejected as
+/// `field_too_long` without being held.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The most fields of a record kept; more are only counted (no table has more than five).
+const MAX_FIELDS: usize = 6;
 
 /// One decoded record.
 #[derive(Debug)]
@@ -24,79 +37,139 @@ pub struct Decoded {
 
 /// Decodes the CSV rows of one table from any reader.
 pub struct Decoder<R: Read> {
-    reader: csv::Reader<Tee<R>>,
+    input: BufReader<Bom<R>>,
+    core: CoreReader,
     table: Table,
-    record: ByteRecord,
-    raw: (u64, u64),
-    /// Counts lines over the bytes of every record. csv's own count is off by one after CRLF
-    /// (it counts the `\n` as the start of the next record) and ignores bare CR line ends,
-    /// which it does accept as record ends, so we count ourselves.
+    /// The current record's fields as far as they are kept (its first `kept` bytes).
+    fields: Vec<u8>,
+    kept: usize,
+    /// Where each kept field ends in `fields`.
+    ends: [usize; MAX_FIELDS],
+    /// The current record's field count and field bytes, also those not kept.
+    count: usize,
+    field_bytes: usize,
+    /// Overwritten output for the part of a record that is not kept.
+    scratch: Box<[u8]>,
+    raw: RawKeeper,
+    /// Counts lines over the bytes of every record, as LF, CRLF or a bare CR.
     lines: LineCounter,
     first: bool,
+    done: bool,
 }
 
 impl<R: Read> Decoder<R> {
     /// A decoder of `table`'s rows.
     pub fn new(table: Table, input: R) -> Self {
-        let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(Tee::new(input));
-        Decoder { reader, table, record: ByteRecord::new(), raw: (0, 0), lines: LineCounter::default(), first: true }
+        Decoder {
+            input: BufReader::with_capacity(64 * 1024, Bom::new(input)),
+            core: CoreReader::new(),
+            table,
+            fields: vec![0; 1024],
+            kept: 0,
+            ends: [0; MAX_FIELDS],
+            count: 0,
+            field_bytes: 0,
+            scratch: vec![0; 8 * 1024].into_boxed_slice(),
+            raw: RawKeeper::default(),
+            lines: LineCounter::default(),
+            first: true,
+            done: false,
+        }
     }
 
     /// The next record, or `None` at the end of the input.
     pub fn next_record(&mut self) -> io::Result<Option<Decoded>> {
-        loop {
-            let start = self.reader.position().byte();
-            let more = self.reader.read_byte_record(&mut self.record).map_err(|e| match e.into_kind() {
-                csv::ErrorKind::Io(io) => io,
-                other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-            })?;
-            if !more {
-                return Ok(None);
-            }
-            let end = self.reader.position().byte();
-            let start_byte = self.record.position().map_or(start, |p| p.byte());
-            self.raw = (start_byte, end);
-            self.reader.get_mut().forget_before(start_byte);
-            let raw = self.reader.get_ref().slice(start_byte, end);
-            let content = raw.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(raw.len());
-            self.lines.advance(&raw[..content]);
-            let line = self.lines.current;
-            self.lines.advance(&raw[content..]);
+        while let Some(line) = self.read_record()? {
             let first = std::mem::replace(&mut self.first, false);
             if first && self.is_header() {
                 continue;
             }
             return Ok(Some(Decoded { line, outcome: self.check() }));
         }
+        Ok(None)
     }
 
-    /// The exact bytes of the last record returned, without its line ending.
-    pub fn raw(&self) -> &[u8] {
-        let raw = self.reader.get_ref().slice(self.raw.0, self.raw.1);
-        let start = raw.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(raw.len());
-        let raw = &raw[start..];
-        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-        raw.strip_suffix(b"\r").unwrap_or(raw)
+    /// The raw text of the last record returned, without its line ending: its first
+    /// [`MAX_RAW_BYTES`], its length, and its SHA-256 when it is longer.
+    pub fn raw(&self) -> Raw<'_> {
+        self.raw.raw()
+    }
+
+    /// Reads one record; returns the line it starts on, or `None` at the end of the input.
+    fn read_record(&mut self) -> io::Result<Option<i64>> {
+        if self.done {
+            return Ok(None);
+        }
+        (self.kept, self.count, self.field_bytes) = (0, 0, 0);
+        self.raw.clear();
+        let mut ignored_ends = [0usize; 16];
+        loop {
+            if self.kept == self.fields.len() && self.kept < MAX_RECORD_BYTES {
+                self.fields.resize((self.kept * 2).min(MAX_RECORD_BYTES), 0);
+            }
+            let keeping = self.kept < self.fields.len() && self.kept == self.field_bytes;
+            let input = self.input.fill_buf()?;
+            let output = if keeping { &mut self.fields[self.kept..] } else { &mut self.scratch[..] };
+            let ends = if self.count < MAX_FIELDS { &mut self.ends[self.count..] } else { &mut ignored_ends[..] };
+            let (result, nin, nout, nend) = self.core.read_record(input, output, ends);
+            take(&mut self.raw, &mut self.lines, &input[..nin]);
+            self.input.consume(nin);
+            if keeping {
+                self.kept += nout;
+            }
+            self.field_bytes += nout;
+            self.count += nend;
+            match result {
+                ReadRecordResult::InputEmpty | ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+                ReadRecordResult::Record => {
+                    self.raw.finish();
+                    return Ok(Some(self.raw.line));
+                }
+                ReadRecordResult::End => {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// The kept fields of the current record (all of them unless it is over the limits).
+    fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        let count = self.count.min(MAX_FIELDS);
+        (0..count).map(move |i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.fields[start.min(self.kept)..self.ends[i].min(self.kept)]
+        })
     }
 
     fn is_header(&self) -> bool {
         let columns = self.table.columns();
-        self.record.len() == columns.len()
+        self.count == columns.len()
+            && self.kept == self.field_bytes
             && self
-                .record
-                .iter()
+                .fields()
                 .zip(columns)
                 .all(|(field, column)| field.trim_ascii().eq_ignore_ascii_case(column.as_bytes()))
     }
 
     fn check(&self) -> Result<Row, Violation> {
         let columns = self.table.columns();
-        if self.record.len() != columns.len() {
-            return Err(crate::validate::wrong_field_count(self.table, self.record.len()));
+        if self.count != columns.len() {
+            return Err(crate::validate::wrong_field_count(self.table, self.count));
+        }
+        if self.kept < self.field_bytes {
+            return Err(Violation::new(
+                Reason::FieldTooLong,
+                format!(
+                    "the row's fields hold {} bytes, more than the {MAX_RECORD_BYTES} a row may hold \
+                     (a text field holds at most {MAX_TEXT_BYTES})",
+                    self.field_bytes
+                ),
+            ));
         }
         // At most five columns: no allocation per row.
         let mut fields = [""; 5];
-        for (index, field) in self.record.iter().enumerate() {
+        for (index, field) in self.fields().enumerate() {
             fields[index] = std::str::from_utf8(field).map_err(|e| {
                 Violation::new(
                     Reason::InvalidUtf8,
@@ -105,6 +178,92 @@ impl<R: Read> Decoder<R> {
             })?;
         }
         parse_row(self.table, &fields[..columns.len()])
+    }
+}
+
+fn is_line_end(byte: u8) -> bool {
+    matches!(byte, b'\r' | b'\n')
+}
+
+/// Passes the bytes csv-core consumed for the current record to the line counter and the raw
+/// text: the line ends before a record (blank lines, the LF of a CRLF) are counted but are not
+/// part of it, and the record's line is where its first other byte is.
+fn take(raw: &mut RawKeeper, lines: &mut LineCounter, mut bytes: &[u8]) {
+    if !raw.started {
+        let skip = bytes.iter().position(|&b| !is_line_end(b)).unwrap_or(bytes.len());
+        lines.advance(&bytes[..skip]);
+        bytes = &bytes[skip..];
+        if bytes.is_empty() {
+            return;
+        }
+        raw.started = true;
+        raw.line = lines.current;
+    }
+    lines.advance(bytes);
+    raw.push(bytes);
+}
+
+/// The raw text of one record, kept up to [`MAX_RAW_BYTES`], counted, and hashed once it is
+/// longer (a short record is never hashed). A record's own bytes never end with a line end
+/// (a quoted field ends with its quote), so trailing CR/LF bytes are held back until more
+/// bytes follow and dropped at the end of the record: they are its terminator.
+#[derive(Default)]
+struct RawKeeper {
+    started: bool,
+    line: i64,
+    kept: Vec<u8>,
+    bytes: u64,
+    /// Trailing line-end bytes not yet known to be part of the record (at most two).
+    pending: Vec<u8>,
+    hasher: Option<Sha256>,
+    sha256: Option<[u8; 32]>,
+}
+
+impl RawKeeper {
+    fn clear(&mut self) {
+        self.started = false;
+        self.kept.clear();
+        self.bytes = 0;
+        self.pending.clear();
+        self.hasher = None;
+        self.sha256 = None;
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let body = bytes.len() - bytes.iter().rev().take_while(|&&b| is_line_end(b)).count();
+        if body > 0 {
+            let pending = std::mem::take(&mut self.pending);
+            self.append(&pending);
+            self.pending = pending;
+            self.pending.clear();
+            self.append(&bytes[..body]);
+        }
+        self.pending.extend_from_slice(&bytes[body..]);
+        // A terminator is at most CRLF: anything before the last two is the record's own.
+        if self.pending.len() > 2 {
+            let excess: Vec<u8> = self.pending.drain(..self.pending.len() - 2).collect();
+            self.append(&excess);
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        self.bytes += bytes.len() as u64;
+        let room = MAX_RAW_BYTES.saturating_sub(self.kept.len()).min(bytes.len());
+        let (head, tail) = bytes.split_at(room);
+        self.kept.extend_from_slice(head);
+        if !tail.is_empty() {
+            let kept = &self.kept;
+            self.hasher.get_or_insert_with(|| Sha256::new_with_prefix(kept)).update(tail);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.pending.clear();
+        self.sha256 = self.hasher.take().map(|hasher| hasher.finalize().into());
+    }
+
+    fn raw(&self) -> Raw<'_> {
+        Raw { kept: &self.kept, bytes: self.bytes, sha256: self.sha256 }
     }
 }
 
@@ -136,71 +295,43 @@ impl LineCounter {
     }
 }
 
-/// A reader that skips a leading UTF-8 BOM and keeps the bytes it passes on until told to
-/// forget them, so the decoder can recover a record's raw text.
-struct Tee<R> {
+/// A reader that skips a leading UTF-8 BOM.
+struct Bom<R> {
     inner: R,
-    kept: Vec<u8>,
-    /// The stream offset of `kept[0]`.
-    base: u64,
-    at_start: bool,
+    /// The first bytes read (at most three), and how many of them are still to be served.
+    head: [u8; 3],
+    served: usize,
+    filled: usize,
+    started: bool,
 }
 
-impl<R> Tee<R> {
-    /// Bytes kept before compaction; compaction copies at most this much once per this much.
-    const COMPACT_AFTER: u64 = 256 * 1024;
-
+impl<R> Bom<R> {
     fn new(inner: R) -> Self {
-        Tee { inner, kept: Vec::new(), base: 0, at_start: true }
-    }
-
-    fn slice(&self, start: u64, end: u64) -> &[u8] {
-        let from = (start.saturating_sub(self.base) as usize).min(self.kept.len());
-        let to = (end.saturating_sub(self.base) as usize).clamp(from, self.kept.len());
-        &self.kept[from..to]
-    }
-
-    fn forget_before(&mut self, offset: u64) {
-        let consumed = offset.saturating_sub(self.base);
-        if consumed >= Self::COMPACT_AFTER {
-            self.kept.drain(..consumed as usize);
-            self.base = offset;
-        }
+        Bom { inner, head: [0; 3], served: 0, filled: 0, started: false }
     }
 }
 
-impl<R: Read> Read for Tee<R> {
+impl<R: Read> Read for Bom<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at_start {
-            self.at_start = false;
-            let mut head = [0u8; 3];
-            let mut filled = 0;
-            while filled < 3 {
-                match self.inner.read(&mut head[filled..])? {
+        if !self.started {
+            while self.filled < 3 {
+                match self.inner.read(&mut self.head[self.filled..])? {
                     0 => break,
-                    n => filled += n,
+                    n => self.filled += n,
                 }
             }
-            let skip = if head[..filled] == [0xEF, 0xBB, 0xBF] { 3 } else { 0 };
-            let pending = &head[skip..filled];
-            if !pending.is_empty() {
-                let n = pending.len().min(out.len());
-                out[..n].copy_from_slice(&pending[..n]);
-                self.kept.extend_from_slice(&pending[..n]);
-                // `out` always holds at least 3 bytes in practice (csv reads through a buffer);
-                // keep the rule simple and exact anyway.
-                if n < pending.len() {
-                    return Err(io::Error::other("read buffer smaller than 3 bytes"));
-                }
-                return Ok(n);
-            }
-            if filled == 0 {
-                return Ok(0);
+            self.started = true;
+            if self.head[..self.filled] == [0xEF, 0xBB, 0xBF] {
+                self.served = 3;
             }
         }
-        let n = self.inner.read(out)?;
-        self.kept.extend_from_slice(&out[..n]);
-        Ok(n)
+        if self.served < self.filled {
+            let n = (self.filled - self.served).min(out.len());
+            out[..n].copy_from_slice(&self.head[self.served..self.served + n]);
+            self.served += n;
+            return Ok(n);
+        }
+        self.inner.read(out)
     }
 }
 
@@ -212,7 +343,7 @@ mod tests {
         let mut decoder = Decoder::new(table, input);
         let mut out = Vec::new();
         while let Some(d) = decoder.next_record().unwrap() {
-            let raw = String::from_utf8_lossy(decoder.raw()).into_owned();
+            let raw = String::from_utf8_lossy(decoder.raw().kept).into_owned();
             out.push((d.line, d.outcome.map_err(|v| v.reason), raw));
         }
         out

@@ -13,11 +13,17 @@ pub enum Error {
     #[error("could not apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A batch is empty or too large; nothing was inserted.
-    #[error("a batch holds 1 to {max} rows; this one holds {got}", max = crate::batch::MAX_BATCH_ROWS)]
+    #[error("a batch holds 1 to {max} rows; this one holds {}", crate::batch::held(*got), max = crate::batch::MAX_BATCH_ROWS)]
     BatchSize {
-        /// The number of rows received.
+        /// The number of rows received; reading stops at one past the limit.
         got: usize,
     },
+    /// A batch body is not valid JSON; nothing was inserted.
+    #[error("the body is not valid JSON: {0}")]
+    BatchJson(String),
+    /// A batch body is JSON but not an array; nothing was inserted.
+    #[error("the body must be a JSON array of 1 to {max} row objects, e.g. [{{\"id\":1,\"department\":\"Sales\"}}]", max = crate::batch::MAX_BATCH_ROWS)]
+    BatchNotArray,
     /// An unknown table name.
     #[error("unknown table `{0}`: expected one of departments, jobs, hired_employees")]
     UnknownTable(String),
@@ -65,6 +71,22 @@ pub enum Error {
     /// Another worker is running a step of this ingestion now.
     #[error("ingestion {0} is being validated or processed by another worker; retry later")]
     Busy(i64),
+    /// A hires file waits for a departments or jobs file of the same upload, not finished yet:
+    /// its rows are checked against what that file loads.
+    #[error(
+        "ingestion {id} waits for ingestion {earlier} ({table}, {status}) of the same upload: hires are \
+         checked against the departments and jobs it loads; retry once it has finished"
+    )]
+    Waiting {
+        /// The waiting (hires) ingestion.
+        id: i64,
+        /// The unfinished ingestion it waits for.
+        earlier: i64,
+        /// That ingestion's table.
+        table: String,
+        /// Its status.
+        status: String,
+    },
     /// The validation found no row to load.
     #[error("ingestion {0} has nothing to load: every row was rejected (see its rejects)")]
     NotLoadable(i64),
@@ -118,7 +140,7 @@ impl Error {
                         | sqlx::Error::WorkerCrashed
                 )
             )
-            || matches!(self, Error::Busy(_))
+            || matches!(self, Error::Busy(_) | Error::Waiting { .. })
             || self.is_auth_failure()
             || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
     }

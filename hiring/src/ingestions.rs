@@ -151,8 +151,12 @@ pub struct StoredReject {
     pub reason: String,
     /// What is wrong.
     pub message: String,
-    /// The row as received.
+    /// The row as received: all of it, or its first 4 KiB when `raw_sha256` is set.
     pub raw: String,
+    /// The row's length in bytes (absent for rows rejected before it was recorded).
+    pub raw_bytes: Option<i64>,
+    /// The SHA-256 of the whole row, in hex, when `raw` holds only its beginning.
+    pub raw_sha256: Option<String>,
 }
 
 /// One ingestion; abandoned running ones are reported failed.
@@ -181,7 +185,7 @@ pub async fn latest(pool: &PgPool, limit: i64) -> Result<Vec<Ingestion>> {
 pub async fn rejects(pool: &PgPool, id: i64, after: Option<i64>, limit: i64) -> Result<Vec<StoredReject>> {
     fetch(pool, id).await?;
     Ok(sqlx::query_as(
-        "SELECT position, reason, message, raw FROM rejects
+        "SELECT position, reason, message, raw, raw_bytes, encode(raw_sha256, 'hex') AS raw_sha256 FROM rejects
          WHERE ingestion_id = $1 AND position > $2 ORDER BY position LIMIT $3",
     )
     .bind(id)

@@ -14,16 +14,15 @@ use chrono::{Datelike, Timelike};
 
 use roaring::RoaringBitmap;
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::batch::{MAX_BATCH_ROWS, parse_json_row};
+use crate::batch::{BatchRow, MAX_BATCH_ROWS};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
 use crate::ingestions::IngestionStatus;
 use crate::processed::ParquetSink;
-use crate::pump::{Chunks, Pump, Staged};
-use crate::reject::Reject;
+use crate::pump::{CHUNK_REJECT_BYTES, Chunks, Pump, Staged};
+use crate::reject::{Raw, Reject};
 use crate::table::Table;
 use crate::validate::{Columns, Context, Row};
 use crate::zones::Zone;
@@ -87,11 +86,17 @@ struct Chunk {
     /// `valid` in COPY text format, encoded on the decoding thread while PostgreSQL works.
     copy: Vec<u8>,
     rejects: Vec<Reject>,
+    /// What `rejects` hold, by [`Reject::heap_bytes`].
+    reject_bytes: usize,
 }
 
 impl Chunk {
     fn new() -> Self {
-        Chunk { valid: Columns::with_capacity(CHUNK_ROWS), copy: Vec::new(), rejects: Vec::new() }
+        Chunk { valid: Columns::with_capacity(CHUNK_ROWS), copy: Vec::new(), rejects: Vec::new(), reject_bytes: 0 }
+    }
+
+    fn is_full(&self) -> bool {
+        self.valid.len() + self.rejects.len() >= CHUNK_ROWS || self.reject_bytes >= CHUNK_REJECT_BYTES
     }
 }
 
@@ -102,6 +107,7 @@ impl Chunk {
 /// With `processed`, the accepted rows also go to that zone and key as Parquet, written before
 /// the commit (and removed again if it fails), so a committed ingestion always has its file.
 pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
+    pool: &PgPool,
     connection: &mut PgConnection,
     id: i64,
     table: Table,
@@ -110,6 +116,7 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
 ) -> Result<LoadReport> {
     let parquet = processed.map(|_| ParquetFile::create(table)).transpose()?;
     let mut tx = connection.begin().await?;
+    let backend = Backend::of(&mut tx).await?;
     let mut context = lock_and_read_references(&mut tx, table, Scope::File).await?;
 
     let mut writer = Writer::new(table);
@@ -122,9 +129,13 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
             rows += 1;
             match decoded.outcome.and_then(|row| context.accept(&row).map(|()| row)) {
                 Ok(row) => chunk.valid.push(row),
-                Err(violation) => chunk.rejects.push(Reject::new(decoded.line, violation, decoder.raw())),
+                Err(violation) => {
+                    let reject = Reject::new(decoded.line, violation, decoder.raw());
+                    chunk.reject_bytes += reject.heap_bytes();
+                    chunk.rejects.push(reject);
+                }
             }
-            if chunk.valid.len() + chunk.rejects.len() >= CHUNK_ROWS {
+            if chunk.is_full() {
                 let mut full = std::mem::replace(&mut chunk, Chunk::new());
                 full.copy = copy_text(&full.valid);
                 if let Some(parquet) = &mut parquet {
@@ -166,13 +177,92 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
         tx.commit().await.map_err(Error::from)
     };
     if let Err(error) = finished.await {
-        if let Some((zone, key)) = written {
-            let _ = zone.delete(key).await;
+        // The Parquet file goes only with a transaction known not to have committed: a COMMIT
+        // whose answer was lost may have committed, and then the file is the ingestion's.
+        match backend.settle(pool, id, &error, |status| status == IngestionStatus::Succeeded).await {
+            Settled::Committed => {
+                tracing::warn!(ingestion = id, %error, "the load committed though its acknowledgement was lost");
+                return Ok(report);
+            }
+            Settled::RolledBack => {
+                if let Some((zone, key)) = written {
+                    let _ = zone.delete(key).await;
+                }
+            }
+            Settled::Unknown => {
+                if let Some((_, key)) = written {
+                    tracing::warn!(
+                        ingestion = id,
+                        key,
+                        "cannot tell whether the load committed: its Parquet file is kept"
+                    );
+                }
+            }
         }
         return Err(error);
     }
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
     Ok(report)
+}
+
+/// A transaction's server process, kept so the outcome of a COMMIT whose answer was lost can
+/// be settled (issue 16, item 3): the connection broke after the COMMIT was sent, so PostgreSQL
+/// may or may not have committed, and outputs written for the transaction (a Parquet file, a
+/// rejects file) must not be removed if it did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backend(i32);
+
+/// How a transaction whose COMMIT failed ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// It committed: its answer was lost.
+    Committed,
+    /// It did not commit, and never will.
+    RolledBack,
+    /// The database could not be asked.
+    Unknown,
+}
+
+impl Backend {
+    /// The process serving `connection`'s transaction.
+    pub(crate) async fn of(connection: &mut PgConnection) -> Result<Backend> {
+        Ok(Backend(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(connection).await?))
+    }
+
+    /// How the transaction of ingestion `id` ended after `error`. PostgreSQL answered an
+    /// error: it rolled back. Otherwise (the connection broke) its process is ended first,
+    /// waiting up to 30 s (`pg_terminate_backend`, PostgreSQL 14+; a role may end its own
+    /// sessions), so a COMMIT still in flight either happens or never will, and then the
+    /// ingestion's status, read on a new connection, tells: `committed` decides.
+    pub(crate) async fn settle(
+        self,
+        pool: &PgPool,
+        id: i64,
+        error: &Error,
+        committed: impl Fn(IngestionStatus) -> bool,
+    ) -> Settled {
+        if matches!(error, Error::Database(sqlx::Error::Database(_))) {
+            return Settled::RolledBack;
+        }
+        let read = async {
+            let mut connection = pool.acquire().await?;
+            sqlx::query("SELECT pg_terminate_backend($1, 30000)").bind(self.0).execute(&mut *connection).await?;
+            let alive: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)")
+                .bind(self.0)
+                .fetch_one(&mut *connection)
+                .await?;
+            let status: IngestionStatus = sqlx::query_scalar("SELECT status FROM ingestions WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *connection)
+                .await?;
+            Ok::<_, sqlx::Error>((alive, status))
+        };
+        match read.await {
+            Ok((false, status)) if committed(status) => Settled::Committed,
+            Ok((false, _)) => Settled::RolledBack,
+            Ok((true, _)) | Err(_) => Settled::Unknown,
+        }
+    }
 }
 
 /// The Parquet file of a load's accepted rows, written on the decoding thread to a temporary
@@ -199,17 +289,16 @@ impl ParquetFile {
     }
 }
 
-/// Loads a JSON batch of 1..=[`MAX_BATCH_ROWS`] rows in one transaction. Invalid rows are not
-/// inserted but stored as rejects, with their index in the batch.
-#[tracing::instrument(skip(pool, rows), fields(rows = rows.len()))]
-pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value]) -> Result<BatchReport> {
-    if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
-        return Err(Error::BatchSize { got: rows.len() });
-    }
-    let parsed: Vec<_> = rows.iter().map(|value| parse_json_row(table, value)).collect();
-    let mut referenced: Vec<i32> = parsed
+/// Loads a JSON batch body (an array of 1..=[`MAX_BATCH_ROWS`] row objects, see
+/// [`crate::batch::parse`]) in one transaction. Invalid rows are not inserted but stored as
+/// rejects, with their index in the batch.
+#[tracing::instrument(skip(pool, body), fields(bytes = body.len()))]
+pub async fn load_batch(pool: &PgPool, table: Table, source: &str, body: &[u8]) -> Result<BatchReport> {
+    let rows = crate::batch::parse(table, body)?;
+    debug_assert!(!rows.is_empty() && rows.len() <= MAX_BATCH_ROWS);
+    let mut referenced: Vec<i32> = rows
         .iter()
-        .filter_map(|row| match row {
+        .filter_map(|row| match &row.outcome {
             Ok(Row::Hire(hire)) => Some([hire.department_id, hire.job_id]),
             _ => None,
         })
@@ -226,23 +315,24 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, rows: &[Value
     .bind(source)
     .fetch_one(&mut *tx)
     .await?;
-    let ids: Vec<i32> = parsed.iter().filter_map(|row| row.as_ref().ok().map(Row::id)).collect();
+    let ids: Vec<i32> = rows.iter().filter_map(|row| row.outcome.as_ref().ok().map(Row::id)).collect();
     let mut context =
         lock_and_read_references(&mut tx, table, Scope::Batch { ids: &ids, referenced: &referenced }).await?;
 
     let mut valid = Columns::with_capacity(rows.len());
     let mut rejects = Vec::new();
-    for (index, (outcome, value)) in parsed.into_iter().zip(rows).enumerate() {
+    let count = rows.len() as i64;
+    for (index, BatchRow { raw, outcome }) in rows.into_iter().enumerate() {
         match outcome.and_then(|row| context.accept(&row).map(|()| row)) {
             Ok(row) => valid.push(row),
-            Err(violation) => rejects.push(Reject::new(index as i64, violation, value.to_string().as_bytes())),
+            Err(violation) => rejects.push(Reject::new(index as i64, violation, Raw::of(raw.as_bytes()))),
         }
     }
     let mut writer = Writer::new(table);
     writer.write(&mut tx, &valid, None).await?;
     writer.flush_rollup(&mut tx).await?;
     insert_rejects(&mut tx, id, &rejects).await?;
-    writer.counts.rows = rows.len() as i64;
+    writer.counts.rows = count;
     writer.counts.rejected = rejects.len() as i64;
     let report = writer.counts.report(id, table);
     finish_ingestion(&mut tx, &report, None).await?;
@@ -572,9 +662,11 @@ pub(crate) async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Re
     // message quoting it; PostgreSQL text cannot, so they are stored as U+2400 (␀).
     let messages: Vec<Cow<'_, str>> = rejects.iter().map(|r| crate::reject::storable(&r.violation.message)).collect();
     let raws: Vec<Cow<'_, str>> = rejects.iter().map(|r| crate::reject::storable(&r.raw)).collect();
+    let raw_bytes: Vec<i64> = rejects.iter().map(|r| r.raw_bytes).collect();
+    let raw_sha256: Vec<Option<&[u8]>> = rejects.iter().map(|r| r.raw_sha256.as_ref().map(|d| &d[..])).collect();
     sqlx::query(
-        "INSERT INTO rejects (ingestion_id, position, reason, message, raw)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[])
+        "INSERT INTO rejects (ingestion_id, position, reason, message, raw, raw_bytes, raw_sha256)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[])
          ON CONFLICT (ingestion_id, position) DO NOTHING",
     )
     .bind(id)
@@ -582,6 +674,8 @@ pub(crate) async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Re
     .bind(reasons)
     .bind(messages)
     .bind(raws)
+    .bind(raw_bytes)
+    .bind(raw_sha256)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -37,7 +37,8 @@ use crate::decode::Decoder;
 use crate::error::{Error, Result};
 use crate::ingestions::IngestionStatus;
 use crate::load::{self, LoadReport};
-use crate::pump::{CHUNK_ROWS, Chunks, Pump, Staged};
+use crate::load::{Backend, Settled};
+use crate::pump::{CHUNK_REJECT_BYTES, CHUNK_ROWS, Chunks, Pump, Staged};
 use crate::reject::Reject;
 use crate::table::Table;
 use crate::validate::Context;
@@ -153,7 +154,54 @@ pub async fn awaited_multipart(pool: &PgPool, id: i64) -> Result<Option<(String,
     Ok(row.and_then(|(key, upload)| key.zip(upload)))
 }
 
-/// Validates one object of the raw zone (see the module documentation).
+/// Makes the ingestions of one upload a group (see [`validate`]): their first id names it. A
+/// single file needs none.
+pub async fn group(pool: &PgPool, ids: &[i64]) -> Result<()> {
+    let Some(&first) = ids.iter().min() else { return Ok(()) };
+    if ids.len() > 1 {
+        sqlx::query("UPDATE ingestions SET upload_group = $1 WHERE id = ANY($2)")
+            .bind(first)
+            .bind(ids)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks failed the announced ingestions of an upload whose files could not be stored.
+pub async fn abandon(pool: &PgPool, ids: &[i64], reason: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE ingestions SET status = $3, finished_at = clock_timestamp(), error = $2
+         WHERE id = ANY($1) AND status = $4",
+    )
+    .bind(ids)
+    .bind(reason)
+    .bind(IngestionStatus::Failed)
+    .bind(IngestionStatus::AwaitingUpload)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The first departments or jobs ingestion of `id`'s upload group that has not finished (its
+/// file not yet put, queued, or between the steps): id, table and status.
+async fn unfinished_dimension(pool: &PgPool, id: i64) -> Result<Option<(i64, String, IngestionStatus)>> {
+    Ok(sqlx::query_as(
+        "SELECT e.id, e.table_name, e.status FROM ingestions h
+         JOIN ingestions e ON e.upload_group = h.upload_group AND e.id <> h.id
+         WHERE h.id = $1 AND e.table_name IN ('departments', 'jobs') AND NOT (e.status = ANY($2))
+         ORDER BY e.id LIMIT 1",
+    )
+    .bind(id)
+    .bind([IngestionStatus::Succeeded, IngestionStatus::Rejected, IngestionStatus::Failed].map(IngestionStatus::as_str))
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Validates one object of the raw zone (see the module documentation). A hires file of an
+/// upload whose departments or jobs file has not finished is not validated yet
+/// ([`Error::Waiting`], retryable): its rows are checked against what those load, in the
+/// order the API promises, whichever order the deployed executions run in.
 #[tracing::instrument(skip(pool, zones, object, source), fields(key = %object.key))]
 pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: &str) -> Result<ValidationReport> {
     let table = table_of_key(&object.key)?;
@@ -161,6 +209,11 @@ pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: 
     let (id, _, validation) = record(pool, table, &object.key, &etag, source).await?;
     if let Some(Json(report)) = validation {
         return Ok(ValidationReport { replayed: true, ..report });
+    }
+    if table == Table::HiredEmployees
+        && let Some((earlier, table, status)) = unfinished_dimension(pool, id).await?
+    {
+        return Err(Error::Waiting { id, earlier, table, status: status.to_string() });
     }
     let Some(claim) = Claim::take(pool, id, IngestionStatus::Validating).await? else {
         // Another worker finished it between the two statements.
@@ -197,13 +250,14 @@ pub async fn process(pool: &PgPool, zones: &Zones, validation: &ValidationReport
         };
     };
     let key = format!("{}/ingest_date={}/{id}.parquet", validation.table, stored.started_at.format("%Y-%m-%d"));
-    let result = process_claimed(zones, &mut claim, validation, &key).await;
+    let result = process_claimed(pool, zones, &mut claim, validation, &key).await;
     let load = claim.finish(pool, result).await?;
     let processed_key = (load.inserted + load.updated + load.unchanged > 0).then_some(key);
     Ok(ProcessReport { load, key: validation.key.clone(), processed_key, replayed: false })
 }
 
 async fn process_claimed(
+    pool: &PgPool,
     zones: &Zones,
     claim: &mut Claim,
     validation: &ValidationReport,
@@ -211,6 +265,7 @@ async fn process_claimed(
 ) -> Result<LoadReport> {
     let input = open_object(&zones.raw, &validation.key, &validation.etag).await?;
     load::load_file_in_transaction(
+        pool,
         &mut claim.connection,
         claim.id,
         validation.table,
@@ -448,6 +503,7 @@ async fn validate_claimed(
     etag: &str,
 ) -> Result<ValidationReport> {
     let mut tx = pool.begin().await?;
+    let backend = Backend::of(&mut tx).await?;
     let mut context =
         if table == Table::HiredEmployees { load::known_references(&mut tx, None).await? } else { Context::default() };
     let input = open_object(&zones.raw, key, etag).await?;
@@ -457,15 +513,18 @@ async fn validate_claimed(
         let mut file = rejects_file;
         let mut decoder = Decoder::new(table, input);
         let mut counts = Counts::default();
-        let mut chunk = Vec::new();
+        let (mut chunk, mut chunk_bytes) = (Vec::new(), 0);
         while let Some(decoded) = decoder.next_record()? {
             counts.rows += 1;
             match decoded.outcome.and_then(|row| context.accept(&row)) {
                 Ok(()) => counts.accepted += 1,
                 Err(violation) => {
                     *counts.reasons.entry(violation.reason.code().to_owned()).or_default() += 1;
-                    chunk.push(Reject::new(decoded.line, violation, decoder.raw()));
-                    if chunk.len() >= CHUNK_ROWS {
+                    let reject = Reject::new(decoded.line, violation, decoder.raw());
+                    chunk_bytes += reject.heap_bytes();
+                    chunk.push(reject);
+                    if chunk.len() >= CHUNK_ROWS || chunk_bytes >= CHUNK_REJECT_BYTES {
+                        chunk_bytes = 0;
                         file.write(&chunk)?;
                         if !chunks.send(std::mem::take(&mut chunk)) {
                             return Ok((counts, file));
@@ -512,8 +571,20 @@ async fn validate_claimed(
         tx.commit().await.map_err(Error::from)
     };
     if let Err(error) = finished.await {
-        if let Some(key) = &rejects_key {
-            let _ = zones.rejects.delete(key).await;
+        // As for a load's Parquet file (load::Backend): the rejects file goes only with a
+        // transaction known not to have committed.
+        let validated = |status| matches!(status, IngestionStatus::Validated | IngestionStatus::Rejected);
+        match backend.settle(pool, id, &error, validated).await {
+            Settled::Committed => {
+                tracing::warn!(ingestion = id, %error, "the validation committed though its acknowledgement was lost");
+                return Ok(report);
+            }
+            Settled::RolledBack => {
+                if let Some(key) = &rejects_key {
+                    let _ = zones.rejects.delete(key).await;
+                }
+            }
+            Settled::Unknown => {}
         }
         return Err(error);
     }
@@ -582,12 +653,16 @@ impl RejectsFile {
     fn write(&mut self, rejects: &[Reject]) -> Result<()> {
         use std::io::Write;
         for reject in rejects {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "line": reject.position,
                 "reason": reject.violation.reason.code(),
                 "message": reject.violation.message,
                 "raw": reject.raw,
+                "raw_bytes": reject.raw_bytes,
             });
+            if let Some(sha256) = reject.sha256_hex() {
+                line["raw_sha256"] = sha256.into();
+            }
             serde_json::to_writer(&mut self.writer, &line).map_err(std::io::Error::from)?;
             self.writer.write_all(b"\n")?;
         }

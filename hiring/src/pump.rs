@@ -17,6 +17,11 @@ use crate::zones::Zone;
 /// Rows per chunk: per statement sent to PostgreSQL, and per message between the threads.
 pub const CHUNK_ROWS: usize = 16 * 1024;
 
+/// Bytes of rejects per chunk (raw text and messages): a chunk is sent once its rejects hold
+/// this much, even before [`CHUNK_ROWS`] rows, so a file of long rejected rows holds a few
+/// such chunks at a time, not 16k rows of up to 4 KiB each.
+pub const CHUNK_REJECT_BYTES: usize = 2 * 1024 * 1024;
+
 /// How many chunks may wait in the channel while the writer is busy.
 const IN_FLIGHT: usize = 2;
 

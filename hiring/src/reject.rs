@@ -76,8 +76,35 @@ impl Violation {
     }
 }
 
-/// The largest raw text kept for one reject; longer rows are cut (the cut is marked).
-pub const MAX_RAW_BYTES: usize = 64 * 1024;
+/// The most bytes of a rejected row's raw text that are stored; a longer row is stored cut,
+/// with its length and SHA-256, so a reject costs a bounded amount of memory and storage
+/// while the row can still be identified.
+pub const MAX_RAW_BYTES: usize = 4 * 1024;
+
+/// A row's raw text as received: its first [`MAX_RAW_BYTES`], its length, and its SHA-256 when
+/// it is longer than that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a> {
+    /// The first bytes of the row, all of them when it is short.
+    pub kept: &'a [u8],
+    /// The row's length in bytes.
+    pub bytes: u64,
+    /// The SHA-256 of the whole row, when `kept` is not all of it.
+    pub sha256: Option<[u8; 32]>,
+}
+
+impl<'a> Raw<'a> {
+    /// The raw text of a row held whole.
+    pub fn of(row: &'a [u8]) -> Self {
+        use sha2::Digest;
+        let cut = row.len() > MAX_RAW_BYTES;
+        Raw {
+            kept: &row[..row.len().min(MAX_RAW_BYTES)],
+            bytes: row.len() as u64,
+            sha256: cut.then(|| sha2::Sha256::digest(row).into()),
+        }
+    }
+}
 
 /// A rejected row, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,20 +113,39 @@ pub struct Reject {
     pub position: i64,
     /// What rule it broke.
     pub violation: Violation,
-    /// The row as received (lossy UTF-8, NUL bytes replaced, cut at [`MAX_RAW_BYTES`]).
+    /// The row as received (lossy UTF-8, NUL bytes replaced), its first [`MAX_RAW_BYTES`].
     pub raw: String,
+    /// The row's length in bytes as received.
+    pub raw_bytes: i64,
+    /// The SHA-256 of the whole row, when `raw` holds only its beginning.
+    pub raw_sha256: Option<[u8; 32]>,
 }
 
 impl Reject {
-    /// Builds a reject from raw bytes, making them storable as PostgreSQL `text`.
-    pub fn new(position: i64, violation: Violation, raw: &[u8]) -> Self {
-        let kept = &raw[..raw.len().min(MAX_RAW_BYTES)];
-        let mut text = String::from_utf8_lossy(kept).replace('\0', "\u{FFFD}");
-        if raw.len() > MAX_RAW_BYTES {
-            text.push_str(&format!("…[{} more bytes not kept]", raw.len() - MAX_RAW_BYTES));
-        }
-        Reject { position, violation, raw: text }
+    /// Builds a reject from a row's raw text, making it storable as PostgreSQL `text`.
+    pub fn new(position: i64, violation: Violation, raw: Raw<'_>) -> Self {
+        let text = String::from_utf8_lossy(raw.kept).replace('\0', "\u{FFFD}");
+        Reject { position, violation, raw: text, raw_bytes: raw.bytes as i64, raw_sha256: raw.sha256 }
     }
+
+    /// The SHA-256 of a cut row, in lowercase hex.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.raw_sha256.map(|digest| hex(&digest))
+    }
+
+    /// The memory this reject holds, roughly: what a chunk of rejects is flushed by.
+    pub fn heap_bytes(&self) -> usize {
+        self.raw.len() + self.violation.message.len()
+    }
+}
+
+/// Bytes in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// `text` as PostgreSQL can store it: NUL characters, which `text` cannot hold, become U+2400

@@ -73,14 +73,16 @@ async fn hires_are_checked_against_the_departments_and_jobs_already_loaded(pool:
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_batch_is_all_or_nothing_for_its_valid_rows_and_bounded_in_size(pool: PgPool) {
     let rows = [json!({"id": 1, "department": "Sales"}), json!({"id": 2}), json!({"id": "x", "department": "Ops"})];
-    let batch = hiring::load::load_batch(&pool, Table::Departments, "test", &rows).await.unwrap();
+    let body = serde_json::to_vec(&rows).unwrap();
+    let batch = hiring::load::load_batch(&pool, Table::Departments, "test", &body).await.unwrap();
     assert_eq!((batch.report.inserted, batch.report.rejected), (1, 2));
     assert_eq!(batch.rejects.iter().map(|r| r.position).collect::<Vec<_>>(), [1, 2], "positions are batch indexes");
     assert_eq!(ingestions::get(&pool, batch.report.id).await.unwrap().status, IngestionStatus::Succeeded);
 
-    let empty = hiring::load::load_batch(&pool, Table::Departments, "test", &[]).await.unwrap_err();
+    let empty = hiring::load::load_batch(&pool, Table::Departments, "test", b"[]").await.unwrap_err();
     assert!(matches!(empty, Error::BatchSize { got: 0 }), "{empty}");
     let many = vec![json!({"id": 1, "department": "Sales"}); 1001];
+    let many = serde_json::to_vec(&many).unwrap();
     let too_many = hiring::load::load_batch(&pool, Table::Departments, "test", &many).await.unwrap_err();
     assert!(matches!(too_many, Error::BatchSize { got: 1001 }), "{too_many}");
     assert_eq!(count(&pool, "departments").await, 1, "a refused batch inserted nothing");

@@ -10,7 +10,7 @@
 //! | deploy | `hiring-local` through a change set, as `deploy --yes` does it, as the pipeline's Deploy role; then again: no changes |
 //! | resources | every resource of the template is in the stack; buckets, functions, state machine, image answer |
 //! | api | the API's image in podman, run from the task definition read back from the emulator (user, read-only root, volumes, environment, secrets, health check), acting as `ApiTaskRole` |
-//! | pipeline | the sample files uploaded through the API into the raw bucket; validate and process run as real binaries under a Lambda Runtime API emulator with the functions' deployed environment, each acting as its role |
+//! | pipeline | the sample files uploaded through the API into the raw bucket; validate and process run as real binaries under a Lambda Runtime API emulator with the functions' deployed environment, each acting as its role; the hires file first (the worst order its execution may start in): it waits (`hiring.Waiting`) until the departments and jobs of its upload are loaded |
 //! | state machine | the deployed definition executed by moto's Step Functions interpreter: both Choice paths |
 //! | checks | the metrics, the 70 rejected hire rows, the Parquet files, a backup |
 //! | status | `status --stage local` reports healthy |
@@ -317,7 +317,10 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
                 .map(|r| format!("{} {}+{}", r["table"].as_str().unwrap_or("?"), r["accepted"], r["rejected"]))
                 .collect::<Vec<_>>()
                 .join(", ");
-            Ok(((functions, reports), format!("accepted+rejected: {summary}")))
+            Ok((
+                (functions, reports),
+                format!("the hires first: hiring.Waiting; then in order, accepted+rejected: {summary}"),
+            ))
         })
     })?;
     let (functions, reports) = functions;
@@ -826,12 +829,24 @@ async fn run_pipeline(
     ensure!(status == 202, "POST /upload answered {status}: {body}");
 
     let s3 = crate::publish::s3_client(sdk);
-    let mut reports = Vec::new();
-    for queued in body["ingestions"].as_array().context("POST /upload listed no ingestions")? {
-        let key = queued["key"].as_str().context("a queued ingestion without a key")?;
+    let queued = body["ingestions"].as_array().context("POST /upload listed no ingestions")?;
+    let mut events = Vec::new();
+    for ingestion in queued {
+        let key = ingestion["key"].as_str().context("a queued ingestion without a key")?;
         let (bucket, prefix) = raw_location(&api.raw_url)?;
         let object = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}/{key}") };
-        let event = object_created(&s3, &bucket, &object).await?;
+        events.push(object_created(&s3, &bucket, &object).await?);
+    }
+    // The worst order first: each file runs its own execution, and the hires one may start
+    // before the departments and jobs it refers to are loaded. Its validation must wait (a
+    // `hiring.Waiting` error, which the state machine retries) rather than reject every hire.
+    let hires = queued.iter().position(|i| i["table"] == "hired_employees").context("no hires file was queued")?;
+    match functions["validate"].invoke(&events[hires]).await? {
+        Invocation::Error(error) if error.error_type == "hiring.Waiting" => {}
+        other => bail!("validating the hires before their departments and jobs answered {other:?}, not hiring.Waiting"),
+    }
+    let mut reports = Vec::new();
+    for (queued, event) in queued.iter().zip(events) {
         let mut report = invoke(&functions["validate"], &event).await?;
         ensure!(
             report["ingestion"] == queued["id"],

@@ -1328,6 +1328,13 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
             "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
         },
         {
+            // A hires file waits for the departments or jobs file of its upload (each file runs
+            // its own execution, in any order): up to about an hour, a presigned URL's life
+            // (60 attempts, each delay at most 60 s, no jitter needed: one waiter per upload).
+            "ErrorEquals": ["hiring.Waiting"],
+            "IntervalSeconds": 5, "MaxAttempts": 60, "BackoffRate": 1.5, "MaxDelaySeconds": 60
+        },
+        {
             // A function at its reserved concurrency (the connection budget) throttles: a burst
             // of files waits its turn (20 attempts, each delay at most 60 s and jittered: up to
             // about 18 minutes, about half that on average) instead of failing.

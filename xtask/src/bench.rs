@@ -10,6 +10,11 @@
 //!    requests), then `POST /batch/hired_employees` with 1000-row batches, sequentially
 //!    (p50/p99) and from `--clients` concurrent clients for `--seconds` (rows/s).
 //!
+//! 3. worst inputs (also alone, with `--worst-only`): the inputs that cost a server the most
+//!    memory per request (a batch body of numbers, a batch row holding a huge array, one
+//!    huge CSV record, a file of long rejected rows), each sent to a new server, whose peak
+//!    RSS is reported against the 150 MB goal.
+//!
 //! Every phase is bounded in count and time, and talks only to 127.0.0.1.
 
 use std::path::Path;
@@ -48,6 +53,9 @@ pub struct Bench {
     /// Sequential requests per latency phase (each metric, batches).
     #[arg(long, default_value_t = 200)]
     requests: usize,
+    /// Run only the worst-inputs memory phase (no ingest, latency or pipeline phases).
+    #[arg(long)]
+    worst_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +70,19 @@ struct Report {
     batch_sequential: Option<Latency>,
     batch_concurrent: Option<Throughput>,
     backup: Option<BackupRestore>,
+    worst_inputs: Vec<WorstInput>,
     targets: Vec<Target>,
+}
+
+/// One request built to cost the server as much memory as the API's limits allow.
+#[derive(Debug, Serialize)]
+struct WorstInput {
+    name: &'static str,
+    bytes: u64,
+    status: u16,
+    seconds: f64,
+    /// The new server's peak RSS (VmHWM) after the request, idle start included.
+    peak_rss_mb: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,10 +200,12 @@ impl Bench {
             batch_sequential: None,
             batch_concurrent: None,
             backup: None,
+            worst_inputs: Vec::new(),
             targets: Vec::new(),
         };
 
-        for (index, &rows) in self.rows.iter().enumerate() {
+        let sizes = if self.worst_only { &[][..] } else { &self.rows[..] };
+        for (index, &rows) in sizes.iter().enumerate() {
             let data = bench_dir.join(format!("data-{rows}"));
             let spec = Spec::new(rows, 0.0, 42)?;
             if !data.join("manifest.json").exists() {
@@ -315,6 +337,8 @@ impl Bench {
             report.pipeline.push(run);
         }
 
+        report.worst_inputs = worst_inputs(&client, &mut db, database_url, &binary, &bench_dir).await?;
+
         report.targets = targets(&report);
         let tables = tables(&report);
         println!("{tables}");
@@ -425,6 +449,109 @@ async fn backup_and_restore(client: &reqwest::Client, server: &Server, rows: u64
         restore_seconds,
         restore_rows_per_s: rows as f64 / restore_seconds,
     })
+}
+
+/// Sends each worst input to a new server (so its peak RSS is that input's) and keeps the
+/// answer's status, the time and the peak. The inputs are written to `bench_dir` once.
+async fn worst_inputs(
+    client: &reqwest::Client,
+    db: &mut PgConnection,
+    database_url: &str,
+    binary: &Path,
+    bench_dir: &Path,
+) -> anyhow::Result<Vec<WorstInput>> {
+    use std::io::Write;
+    let dir = bench_dir.join("worst");
+    std::fs::create_dir_all(&dir)?;
+    let body_limit = 16 * 1024 * 1024 - 16;
+    // `[1,1,1,…]`: 8M JSON numbers in one 16 MiB body, 8000 times the batch limit.
+    let numbers = dir.join("batch-numbers.json");
+    // `[{"id":[1,1,…]}]`: one row whose id is an array of 8M numbers.
+    let nested = dir.join("batch-nested.json");
+    // One departments record of 256 MiB (a quoted name), the whole file.
+    let long_record = dir.join("long-record.csv");
+    // 40,000 hires whose 8 KiB names break the 1 KiB rule: every row a reject with a long raw text.
+    let long_rejects = dir.join("long-rejects.csv");
+    let write = |path: &Path, fill: &dyn Fn(&mut dyn Write) -> std::io::Result<()>| -> anyhow::Result<()> {
+        if !path.exists() {
+            let partial = path.with_extension("partial");
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+            fill(&mut out)?;
+            out.flush()?;
+            drop(out);
+            std::fs::rename(&partial, path)?;
+        }
+        Ok(())
+    };
+    write(&numbers, &|out| {
+        out.write_all(b"[1")?;
+        for _ in 0..(body_limit - 3) / 2 {
+            out.write_all(b",1")?;
+        }
+        out.write_all(b"]")
+    })?;
+    write(&nested, &|out| {
+        out.write_all(b"[{\"id\":[1")?;
+        for _ in 0..(body_limit - 12) / 2 {
+            out.write_all(b",1")?;
+        }
+        out.write_all(b"]}]")
+    })?;
+    write(&long_record, &|out| {
+        out.write_all(b"1,\"")?;
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..256 {
+            out.write_all(&block)?;
+        }
+        out.write_all(b"\"\n")
+    })?;
+    write(&long_rejects, &|out| {
+        let name = "n".repeat(8 * 1024);
+        for id in 1..=40_000 {
+            writeln!(out, "{id},{name},2021-01-01T00:00:00Z,1,1")?;
+        }
+        Ok(())
+    })?;
+
+    let inputs: [(&'static str, &Path, &str); 4] = [
+        ("POST /batch: 16 MiB array of numbers", &numbers, "batch"),
+        ("POST /batch: one row with a 16 MiB array", &nested, "batch"),
+        ("POST /upload: one 256 MiB CSV record", &long_record, "departments"),
+        ("POST /upload: 40,000 rejects of 8 KiB", &long_rejects, "hired_employees"),
+    ];
+    let mut measured = Vec::new();
+    for (name, path, target) in inputs {
+        sqlx::query("DROP SCHEMA public CASCADE").execute(&mut *db).await?;
+        sqlx::query("CREATE SCHEMA public").execute(&mut *db).await?;
+        let server = Server::start(binary, database_url, &bench_dir.join("server-data")).await?;
+        let bytes = std::fs::metadata(path)?.len();
+        let started = Instant::now();
+        let request = if target == "batch" {
+            client
+                .post(server.url("/batch/hired_employees"))
+                .header("content-type", "application/json")
+                .body(tokio::fs::read(path).await?)
+        } else {
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                tokio::fs::File::open(path).await?,
+                1 << 16,
+            ));
+            let part = reqwest::multipart::Part::stream_with_length(body, bytes).file_name(format!("{target}.csv"));
+            client.post(server.url("/upload")).multipart(reqwest::multipart::Form::new().part(target, part))
+        };
+        let response = request.bearer_auth(TOKEN).send().await?;
+        let status = response.status().as_u16();
+        let answer = response.bytes().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let peak_rss_mb = server.peak_rss_mb()?;
+        server.stop().await;
+        println!(
+            "  {name}: {status} in {seconds:.2} s, peak RSS {peak_rss_mb:.1} MB ({})",
+            String::from_utf8_lossy(&answer[..answer.len().min(160)])
+        );
+        measured.push(WorstInput { name, bytes, status, seconds, peak_rss_mb });
+    }
+    Ok(measured)
 }
 
 /// Streams the file to `POST /upload`; returns the seconds until the answer.
@@ -662,6 +789,14 @@ fn targets(report: &Report) -> Vec<Target> {
             met: metric.p50_ms <= 10.0,
         });
     }
+    for worst in &report.worst_inputs {
+        targets.push(Target {
+            name: "peak RSS, worst input",
+            target: format!("<= 150 MB: {}", worst.name),
+            measured: format!("{:.1} MB ({})", worst.peak_rss_mb, worst.status),
+            met: worst.peak_rss_mb <= 150.0,
+        });
+    }
     targets
 }
 
@@ -703,6 +838,13 @@ fn tables(report: &Report) -> String {
     for l in report.metrics.iter().chain(&report.batch_sequential) {
         let _ = writeln!(out, "| {} | {} | {:.2} | {:.2} | {:.2} |", l.name, l.requests, l.p50_ms, l.p99_ms, l.max_ms);
     }
+    if !report.worst_inputs.is_empty() {
+        let _ = writeln!(out, "\n| worst input | bytes | status | s | peak RSS MB |\n|---|---|---|---|---|");
+        for w in &report.worst_inputs {
+            let _ =
+                writeln!(out, "| {} | {} | {} | {:.2} | {:.1} |", w.name, w.bytes, w.status, w.seconds, w.peak_rss_mb);
+        }
+    }
     if let Some(b) = &report.backup {
         let _ = writeln!(
             out,
@@ -737,7 +879,8 @@ fn page(report: &Report, run: &Bench, tables: &str) -> String {
          measures both metric endpoints (cached, and with `Cache-Control: no-cache`), 1000-row batches one at a time \
          and from `--clients` concurrent clients for `--seconds`, an AVRO backup and restore of the hires, and the \
          pipeline's library path (validate, then process, on local zones). It checks that every accepted batch row is \
-         in the table. Compare figures within one run: the API, PostgreSQL and the load generator share the machine's \
+         in the table. Last, each worst input (the request that costs a server the most memory within the API's \
+         limits) goes to a new server, whose peak RSS is reported. Compare figures within one run: the API, PostgreSQL and the load generator share the machine's \
          cores. Back to the [README](../README.md).\n\n\
          Latest run: {date}, commit `{commit}`, `--rows {rows} --repeat {repeat} --clients {clients} --seconds {seconds} \
          --requests {requests}`.\n\n{tables}",

@@ -51,11 +51,22 @@ pub struct RejectView {
     pub reason: String,
     /// What is wrong.
     pub message: String,
-    /// The row as received.
+    /// The row as received: all of it, or its first 4 KiB when `raw_sha256` is set.
     pub raw: String,
+    /// The row's length in bytes as received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_bytes: Option<i64>,
+    /// The SHA-256 (hex) of the whole row, when `raw` holds only its first 4 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_sha256: Option<String>,
 }
 
-/// A page of rejects, in order; a `Link: <…>; rel="next"` header points at the next page.
+/// The most bytes of rejects (raw texts and messages) in one page: a page of 1000 rejects of
+/// 4 KiB rows stops here, and its `Link` points at the rest.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// A page of rejects, in order, at most `limit` of them and about 1 MiB; a `Link: <…>;
+/// rel="next"` header points at the next page.
 #[utoipa::path(
     get,
     path = "/ingestions/{id}/rejects",
@@ -79,9 +90,20 @@ pub async fn rejects(
         return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 1000"));
     }
     let ingestion = hiring::ingestions::get(&state.pool, id).await?;
-    let rows = hiring::ingestions::rejects(&state.pool, id, page.after, limit).await?;
+    let mut rows = hiring::ingestions::rejects(&state.pool, id, page.after, limit).await?;
+    let fetched = rows.len();
+    let mut bytes = 0;
+    // At least one reject per page, so paging always moves on.
+    let keep = rows
+        .iter()
+        .position(|r| {
+            bytes += r.raw.len() + r.message.len();
+            bytes > MAX_PAGE_BYTES
+        })
+        .map_or(fetched, |over| over.max(1));
+    rows.truncate(keep);
     let mut headers = HeaderMap::new();
-    if rows.len() as i64 == limit
+    if (fetched as i64 == limit || keep < fetched)
         && let Some(last) = rows.last()
         && let Ok(link) = HeaderValue::from_str(&format!(
             "</ingestions/{id}/rejects?limit={limit}&after={}>; rel=\"next\"",
@@ -99,6 +121,8 @@ pub async fn rejects(
             reason: r.reason,
             message: r.message,
             raw: r.raw,
+            raw_bytes: r.raw_bytes,
+            raw_sha256: r.raw_sha256,
         })
         .collect();
     Ok((headers, Json(views)))

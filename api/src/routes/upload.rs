@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::Pipeline;
 use crate::error::ApiError;
-use crate::guard::WritePermit;
+use crate::guard::{Started, WritePermit};
 use crate::state::AppState;
 
 /// The answer: one report per loaded part, in load order.
@@ -106,6 +106,7 @@ struct Part {
 pub async fn upload(
     State(state): State<AppState>,
     Extension(permit): Extension<WritePermit>,
+    started: Option<Extension<Started>>,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let mut parts: Vec<Part> = Vec::new();
@@ -134,6 +135,23 @@ pub async fn upload(
         .iter()
         .map(|part| part.path.strip_prefix(&staging).unwrap_or(&part.path).to_string_lossy().into_owned())
         .collect();
+    let sources: Vec<String> = parts
+        .iter()
+        .zip(&keys)
+        .map(|(part, key)| format!("upload:{} ({}/{key})", part.file_name, state.zones.raw.url()))
+        .collect();
+    // With the state machine, each stored file's event starts an execution, and nothing orders
+    // them: the files are announced first, as one group, so the hires file's validation waits
+    // for the departments and jobs of the same upload (hiring::pipeline::validate).
+    let stepfunctions = state.settings.pipeline == Pipeline::StepFunctions;
+    let mut announced = Vec::new();
+    if stepfunctions {
+        let expires_at = chrono::Utc::now() + super::uploads::URL_LIFETIME;
+        for (key, source) in keys.iter().zip(&sources) {
+            announced.push(pipeline::expect(&state.pool, key, source, expires_at, None).await?);
+        }
+        pipeline::group(&state.pool, &announced).await?;
+    }
     // All parts or none: when a later part cannot be stored, the ones stored before it are
     // removed, so nothing of a failed upload is loaded (each stored object's event starts a load
     // in stepfunctions mode) or left behind.
@@ -154,6 +172,10 @@ pub async fn upload(
                 tracing::warn!(%error, key, "could not remove a part of a failed upload from the raw zone");
             }
         }
+        let reason = "the upload failed before its files were stored; nothing of it was kept: upload the files again";
+        if let Err(error) = pipeline::abandon(&state.pool, &announced, reason).await {
+            tracing::warn!(%error, "could not mark the ingestions of a failed upload failed");
+        }
     }
     if remote_raw {
         for part in &parts {
@@ -161,18 +183,23 @@ pub async fn upload(
         }
     }
     stored?;
-    let sources: Vec<String> = parts
-        .iter()
-        .zip(&keys)
-        .map(|(part, key)| format!("upload:{} ({}/{key})", part.file_name, state.zones.raw.url()))
-        .collect();
 
-    if state.settings.pipeline == Pipeline::StepFunctions {
-        let mut queued = Vec::with_capacity(parts.len());
-        for ((part, key), source) in parts.iter().zip(keys).zip(&sources) {
-            let id = pipeline::enqueue(&state.pool, &state.zones, &key, source).await?;
-            queued.push(Queued { id, table: part.table, status: IngestionStatus::Queued, key });
-        }
+    // Recorded (queued) before any step runs, so a client whose request times out is told the
+    // ingestions that go on; the validate step (here or the state machine's) continues each.
+    let mut ids = Vec::with_capacity(keys.len());
+    for (key, source) in keys.iter().zip(&sources) {
+        ids.push(pipeline::enqueue(&state.pool, &state.zones, key, source).await?);
+    }
+    if let Some(Extension(started)) = started {
+        started.ingestions(ids.iter().copied());
+    }
+    if stepfunctions {
+        let queued = parts
+            .iter()
+            .zip(keys)
+            .zip(ids)
+            .map(|((part, key), id)| Queued { id, table: part.table, status: IngestionStatus::Queued, key })
+            .collect();
         return Ok((StatusCode::ACCEPTED, Json(QueuedResponse { ingestions: queued })).into_response());
     }
 

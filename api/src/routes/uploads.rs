@@ -202,6 +202,10 @@ pub async fn announce(
             expires_at,
         });
     }
+    // One group: in the deployed pipeline the hires file waits for the departments and jobs
+    // announced with it (hiring::pipeline::validate), whatever order the files arrive in.
+    let ids: Vec<i64> = uploads.iter().map(|upload| upload.ingestion).collect();
+    hiring::pipeline::group(&state.pool, &ids).await?;
     Ok((StatusCode::CREATED, Json(UploadsResponse { uploads })))
 }
 

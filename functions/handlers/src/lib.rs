@@ -36,6 +36,10 @@ use tokio::sync::OnceCell;
 pub const RETRYABLE: &str = "hiring.Retryable";
 /// The error type of failures that retrying cannot fix.
 pub const FATAL: &str = "hiring.Fatal";
+/// The error type of a hires file that waits for the departments or jobs file of its upload
+/// (`hiring::error::Error::Waiting`): retried longer than [`RETRYABLE`], since that file may
+/// still be on its way (a presigned upload's URL lives an hour).
+pub const WAITING: &str = "hiring.Waiting";
 
 /// A function's failure, with whether a retry may succeed.
 #[derive(Debug)]
@@ -44,6 +48,8 @@ pub struct StepError {
     pub retryable: bool,
     /// True when PostgreSQL refused the credentials (they rotated): read them again, then retry.
     pub refused_credentials: bool,
+    /// True when a hires file waits for another file of its upload ([`WAITING`]).
+    pub waiting: bool,
     /// What went wrong and what to do.
     pub message: String,
 }
@@ -51,12 +57,12 @@ pub struct StepError {
 impl StepError {
     /// A failure retrying cannot fix.
     pub fn fatal(message: impl Into<String>) -> Self {
-        StepError { retryable: false, refused_credentials: false, message: message.into() }
+        StepError { retryable: false, refused_credentials: false, waiting: false, message: message.into() }
     }
 
     /// A failure a later attempt may not meet.
     pub fn retryable(message: impl Into<String>) -> Self {
-        StepError { retryable: true, refused_credentials: false, message: message.into() }
+        StepError { retryable: true, refused_credentials: false, waiting: false, message: message.into() }
     }
 }
 
@@ -65,6 +71,7 @@ impl From<hiring::error::Error> for StepError {
         StepError {
             retryable: error.is_retryable(),
             refused_credentials: error.is_auth_failure(),
+            waiting: matches!(error, hiring::error::Error::Waiting { .. }),
             message: error.to_string(),
         }
     }
@@ -72,14 +79,19 @@ impl From<hiring::error::Error> for StepError {
 
 impl From<secrets::ReadError> for StepError {
     fn from(error: secrets::ReadError) -> Self {
-        StepError { retryable: error.retryable, refused_credentials: false, message: error.message }
+        StepError { retryable: error.retryable, refused_credentials: false, waiting: false, message: error.message }
     }
 }
 
 impl From<StepError> for Diagnostic {
     fn from(error: StepError) -> Diagnostic {
         Diagnostic {
-            error_type: if error.retryable { RETRYABLE } else { FATAL }.to_owned(),
+            error_type: match (error.waiting, error.retryable) {
+                (true, _) => WAITING,
+                (false, true) => RETRYABLE,
+                (false, false) => FATAL,
+            }
+            .to_owned(),
             error_message: error.message,
         }
     }

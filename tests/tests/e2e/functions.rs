@@ -362,11 +362,11 @@ async fn the_backup_function_backs_up_every_table(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "hiring::MIGRATOR")]
-async fn in_stepfunctions_mode_an_upload_is_queued_and_the_functions_finish_it(pool: PgPool) {
-    let lake = Lake::start(pool.clone()).await;
+/// The API in `stepfunctions` mode on the lake's buckets: uploads are queued, and the test
+/// runs the functions as the raw bucket's events would.
+async fn stepfunctions_api(pool: &PgPool, lake: &Lake) -> TestApp {
     let env = lake.moto.aws_env();
-    let app = TestApp::start_with(pool.clone(), |settings| {
+    TestApp::start_with(pool.clone(), |settings| {
         settings.pipeline = api::config::Pipeline::StepFunctions;
         settings.zone_urls = ZoneName::ALL
             .into_iter()
@@ -377,7 +377,65 @@ async fn in_stepfunctions_mode_an_upload_is_queued_and_the_functions_finish_it(p
             .collect();
         settings.aws = env.iter().map(|(n, v)| (n.clone(), api::config::Secret::new(v.as_str()))).collect();
     })
-    .await;
+    .await
+}
+
+/// The Object Created event of a queued ingestion's object.
+async fn queued_event(lake: &Lake, ingestion: &Value) -> Value {
+    let key = ingestion["key"].as_str().unwrap();
+    let meta = lake.function.zones.raw.head(key).await.unwrap().unwrap();
+    event(RAW_BUCKET, &format!("{RAW_PREFIX}/{key}"), meta.e_tag.as_deref().unwrap(), meta.size)
+}
+
+/// Issue 16, item 1: each file of an upload runs its own execution, in any order. Started in
+/// the worst order, the hires file's validation waits (`hiring.Waiting`, retried by the state
+/// machine) until the departments and jobs of its upload are loaded, instead of rejecting
+/// every hire for referring to departments not loaded yet.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn in_stepfunctions_mode_a_hires_file_validated_first_waits_for_its_upload(pool: PgPool) {
+    let lake = Lake::start(pool.clone()).await;
+    let app = stepfunctions_api(&pool, &lake).await;
+    let parts: Vec<(&str, &str, Vec<u8>)> = ["hired_employees", "jobs", "departments"]
+        .into_iter()
+        .map(|t| (t, if t == "jobs" { "jobs.csv" } else { "file.csv" }, sample_bytes(t)))
+        .collect();
+    let (status, body) = app.upload(&parts).await;
+    assert_eq!(status, 202, "{body}");
+    let queued = body["ingestions"].as_array().unwrap().clone();
+    assert_eq!(queued[2]["table"], "hired_employees");
+
+    let hires = queued_event(&lake, &queued[2]).await;
+    let waiting = lake.validate(&hires).await.unwrap_err();
+    assert_eq!(waiting.error_type, "hiring.Waiting", "{}", waiting.error_message);
+    assert!(
+        waiting.error_message.contains(&format!("waits for ingestion {}", queued[0]["id"])),
+        "{}",
+        waiting.error_message
+    );
+    let (_, progress) = app.get_json(&format!("/ingestions/{}", queued[2]["id"])).await;
+    assert_eq!(progress["status"], "queued", "nothing of the hires was validated yet: {progress}");
+
+    // Departments done, jobs not yet: still waiting.
+    let departments = lake.validate(&queued_event(&lake, &queued[0]).await).await.unwrap();
+    lake.process(&departments).await.unwrap();
+    assert_eq!(lake.validate(&hires).await.unwrap_err().error_type, "hiring.Waiting");
+    let jobs = lake.validate(&queued_event(&lake, &queued[1]).await).await.unwrap();
+    lake.process(&jobs).await.unwrap();
+
+    let validation = lake.validate(&hires).await.unwrap();
+    assert_eq!(
+        (validation["accepted"].as_i64(), validation["rejected"].as_i64()),
+        (Some(1929), Some(70)),
+        "{validation}"
+    );
+    lake.process(&validation).await.unwrap();
+    assert_eq!(app.count("hired_employees").await, 1929);
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn in_stepfunctions_mode_an_upload_is_queued_and_the_functions_finish_it(pool: PgPool) {
+    let lake = Lake::start(pool.clone()).await;
+    let app = stepfunctions_api(&pool, &lake).await;
     let parts: Vec<(&str, &str, Vec<u8>)> = vec![
         ("jobs", "jobs.csv", sample_bytes("jobs")),
         ("departments", "departments.csv", sample_bytes("departments")),
@@ -395,9 +453,7 @@ async fn in_stepfunctions_mode_an_upload_is_queued_and_the_functions_finish_it(p
 
     // What the raw bucket's events start: validate, then process, for each object.
     for ingestion in queued {
-        let key = ingestion["key"].as_str().unwrap();
-        let meta = lake.function.zones.raw.head(key).await.unwrap().unwrap();
-        let event = event(RAW_BUCKET, &format!("{RAW_PREFIX}/{key}"), meta.e_tag.as_deref().unwrap(), meta.size);
+        let event = queued_event(&lake, ingestion).await;
         let validation = lake.validate(&event).await.unwrap();
         assert_eq!(validation["ingestion"], ingestion["id"], "the queued ingestion is the one validated");
         let (_, progress) = app.get_json(&format!("/ingestions/{}", ingestion["id"])).await;

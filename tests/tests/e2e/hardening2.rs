@@ -197,3 +197,57 @@ async fn a_timed_out_write_keeps_its_permit_until_its_work_ends(pool: PgPool) {
     let jobs: Vec<i32> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(jobs, [1, 3], "the timed-out batch committed; the refused one did not");
 }
+
+/// Item 6, the outcome half: a write whose client got the deadline's 503 goes on, and the 503
+/// says how to learn how it ended. An upload names the ingestions it started (and they finish);
+/// a batch says to send the same batch again, which is safe: its rows then count as unchanged.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_timed_out_write_tells_how_to_learn_its_outcome(pool: PgPool) {
+    let app = TestApp::start_with(pool.clone(), |s| {
+        s.request_timeout = std::time::Duration::from_secs(1);
+        s.upload_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE departments IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let (status, body) = app.upload(&[("departments", "departments.csv", b"1,Sales\n2,Support\n".to_vec())]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
+    let ingestions = body["error"]["ingestions"].as_array().expect("the ingestions that go on").clone();
+    assert_eq!(ingestions.len(), 1, "{body}");
+    let id = ingestions[0].as_i64().unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("goes on as ingestion {id}: follow GET /ingestions/{id}")), "{message}");
+
+    let (status, body) = app.batch("departments", &json!([{"id": 3, "department": "Ops"}])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("send the same batch again"), "{message}");
+    assert!(body["error"].get("ingestions").is_none(), "{body}");
+    blocker.commit().await.unwrap();
+
+    // The upload's ingestion ends, as its 503 said to follow it.
+    let mut ingestion = json!(null);
+    for _ in 0..100 {
+        ingestion = app.get_json(&format!("/ingestions/{id}")).await.1;
+        if ingestion["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (ingestion["status"].as_str(), ingestion["inserted"].as_i64()),
+        (Some("succeeded"), Some(2)),
+        "{ingestion}"
+    );
+    // The batch, sent again as told, finds its row stored by the first attempt.
+    let mut again = json!(null);
+    for _ in 0..50 {
+        let (status, body) = app.batch("departments", &json!([{"id": 3, "department": "Ops"}])).await;
+        again = body;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!((again["inserted"].as_i64(), again["unchanged"].as_i64()), (Some(0), Some(1)), "{again}");
+}

@@ -175,7 +175,14 @@ async fn cached_metrics_follow_changes_made_by_another_server(pool: PgPool) {
     let rows: Vec<Value> = (0..300)
         .map(|i| json!({"id": 50_000 + i, "name": "N", "datetime": "2021-05-05T00:00:00Z", "department_id": 1, "job_id": 1}))
         .collect();
-    hiring::load::load_batch(&app.pool, hiring::table::Table::HiredEmployees, "elsewhere", &rows).await.unwrap();
+    hiring::load::load_batch(
+        &app.pool,
+        hiring::table::Table::HiredEmployees,
+        "elsewhere",
+        &serde_json::to_vec(&rows).unwrap(),
+    )
+    .await
+    .unwrap();
     let fresh: Value = app
         .client
         .get(app.url("/metrics/departments"))

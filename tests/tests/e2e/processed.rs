@@ -70,7 +70,7 @@ async fn an_upload_writes_its_accepted_rows_as_parquet_and_its_rejects_as_json_l
     assert_eq!(lines.len(), 70);
     assert_eq!(
         lines[0],
-        serde_json::json!({"line": 2, "reason": "missing_field", "message": "job_id is required but empty", "raw": "2,Ty Hofer,2021-05-30T05:43:46Z,8,"})
+        serde_json::json!({"line": 2, "reason": "missing_field", "message": "job_id is required but empty", "raw": "2,Ty Hofer,2021-05-30T05:43:46Z,8,", "raw_bytes": 34})
     );
     // Departments had no rejects: no empty rejects file.
     assert!(files_under(&app.data_dir.path().join("rejects/departments")).is_empty());

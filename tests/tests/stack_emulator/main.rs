@@ -266,6 +266,18 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     assert_eq!(definition["States"]["Validate"]["Parameters"]["FunctionName"], validate_arn);
     assert_eq!(definition["States"]["Loadable?"]["Choices"][0]["Next"], "Process");
     assert_eq!(definition["States"]["Process"]["Retry"][0]["ErrorEquals"][0], "hiring.Retryable");
+    // A hires file waiting for its upload's departments and jobs (issue 16, item 1) is retried
+    // for about an hour, a presigned URL's life: the sum of its delays.
+    let waiting = &definition["States"]["Validate"]["Retry"][1];
+    assert_eq!(waiting["ErrorEquals"][0], "hiring.Waiting");
+    let (interval, rate, cap) = (
+        waiting["IntervalSeconds"].as_f64().unwrap(),
+        waiting["BackoffRate"].as_f64().unwrap(),
+        waiting["MaxDelaySeconds"].as_f64().unwrap(),
+    );
+    let waited: f64 =
+        (0..waiting["MaxAttempts"].as_i64().unwrap()).map(|n| (interval * rate.powi(n as i32)).min(cap)).sum();
+    assert!((3000.0..4500.0).contains(&waited), "a hires file waits {waited} s at most");
     assert_eq!(definition["States"]["Validate"]["Catch"][0]["Next"], "RecordFailure");
     assert_eq!(definition["States"]["RecordFailure"]["Type"], "Fail");
 
