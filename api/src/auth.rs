@@ -190,6 +190,29 @@ mod tests {
         assert_eq!(format!("{tokens:?}"), "Tokens { read: 1, write: 3 }");
     }
 
+    /// Issue 16, item 11: what is compared is the 32-byte SHA-256 of the presented token and of
+    /// each configured one, never the tokens themselves, so the comparison's length and time
+    /// do not depend on how long either is (the digests are all the server keeps). A prefix,
+    /// an extension or a same-length variant of a token digests to something else entirely.
+    #[test]
+    fn a_prefix_or_extension_of_a_token_does_not_match() {
+        let token = "w-0123456789abcdef";
+        let tokens = Tokens::new([(Scope::Write, token)]);
+        assert_eq!(tokens.0.len(), 1);
+        assert_eq!(tokens.0[0].1, digest(token), "the server keeps the digest only");
+        assert_eq!(digest("").len(), digest(&"x".repeat(10_000)).len());
+        for near in [
+            "w-0123456789abcde",
+            "w-0123456789abcdef0",
+            "w-0123456789abcdeF",
+            "W-0123456789abcdef",
+            " w-0123456789abcdef",
+        ] {
+            assert_eq!(tokens.scope_of(near), None, "{near:?}");
+        }
+        assert_eq!(tokens.scope_of(token), Some(Scope::Write));
+    }
+
     #[test]
     fn a_token_in_both_scopes_counts_as_write() {
         let tokens = Tokens::new([(Scope::Read, "same-token-0123456789"), (Scope::Write, "same-token-0123456789")]);

@@ -1328,13 +1328,6 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
             "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
         },
         {
-            // A hires file waits for the departments or jobs file of its upload (each file runs
-            // its own execution, in any order): up to about an hour, a presigned URL's life
-            // (60 attempts, each delay at most 60 s, no jitter needed: one waiter per upload).
-            "ErrorEquals": ["hiring.Waiting"],
-            "IntervalSeconds": 5, "MaxAttempts": 60, "BackoffRate": 1.5, "MaxDelaySeconds": 60
-        },
-        {
             // A function at its reserved concurrency (the connection budget) throttles: a burst
             // of files waits its turn (20 attempts, each delay at most 60 s and jittered: up to
             // about 18 minutes, about half that on average) instead of failing.
@@ -1342,6 +1335,14 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
             "IntervalSeconds": 5, "MaxAttempts": 20, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
         }
     ]);
+    // Validate only: a hires file waits for the departments or jobs file of its upload (each
+    // file runs its own execution, in any order) for about an hour, a presigned URL's life (60
+    // attempts, each delay at most 60 s; no jitter needed: one waiter per upload).
+    let mut validate_retry = retry.clone();
+    validate_retry.as_array_mut().expect("an array").insert(
+        1,
+        json!({ "ErrorEquals": ["hiring.Waiting"], "IntervalSeconds": 5, "MaxAttempts": 60, "BackoffRate": 1.5, "MaxDelaySeconds": 60 }),
+    );
     let catch = json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure" }]);
     let definition = json!({
         "Comment": "The hiring pipeline: validate a raw object, then process it if anything is loadable",
@@ -1353,7 +1354,7 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
                 "Parameters": { "FunctionName": format!("${{{validate}.Arn}}"), "Payload.$": "$" },
                 "ResultSelector": { "report.$": "$.Payload" },
                 "ResultPath": "$.validation",
-                "Retry": retry,
+                "Retry": validate_retry,
                 "Catch": catch,
                 "Next": "Loadable?"
             },
