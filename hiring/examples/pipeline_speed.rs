@@ -8,13 +8,24 @@
 //! `DATA_DIR` holds `departments.csv`, `jobs.csv` and `hired_employees.csv` (as written by
 //! `cargo xtask gen-data`). The database's tables are emptied first. Each run puts the hires
 //! under a new key (a new object, so a new ingestion), truncates the hires, and prints one JSON
-//! line: `{"rows", "validate_seconds", "process_seconds"}`.
+//! line: `{"rows", "validate_seconds", "process_seconds", "peak_rss_mb"}`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use hiring::pipeline::{self, RawObject};
 use hiring::zones::Zones;
+
+/// This process's peak resident memory so far (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib * 1024.0 / 1e6
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "rows": report.load.rows,
             "validate_seconds": validated.as_secs_f64(),
             "process_seconds": processed.as_secs_f64(),
+            "peak_rss_mb": peak_rss_mb(),
         });
         println!("{line}");
     }

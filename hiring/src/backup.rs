@@ -309,7 +309,7 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
         Ok(())
     });
 
-    let decoding = move |chunks: Chunks<Columns>| {
+    let decoding = move |chunks: Chunks<Vec<u8>>| {
         decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, context, chunks)
     };
     // The table is emptied when the first valid chunk arrives, so a file that is not even Avro
@@ -323,7 +323,8 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
                     sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
                     emptied = true;
                 }
-                insert(&mut tx, table, &chunk).await
+                // COPY into the emptied table: the loads' writer, as fast as PostgreSQL takes rows.
+                crate::load::copy_in(&mut tx, table, &chunk).await
             };
             if let Err(error) = written.await {
                 return pump.fail(error).await;
@@ -386,32 +387,10 @@ async fn refuse_orphans(tx: &mut PgConnection, table: Table) -> Result<()> {
     Err(Error::RestoreConflict { table, ids: ids.unwrap_or_default(), count })
 }
 
-/// Inserts a chunk of valid rows into the (emptied) table.
-///
-/// `INSERT … SELECT FROM UNNEST` of bound arrays, one statement per chunk: simpler than COPY
-/// and fast enough for a restore, which is rare and holds the table's lock anyway.
-async fn insert(tx: &mut PgConnection, table: Table, rows: &Columns) -> Result<()> {
-    let statement = match table {
-        Table::Departments => {
-            "INSERT INTO departments (id, department) SELECT * FROM UNNEST($1::integer[], $2::text[])"
-        }
-        Table::Jobs => "INSERT INTO jobs (id, job) SELECT * FROM UNNEST($1::integer[], $2::text[])",
-        Table::HiredEmployees => {
-            "INSERT INTO hired_employees (id, name, datetime, department_id, job_id)
-             SELECT * FROM UNNEST($1::integer[], $2::text[], $3::timestamptz[], $4::integer[], $5::integer[])"
-        }
-    };
-    let mut query = sqlx::query(statement).bind(&rows.ids).bind(&rows.texts);
-    if table == Table::HiredEmployees {
-        query = query.bind(&rows.datetimes).bind(&rows.department_ids).bind(&rows.job_ids);
-    }
-    query.execute(&mut *tx).await?;
-    Ok(())
-}
-
 /// Reads the backup (on a blocking thread), checks its schema and every row, and sends the
-/// valid rows in chunks; returns the number of rows. The first problem ends it.
-fn decode(table: Table, input: impl Read, mut context: Context, chunks: Chunks<Columns>) -> Result<i64> {
+/// valid rows in chunks, already in COPY's text format (encoded here, while PostgreSQL takes
+/// the previous chunk); returns the number of rows. The first problem ends it.
+fn decode(table: Table, input: impl Read, mut context: Context, chunks: Chunks<Vec<u8>>) -> Result<i64> {
     let reader = Reader::new(input)
         .map_err(|e| Error::InvalidBackup(format!("the object is not an Avro object container file: {e}")))?;
     check_schema(table, reader.writer_schema())?;
@@ -434,13 +413,13 @@ fn decode(table: Table, input: impl Read, mut context: Context, chunks: Chunks<C
         chunk.push(row);
         if chunk.len() >= CHUNK_ROWS {
             let full = std::mem::replace(&mut chunk, Columns::with_capacity(CHUNK_ROWS));
-            if !chunks.send(full) {
+            if !chunks.send(crate::load::copy_text(&full)) {
                 return Ok(rows);
             }
         }
     }
     if !chunk.is_empty() {
-        chunks.send(chunk);
+        chunks.send(crate::load::copy_text(&chunk));
     }
     Ok(rows)
 }

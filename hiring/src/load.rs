@@ -469,10 +469,7 @@ impl Writer {
                 &encoded
             }
         };
-        let columns = self.table.columns().join(", ");
-        let mut sink = tx.copy_in_raw(&format!("COPY {} ({columns}) FROM STDIN", self.table)).await?;
-        sink.send(copy).await?;
-        sink.finish().await?;
+        copy_in(tx, self.table, copy).await?;
         self.counts.inserted += rows.len() as i64;
         for ((datetime, department_id), job_id) in rows.datetimes.iter().zip(&rows.department_ids).zip(&rows.job_ids) {
             let quarter = (datetime.month0() / 3) as usize;
@@ -516,9 +513,18 @@ impl Writer {
     }
 }
 
+/// Sends rows already in COPY's text format ([`copy_text`]) into `table`.
+pub(crate) async fn copy_in(tx: &mut PgConnection, table: Table, copy: &[u8]) -> Result<()> {
+    let columns = table.columns().join(", ");
+    let mut sink = tx.copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN")).await?;
+    sink.send(copy).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
 /// Encodes rows in PostgreSQL's COPY text format (tab-separated, backslash escapes, UTC times).
 /// Written by hand rather than with `write!`: it runs for every row of every file.
-fn copy_text(rows: &Columns) -> Vec<u8> {
+pub(crate) fn copy_text(rows: &Columns) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len() * 64);
     let mut integers = itoa::Buffer::new();
     for (index, id) in rows.ids.iter().enumerate() {
