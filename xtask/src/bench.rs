@@ -385,6 +385,9 @@ impl Server {
             .env("HIRING_LISTEN", format!("127.0.0.1:{port}"))
             .env("HIRING_DATA_DIR", data_dir)
             .env("HIRING_API_TOKEN", TOKEN)
+            // The bench measures the work, not the deadline: a backup or restore of 10M rows
+            // takes longer than the default 30 s a request may (it would answer 503 and go on).
+            .env("HIRING_REQUEST_TIMEOUT_SECS", "1800")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
