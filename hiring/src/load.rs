@@ -231,8 +231,10 @@ impl Backend {
 
     /// How the transaction of ingestion `id` ended after `error`. PostgreSQL answered an
     /// error: it rolled back. Otherwise (the connection broke) its process is ended first,
-    /// waiting up to 30 s (`pg_terminate_backend`, PostgreSQL 14+; a role may end its own
-    /// sessions), so a COMMIT still in flight either happens or never will, and then the
+    /// waiting up to 30 s (`pg_terminate_backend(pid, timeout)`, PostgreSQL 14+; allowed to
+    /// "a member of the role whose backend is being terminated", PostgreSQL's System
+    /// Administration Functions, so the step's own role may end its own session), so a COMMIT
+    /// still in flight either happens or never will, and then the
     /// ingestion's status, read on a new connection, tells: `committed` decides.
     pub(crate) async fn settle(
         self,

@@ -1337,7 +1337,10 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
     ]);
     // Validate only: a hires file waits for the departments or jobs file of its upload (each
     // file runs its own execution, in any order) for about an hour, a presigned URL's life (60
-    // attempts, each delay at most 60 s; no jitter needed: one waiter per upload).
+    // attempts, each delay at most 60 s; no jitter needed: one waiter per upload). Within the
+    // retrier's bounds (Step Functions developer guide, "Handling errors in Step Functions
+    // workflows": MaxAttempts up to 99999999, MaxDelaySeconds below 31622401) and far inside a
+    // Standard workflow's one-year duration quota.
     let mut validate_retry = retry.clone();
     validate_retry.as_array_mut().expect("an array").insert(
         1,
