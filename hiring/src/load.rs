@@ -21,7 +21,7 @@ use crate::decode::Decoder;
 use crate::error::{Error, Result};
 use crate::ingestions::IngestionStatus;
 use crate::processed::ParquetSink;
-use crate::pump::{CHUNK_REJECT_BYTES, Chunks, Pump, Staged};
+use crate::pump::{Chunks, Pump, RejectChunk, Staged};
 use crate::reject::{Raw, Reject};
 use crate::table::Table;
 use crate::validate::{Columns, Context, Row};
@@ -85,18 +85,16 @@ struct Chunk {
     valid: Columns,
     /// `valid` in COPY text format, encoded on the decoding thread while PostgreSQL works.
     copy: Vec<u8>,
-    rejects: Vec<Reject>,
-    /// What `rejects` hold, by [`Reject::heap_bytes`].
-    reject_bytes: usize,
+    rejects: RejectChunk,
 }
 
 impl Chunk {
     fn new() -> Self {
-        Chunk { valid: Columns::with_capacity(CHUNK_ROWS), copy: Vec::new(), rejects: Vec::new(), reject_bytes: 0 }
+        Chunk { valid: Columns::with_capacity(CHUNK_ROWS), copy: Vec::new(), rejects: RejectChunk::default() }
     }
 
     fn is_full(&self) -> bool {
-        self.valid.len() + self.rejects.len() >= CHUNK_ROWS || self.reject_bytes >= CHUNK_REJECT_BYTES
+        self.rejects.is_full(self.valid.len())
     }
 }
 
@@ -129,11 +127,7 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
             rows += 1;
             match decoded.outcome.and_then(|row| context.accept(&row).map(|()| row)) {
                 Ok(row) => chunk.valid.push(row),
-                Err(violation) => {
-                    let reject = Reject::new(decoded.line, violation, decoder.raw());
-                    chunk.reject_bytes += reject.heap_bytes();
-                    chunk.rejects.push(reject);
-                }
+                Err(violation) => chunk.rejects.push(Reject::new(decoded.line, violation, decoder.raw())),
             }
             if chunk.is_full() {
                 let mut full = std::mem::replace(&mut chunk, Chunk::new());
@@ -157,8 +151,8 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     while let Some(chunk) = pump.next().await {
         let written = async {
             writer.write(&mut tx, &chunk.valid, Some(&chunk.copy)).await?;
-            writer.counts.rejected += chunk.rejects.len() as i64;
-            insert_rejects(&mut tx, id, &chunk.rejects).await
+            writer.counts.rejected += chunk.rejects.rejects.len() as i64;
+            insert_rejects(&mut tx, id, &chunk.rejects.rejects).await
         };
         if let Err(error) = written.await {
             return pump.fail(error).await;
@@ -179,25 +173,9 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     if let Err(error) = finished.await {
         // The Parquet file goes only with a transaction known not to have committed: a COMMIT
         // whose answer was lost may have committed, and then the file is the ingestion's.
-        match backend.settle(pool, id, &error, |status| status == IngestionStatus::Succeeded).await {
-            Settled::Committed => {
-                tracing::warn!(ingestion = id, %error, "the load committed though its acknowledgement was lost");
-                return Ok(report);
-            }
-            Settled::RolledBack => {
-                if let Some((zone, key)) = written {
-                    let _ = zone.delete(key).await;
-                }
-            }
-            Settled::Unknown => {
-                if let Some((_, key)) = written {
-                    tracing::warn!(
-                        ingestion = id,
-                        key,
-                        "cannot tell whether the load committed: its Parquet file is kept"
-                    );
-                }
-            }
+        if backend.settle(pool, id, &error, |status| status == IngestionStatus::Succeeded, written).await {
+            tracing::warn!(ingestion = id, %error, "the load committed though its acknowledgement was lost");
+            return Ok(report);
         }
         return Err(error);
     }
@@ -214,7 +192,7 @@ pub(crate) struct Backend(i32);
 
 /// How a transaction whose COMMIT failed ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settled {
+enum Settled {
     /// It committed: its answer was lost.
     Committed,
     /// It did not commit, and never will.
@@ -229,23 +207,39 @@ impl Backend {
         Ok(Backend(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(connection).await?))
     }
 
-    /// How the transaction of ingestion `id` ended after `error`. PostgreSQL answered an
-    /// error: it rolled back. Otherwise (the connection broke) its process is ended first,
-    /// waiting up to 30 s (`pg_terminate_backend(pid, timeout)`, PostgreSQL 14+; allowed to
-    /// "a member of the role whose backend is being terminated", PostgreSQL's System
-    /// Administration Functions, so the step's own role may end its own session), so a COMMIT
-    /// still in flight either happens or never will, and then the
-    /// ingestion's status, read on a new connection, tells: `committed` decides.
+    /// Whether the transaction of ingestion `id` committed despite `error`, and the step's
+    /// `output` file removed when it did not. PostgreSQL answered an error: it rolled back.
+    /// Otherwise (the connection broke) its process is ended first, waiting up to 30 s
+    /// (`pg_terminate_backend(pid, timeout)`, PostgreSQL 14+; allowed to "a member of the role
+    /// whose backend is being terminated", PostgreSQL's System Administration Functions, so the
+    /// step's own role may end its own session), so a COMMIT still in flight either happens or
+    /// never will, and then the ingestion's status, read on a new connection, tells:
+    /// `committed` decides. When the database cannot tell, the file is kept.
     pub(crate) async fn settle(
         self,
         pool: &PgPool,
         id: i64,
         error: &Error,
         committed: impl Fn(IngestionStatus) -> bool,
-    ) -> Settled {
-        if matches!(error, Error::Database(sqlx::Error::Database(_))) {
-            return Settled::RolledBack;
+        output: Option<(&Zone, &str)>,
+    ) -> bool {
+        let settled = match error {
+            Error::Database(sqlx::Error::Database(_)) => Settled::RolledBack,
+            _ => self.outcome(pool, id, committed).await,
+        };
+        match (settled, output) {
+            (Settled::RolledBack, Some((zone, key))) => {
+                let _ = zone.delete(key).await;
+            }
+            (Settled::Unknown, Some((_, key))) => {
+                tracing::warn!(ingestion = id, key, "cannot tell whether the step committed: its output is kept");
+            }
+            _ => {}
         }
+        settled == Settled::Committed
+    }
+
+    async fn outcome(self, pool: &PgPool, id: i64, committed: impl Fn(IngestionStatus) -> bool) -> Settled {
         let read = async {
             let mut connection = pool.acquire().await?;
             sqlx::query("SELECT pg_terminate_backend($1, 30000)").bind(self.0).execute(&mut *connection).await?;

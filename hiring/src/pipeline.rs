@@ -36,9 +36,9 @@ use sqlx::{Acquire, PgPool, Postgres};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
 use crate::ingestions::IngestionStatus;
+use crate::load::Backend;
 use crate::load::{self, LoadReport};
-use crate::load::{Backend, Settled};
-use crate::pump::{CHUNK_REJECT_BYTES, CHUNK_ROWS, Chunks, Pump, Staged};
+use crate::pump::{Chunks, Pump, RejectChunk, Staged};
 use crate::reject::Reject;
 use crate::table::Table;
 use crate::validate::Context;
@@ -513,28 +513,27 @@ async fn validate_claimed(
         let mut file = rejects_file;
         let mut decoder = Decoder::new(table, input);
         let mut counts = Counts::default();
-        let (mut chunk, mut chunk_bytes) = (Vec::new(), 0);
+        let mut chunk = RejectChunk::default();
         while let Some(decoded) = decoder.next_record()? {
             counts.rows += 1;
             match decoded.outcome.and_then(|row| context.accept(&row)) {
                 Ok(()) => counts.accepted += 1,
                 Err(violation) => {
                     *counts.reasons.entry(violation.reason.code().to_owned()).or_default() += 1;
-                    let reject = Reject::new(decoded.line, violation, decoder.raw());
-                    chunk_bytes += reject.heap_bytes();
-                    chunk.push(reject);
-                    if chunk.len() >= CHUNK_ROWS || chunk_bytes >= CHUNK_REJECT_BYTES {
-                        chunk_bytes = 0;
-                        file.write(&chunk)?;
-                        if !chunks.send(std::mem::take(&mut chunk)) {
+                    chunk.push(Reject::new(decoded.line, violation, decoder.raw()));
+                    if chunk.is_full(0) {
+                        let full = chunk.take();
+                        file.write(&full)?;
+                        if !chunks.send(full) {
                             return Ok((counts, file));
                         }
                     }
                 }
             }
         }
-        file.write(&chunk)?;
-        chunks.send(chunk);
+        let last = chunk.take();
+        file.write(&last)?;
+        chunks.send(last);
         Ok((counts, file))
     };
     let mut pump = Pump::start(decode);
@@ -574,17 +573,10 @@ async fn validate_claimed(
         // As for a load's Parquet file (load::Backend): the rejects file goes only with a
         // transaction known not to have committed.
         let validated = |status| matches!(status, IngestionStatus::Validated | IngestionStatus::Rejected);
-        match backend.settle(pool, id, &error, validated).await {
-            Settled::Committed => {
-                tracing::warn!(ingestion = id, %error, "the validation committed though its acknowledgement was lost");
-                return Ok(report);
-            }
-            Settled::RolledBack => {
-                if let Some(key) = &rejects_key {
-                    let _ = zones.rejects.delete(key).await;
-                }
-            }
-            Settled::Unknown => {}
+        let output = rejects_key.as_deref().map(|key| (&zones.rejects, key));
+        if backend.settle(pool, id, &error, validated, output).await {
+            tracing::warn!(ingestion = id, %error, "the validation committed though its acknowledgement was lost");
+            return Ok(report);
         }
         return Err(error);
     }

@@ -22,6 +22,31 @@ pub const CHUNK_ROWS: usize = 16 * 1024;
 /// such chunks at a time, not 16k rows of up to 4 KiB each.
 pub const CHUNK_REJECT_BYTES: usize = 2 * 1024 * 1024;
 
+/// The rejects of one chunk and the memory they hold: full at [`CHUNK_ROWS`] rows (counting
+/// `other_rows` of the chunk beside them) or at [`CHUNK_REJECT_BYTES`], whichever comes first.
+#[derive(Debug, Default)]
+pub(crate) struct RejectChunk {
+    pub(crate) rejects: Vec<crate::reject::Reject>,
+    bytes: usize,
+}
+
+impl RejectChunk {
+    pub(crate) fn push(&mut self, reject: crate::reject::Reject) {
+        self.bytes += reject.heap_bytes();
+        self.rejects.push(reject);
+    }
+
+    pub(crate) fn is_full(&self, other_rows: usize) -> bool {
+        other_rows + self.rejects.len() >= CHUNK_ROWS || self.bytes >= CHUNK_REJECT_BYTES
+    }
+
+    /// The rejects, leaving the chunk empty.
+    pub(crate) fn take(&mut self) -> Vec<crate::reject::Reject> {
+        self.bytes = 0;
+        std::mem::take(&mut self.rejects)
+    }
+}
+
 /// How many chunks may wait in the channel while the writer is busy.
 const IN_FLIGHT: usize = 2;
 
