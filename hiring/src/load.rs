@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
-use chrono::{Datelike, Timelike};
+use chrono::Datelike;
 
 use roaring::RoaringBitmap;
 use serde::Serialize;
@@ -83,7 +83,7 @@ impl Counts {
 /// One message from the decoding thread: a chunk of valid rows and the rejects found with them.
 struct Chunk {
     valid: Columns,
-    /// `valid` in COPY text format, encoded on the decoding thread while PostgreSQL works.
+    /// `valid` in COPY binary format, encoded on the decoding thread while PostgreSQL works.
     copy: Vec<u8>,
     rejects: RejectChunk,
 }
@@ -131,7 +131,7 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
             }
             if chunk.is_full() {
                 let mut full = std::mem::replace(&mut chunk, Chunk::new());
-                full.copy = copy_text(&full.valid);
+                full.copy = copy_binary(&full.valid);
                 if let Some(parquet) = &mut parquet {
                     parquet.sink.write(&full.valid)?;
                 }
@@ -140,7 +140,7 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
                 }
             }
         }
-        chunk.copy = copy_text(&chunk.valid);
+        chunk.copy = copy_binary(&chunk.valid);
         if let Some(parquet) = &mut parquet {
             parquet.sink.write(&chunk.valid)?;
         }
@@ -432,13 +432,13 @@ pub(crate) async fn known_references(tx: &mut PgConnection, candidates: Option<&
 struct Writer {
     table: Table,
     counts: Counts,
-    /// Hires copied so far by (year, department, job), per quarter.
-    rollup: HashMap<(i32, i32, i32), [i32; 4]>,
+    /// Hires copied so far.
+    rollup: Rollup,
 }
 
 impl Writer {
     fn new(table: Table) -> Self {
-        Writer { table, counts: Counts::default(), rollup: HashMap::new() }
+        Writer { table, counts: Counts::default(), rollup: Rollup::default() }
     }
 
     async fn write(&mut self, tx: &mut PgConnection, rows: &Columns, copy: Option<&[u8]>) -> Result<()> {
@@ -461,28 +461,44 @@ impl Writer {
         let copy = match copy {
             Some(copy) => copy,
             None => {
-                encoded = copy_text(rows);
+                encoded = copy_binary(rows);
                 &encoded
             }
         };
         copy_in(tx, self.table, copy).await?;
         self.counts.inserted += rows.len() as i64;
-        for ((datetime, department_id), job_id) in rows.datetimes.iter().zip(&rows.department_ids).zip(&rows.job_ids) {
-            let quarter = (datetime.month0() / 3) as usize;
-            self.rollup.entry((datetime.year(), *department_id, *job_id)).or_default()[quarter] += 1;
-        }
+        self.rollup.add(rows);
         Ok(())
     }
 
     /// Appends the counts of the rows copied so far to `hires_rollup`.
     async fn flush_rollup(&mut self, tx: &mut PgConnection) -> Result<()> {
-        if self.rollup.is_empty() {
+        std::mem::take(&mut self.rollup).append(tx).await
+    }
+}
+
+/// Hires by (year, department, job), per quarter: what rows written by COPY add to
+/// `hires_rollup` (the upserts apply their own deltas in SQL).
+#[derive(Debug, Default)]
+pub(crate) struct Rollup(HashMap<(i32, i32, i32), [i32; 4]>);
+
+impl Rollup {
+    /// Counts `rows` (nothing for departments or jobs, which have no hire times).
+    pub(crate) fn add(&mut self, rows: &Columns) {
+        for ((datetime, department_id), job_id) in rows.datetimes.iter().zip(&rows.department_ids).zip(&rows.job_ids) {
+            let quarter = (datetime.month0() / 3) as usize;
+            self.0.entry((datetime.year(), *department_id, *job_id)).or_default()[quarter] += 1;
+        }
+    }
+
+    /// Appends the counts to `hires_rollup` as one delta per key.
+    pub(crate) async fn append(self, tx: &mut PgConnection) -> Result<()> {
+        if self.0.is_empty() {
             return Ok(());
         }
-        let keys = std::mem::take(&mut self.rollup);
         let (mut years, mut departments, mut jobs) = (vec![], vec![], vec![]);
         let mut quarters: [Vec<i32>; 4] = Default::default();
-        for ((year, department_id, job_id), counts) in keys {
+        for ((year, department_id, job_id), counts) in self.0 {
             years.push(year);
             departments.push(department_id);
             jobs.push(job_id);
@@ -507,71 +523,64 @@ impl Writer {
         .await?;
         Ok(())
     }
+
+    /// Replaces the whole of `hires_rollup` with these counts, as `hires_rollup_refresh()`
+    /// would compute them from the table, under the same lock (the rollup's two rewriters never
+    /// overlap; each statement after the lock sees what the other committed).
+    pub(crate) async fn replace(self, tx: &mut PgConnection) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(1, 1)").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM hires_rollup").execute(&mut *tx).await?;
+        self.append(tx).await
+    }
 }
 
-/// Sends rows already in COPY's text format ([`copy_text`]) into `table`.
+/// Sends rows already in COPY's binary format ([`copy_binary`]) into `table`.
 pub(crate) async fn copy_in(tx: &mut PgConnection, table: Table, copy: &[u8]) -> Result<()> {
     let columns = table.columns().join(", ");
-    let mut sink = tx.copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN")).await?;
+    let mut sink = tx.copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)")).await?;
     sink.send(copy).await?;
     sink.finish().await?;
     Ok(())
 }
 
-/// Encodes rows in PostgreSQL's COPY text format (tab-separated, backslash escapes, UTC times).
-/// Written by hand rather than with `write!`: it runs for every row of every file.
-pub(crate) fn copy_text(rows: &Columns) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.len() * 64);
-    let mut integers = itoa::Buffer::new();
-    for (index, id) in rows.ids.iter().enumerate() {
-        out.extend_from_slice(integers.format(*id).as_bytes());
-        out.push(b'\t');
-        for &byte in rows.texts[index].as_bytes() {
-            match byte {
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                other => out.push(other),
-            }
-        }
-        if let Some(datetime) = rows.datetimes.get(index) {
-            out.push(b'\t');
-            push_datetime(&mut out, datetime);
-            out.push(b'\t');
-            out.extend_from_slice(integers.format(rows.department_ids[index]).as_bytes());
-            out.push(b'\t');
-            out.extend_from_slice(integers.format(rows.job_ids[index]).as_bytes());
-        }
-        out.push(b'\n');
-    }
-    out
-}
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01 00:00:00 UTC.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]+00`; years are 1..=9999 (see `validate::parse_datetime`).
-fn push_datetime(out: &mut Vec<u8>, datetime: &chrono::DateTime<chrono::Utc>) {
-    let digits = |out: &mut Vec<u8>, value: u32, width: u32| {
-        for power in (0..width).rev() {
-            out.push(b'0' + (value / 10u32.pow(power) % 10) as u8);
-        }
+/// `rows` as one COPY in binary format (PostgreSQL, "COPY", File Formats, Binary Format:
+/// https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4): the signature, flags and
+/// header extension length, then per row its field count and each field as a length and the
+/// type's binary value (`integer`: 4 bytes big-endian; `text`: its UTF-8 bytes;
+/// `timestamp with time zone`: 8-byte big-endian microseconds since 2000-01-01 UTC), then the
+/// trailer. PostgreSQL then parses no text: at 1M hires the server's COPY took 0.95–1.03 s in
+/// binary against 1.28–1.72 s for the same rows as text (issue 17). Texts hold no NUL (the
+/// validation rejects it) and are valid UTF-8, which PostgreSQL still checks.
+pub(crate) fn copy_binary(rows: &Columns) -> Vec<u8> {
+    let text_bytes: usize = rows.texts.iter().map(String::len).sum();
+    let mut out = Vec::with_capacity(21 + rows.len() * 44 + text_bytes);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    let integer = |out: &mut Vec<u8>, value: i32| {
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
     };
-    digits(out, datetime.year() as u32, 4);
-    out.push(b'-');
-    digits(out, datetime.month(), 2);
-    out.push(b'-');
-    digits(out, datetime.day(), 2);
-    out.push(b' ');
-    digits(out, datetime.hour(), 2);
-    out.push(b':');
-    digits(out, datetime.minute(), 2);
-    out.push(b':');
-    digits(out, datetime.second(), 2);
-    let micros = datetime.timestamp_subsec_micros();
-    if micros != 0 {
-        out.push(b'.');
-        digits(out, micros, 6);
+    for (index, id) in rows.ids.iter().enumerate() {
+        let datetime = rows.datetimes.get(index);
+        out.extend_from_slice(&(if datetime.is_some() { 5i16 } else { 2i16 }).to_be_bytes());
+        integer(&mut out, *id);
+        let text = rows.texts[index].as_bytes();
+        // Texts are cut to MAX_RECORD_BYTES (64 KiB) by the decoder, far below i32::MAX.
+        out.extend_from_slice(&(text.len() as i32).to_be_bytes());
+        out.extend_from_slice(text);
+        if let Some(datetime) = datetime {
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&(datetime.timestamp_micros() - POSTGRES_EPOCH_MICROS).to_be_bytes());
+            integer(&mut out, rows.department_ids[index]);
+            integer(&mut out, rows.job_ids[index]);
+        }
     }
-    out.extend_from_slice(b"+00");
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
 
 /// Upserts rows that may collide with stored ids; returns (inserted, updated). Rows equal to

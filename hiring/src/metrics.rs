@@ -49,9 +49,14 @@ pub struct DepartmentHires {
 
 /// One row per (department, job) pair with at least one hire in `year`, ordered by department
 /// then job in byte order.
+///
+/// The rows are sorted here, not by PostgreSQL: for the 2,400 pairs of the generated data, its
+/// sort on two `COLLATE "C"` texts was 2 ms of the query's 4.5 ms (`EXPLAIN ANALYZE`, issue 17);
+/// comparing the UTF-8 bytes is the same order (byte order is code point order) and takes
+/// microseconds.
 pub async fn hires_by_quarter(pool: &PgPool, year: i32) -> Result<Vec<QuarterlyHires>> {
-    Ok(sqlx::query_as(
-        r#"SELECT d.department, j.job, r.q1, r.q2, r.q3, r.q4
+    let mut rows: Vec<(i32, i32, QuarterlyHires)> = sqlx::query_as::<_, PairHires>(
+        r#"SELECT d.id AS department_id, j.id AS job_id, d.department, j.job, r.q1, r.q2, r.q3, r.q4
            FROM (
                SELECT department_id, job_id, sum(q1) AS q1, sum(q2) AS q2, sum(q3) AS q3, sum(q4) AS q4
                FROM hires_rollup WHERE year = $1
@@ -59,12 +64,32 @@ pub async fn hires_by_quarter(pool: &PgPool, year: i32) -> Result<Vec<QuarterlyH
            ) AS r
            JOIN departments d ON d.id = r.department_id
            JOIN jobs j ON j.id = r.job_id
-           WHERE r.q1 + r.q2 + r.q3 + r.q4 > 0
-           ORDER BY d.department COLLATE "C", j.job COLLATE "C", d.id, j.id"#,
+           WHERE r.q1 + r.q2 + r.q3 + r.q4 > 0"#,
     )
     .bind(year)
     .fetch_all(pool)
-    .await?)
+    .await?
+    .into_iter()
+    .map(|row| (row.department_id, row.job_id, row.hires))
+    .collect();
+    rows.sort_unstable_by(|(a_department, a_job, a), (b_department, b_job, b)| {
+        (a.department.as_bytes(), a.job.as_bytes(), a_department, a_job).cmp(&(
+            b.department.as_bytes(),
+            b.job.as_bytes(),
+            b_department,
+            b_job,
+        ))
+    });
+    Ok(rows.into_iter().map(|(_, _, hires)| hires).collect())
+}
+
+/// A row of [`hires_by_quarter`]'s query: the pair's ids break ties between equal names.
+#[derive(sqlx::FromRow)]
+struct PairHires {
+    department_id: i32,
+    job_id: i32,
+    #[sqlx(flatten)]
+    hires: QuarterlyHires,
 }
 
 /// The departments whose hires in `year` exceed the mean (the year's hires divided by the

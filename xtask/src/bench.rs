@@ -17,6 +17,7 @@
 //!
 //! Every phase is bounded in count and time, and talks only to 127.0.0.1.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -113,6 +114,12 @@ struct Ingest {
     copy_rows_per_s: f64,
     ratio_to_copy: f64,
     peak_rss_mb: f64,
+    /// The upload's stages, means over the runs (from the API's `pipeline_step_duration_seconds`
+    /// sums): the validation, the processing (the load), and the rest (receiving and storing
+    /// the file, the rollup's compaction, HTTP).
+    validate_seconds: f64,
+    process_seconds: f64,
+    other_seconds: f64,
 }
 
 /// The library path of the pipeline (`hiring::pipeline::validate` then `process`, local zones),
@@ -234,6 +241,7 @@ impl Bench {
             // Alternate the two loads and keep the medians: this machine is noisy, and each
             // load starts from an empty table after a checkpoint.
             let (mut upload_runs, mut copy_runs) = (Vec::new(), Vec::new());
+            let steps_before = step_seconds(&client, &server).await?;
             for run in 1..=self.repeat {
                 sqlx::query("TRUNCATE hired_employees, hires_rollup").execute(&mut db).await?;
                 sqlx::query("CHECKPOINT").execute(&mut db).await?;
@@ -252,6 +260,13 @@ impl Bench {
             }
             sqlx::query("DROP TABLE copy_baseline").execute(&mut db).await?;
             let peak_rss_mb = server.peak_rss_mb()?;
+            let steps_after = step_seconds(&client, &server).await?;
+            let step_mean = |step: &str| {
+                (steps_after.get(step).copied().unwrap_or(0.0) - steps_before.get(step).copied().unwrap_or(0.0))
+                    / self.repeat as f64
+            };
+            let (validate_seconds, process_seconds) = (step_mean("validate"), step_mean("process"));
+            let upload_mean = upload_runs.iter().sum::<f64>() / upload_runs.len() as f64;
             let (upload_seconds, copy_seconds) = (median(&mut upload_runs), median(&mut copy_runs));
             let ingest = Ingest {
                 rows,
@@ -262,6 +277,9 @@ impl Bench {
                 copy_rows_per_s: rows as f64 / copy_seconds,
                 ratio_to_copy: copy_seconds / upload_seconds,
                 peak_rss_mb,
+                validate_seconds,
+                process_seconds,
+                other_seconds: upload_mean - validate_seconds - process_seconds,
             };
             println!(
                 "  upload {:.2} s ({:.0} rows/s), psql \\copy {:.2} s ({:.0} rows/s), ratio {:.2}, peak RSS {:.1} MB",
@@ -271,6 +289,10 @@ impl Bench {
                 ingest.copy_rows_per_s,
                 ingest.ratio_to_copy,
                 ingest.peak_rss_mb
+            );
+            println!(
+                "  upload stages (means): validate {:.2} s, process {:.2} s, receive/store/compact {:.2} s",
+                ingest.validate_seconds, ingest.process_seconds, ingest.other_seconds
             );
             report.ingest.push(ingest);
 
@@ -637,6 +659,21 @@ async fn pipeline_speed(database_url: &str, data: &Path, rows: u64, repeat: usiz
     })
 }
 
+/// The API's time in each pipeline step so far: the sums of `pipeline_step_duration_seconds`
+/// on its `GET /metrics`, by step.
+async fn step_seconds(client: &reqwest::Client, server: &Server) -> anyhow::Result<BTreeMap<String, f64>> {
+    let text = client.get(server.url("/metrics")).bearer_auth(TOKEN).send().await?.text().await?;
+    let mut sums = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((step, value)) =
+            line.strip_prefix("pipeline_step_duration_seconds_sum{step=\"").and_then(|rest| rest.split_once("\"} "))
+        {
+            sums.insert(step.to_owned(), value.trim().parse::<f64>().with_context(|| format!("GET /metrics: {line}"))?);
+        }
+    }
+    Ok(sums)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -849,19 +886,22 @@ fn tables(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| ingest rows | upload s | upload rows/s | psql \\copy s | copy rows/s | ratio | peak RSS MB |\n|---|---|---|---|---|---|---|"
+        "\n| ingest rows | upload s | upload rows/s | psql \\copy s | copy rows/s | ratio | peak RSS MB | of which validate s | process s | receive, store, compact s |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for i in &report.ingest {
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} |",
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
             i.rows,
             i.upload_seconds,
             i.upload_rows_per_s,
             i.copy_seconds,
             i.copy_rows_per_s,
             i.ratio_to_copy,
-            i.peak_rss_mb
+            i.peak_rss_mb,
+            i.validate_seconds,
+            i.process_seconds,
+            i.other_seconds
         );
     }
     let _ = writeln!(out, "\n| pipeline rows | validate s | process s | rows/s |\n|---|---|---|---|");
