@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aws_sdk_cloudformation::Client;
-use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudformation::config::http::HttpResponse;
+use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{
     Capability, ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, Replacement as CfnReplacement, Stack,
     StackEvent,
@@ -14,15 +15,26 @@ use aws_sdk_cloudformation::types::{
 use serde_json::Value;
 use stack::diff::{self, Action, Replacement, ResourceChange};
 
-/// An AWS call's failure in one line: "what: Code: message", or the SDK's whole story when
-/// the service said nothing (a network failure, a credentials problem).
-pub fn failed<E>(what: String, error: &E) -> anyhow::Error
+/// An AWS call's failure in one line, never a Debug dump: "what: Code: message (request id R)"
+/// when the service said so; "what: HTTP status: body" when it answered something the SDK
+/// could not read (moto's plain-text errors); else "what: " and the causes' messages (a network
+/// failure, a credentials problem).
+pub fn failed<E>(what: String, error: &SdkError<E, HttpResponse>) -> anyhow::Error
 where
-    E: ProvideErrorMetadata + std::error::Error,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => anyhow::anyhow!("{what}: {code}: {message}"),
-        _ => anyhow::anyhow!("{what}: {}", DisplayErrorContext(error)),
+    let request = error.meta().extra("aws_request_id").map(|id| format!(" (request id {id})")).unwrap_or_default();
+    if let (Some(code), Some(message)) = (error.code(), error.message()) {
+        return anyhow::anyhow!("{what}: {code}: {message}{request}");
+    }
+    let answer = error.raw_response().filter(|response| !response.status().is_success()).map(|response| {
+        let body = String::from_utf8_lossy(response.body().bytes().unwrap_or_default());
+        let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(500).collect();
+        (response.status().as_u16(), body)
+    });
+    match answer {
+        Some((status, body)) if !body.is_empty() => anyhow::anyhow!("{what}: HTTP {status}: {body}{request}"),
+        _ => anyhow::anyhow!("{what}: {}{request}", crate::aws::causes(error)),
     }
 }
 

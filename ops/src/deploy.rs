@@ -92,7 +92,7 @@ impl Deploy {
         let stack_name = self.stage.stack_name();
         let template = stack::Topology::stage(&cfg).template;
         template.check_references().map_err(|e| anyhow::anyhow!("the synthesized template is broken: {e}"))?;
-        let sdk = aws::block_on(async { Ok(aws::config().await) })?;
+        let sdk = aws::block_on(aws::connect(self.stage))?;
         let parameters_path = match self.parameters.clone() {
             Some(path) => path,
             None => {
@@ -142,7 +142,7 @@ impl Deploy {
             }
         }
         let body: serde_json::Value = serde_json::from_str(&template.to_json())?;
-        let sdk = aws::block_on(async { Ok(aws::config().await) })?;
+        let sdk = aws::block_on(aws::connect(self.stage))?;
         aws::block_on(async {
             let client = aws_sdk_cloudformation::Client::new(&sdk);
             if !parameters.contains_key("RepositoryId") && cfn::describe(&client, &stack_name).await?.is_none() {

@@ -33,7 +33,7 @@ impl Destroy {
         let name = self.stage.stack_name();
         let template = stack::Topology::stage(&self.stage.config()).template;
         aws::block_on(async {
-            let client = aws_sdk_cloudformation::Client::new(&aws::config().await);
+            let client = aws_sdk_cloudformation::Client::new(&aws::connect(self.stage).await?);
             let Some(_) = cfn::describe(&client, &name).await? else {
                 println!("{name}: no such stack, nothing to destroy");
                 return Ok(());

@@ -40,7 +40,7 @@ impl Diff {
             Some(deploy::read_parameters(&path, &template)?)
         };
         let changes = aws::block_on(async {
-            let client = aws_sdk_cloudformation::Client::new(&aws::config().await);
+            let client = aws_sdk_cloudformation::Client::new(&aws::connect(self.stage).await?);
             match &parameters {
                 None => Ok(stack::diff::diff(&cfn::deployed_template(&client, &name).await?, &synthesized)),
                 Some(parameters) => match cfn::create_change_set(&client, &name, &synthesized, parameters).await? {

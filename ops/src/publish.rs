@@ -50,8 +50,9 @@ pub struct Publish {
 
 impl Publish {
     pub fn run(self) -> anyhow::Result<()> {
+        // Who and where first: without credentials, stop before building anything.
+        let sdk = aws::block_on(aws::connect(self.stage))?;
         let artifacts = artifacts::build(self.stage)?;
-        let sdk = aws::block_on(async { Ok(aws::config().await) })?;
         let (published, _) = aws::block_on(publish(&sdk, self.stage, &artifacts, self.yes))?;
         println!("==> publish: parameters of {} in {}", self.stage.stack_name(), published.display());
         Ok(())

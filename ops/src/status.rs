@@ -54,7 +54,7 @@ const HEALTHY: [&str; 3] = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLE
 impl Status {
     pub fn run(self) -> anyhow::Result<()> {
         let api_url = std::env::var("HIRING_API_URL").ok().filter(|url| !url.is_empty());
-        let healthy = aws::block_on(async { self.report(&aws::config().await, api_url).await })?;
+        let healthy = aws::block_on(async { self.report(&aws::connect(self.stage).await?, api_url).await })?;
         if !healthy {
             std::process::exit(1);
         }

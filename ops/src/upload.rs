@@ -119,7 +119,7 @@ impl Upload {
 
 /// The stage's API URL (the `ApiUrl` output) and a write token (given, or the stack's secret).
 async fn stage_api(stage: Stage, token: Option<String>) -> anyhow::Result<(String, String)> {
-    let sdk = aws::config().await;
+    let sdk = aws::connect(stage).await?;
     let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
     let stack = cfn::describe(&cloudformation, &stage.stack_name()).await?.with_context(|| {
         format!("the stack {} does not exist: deploy it with cargo xtask deploy --stage {stage}", stage.stack_name())

@@ -182,8 +182,91 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     let destroyed = ops(&moto, &["destroy", "--stage", "local", "--yes"]);
     assert_eq!(destroyed.status.code(), Some(1), "moto can delete the stage now: assert it is gone instead");
     let out = text(&destroyed);
-    assert!(out.contains("Error: DeleteStack hiring-local: DependencyViolation: The vpc vpc-"), "{out}");
+    assert!(out.contains("error: DeleteStack hiring-local: DependencyViolation: The vpc vpc-"), "{out}");
     assert!(!out.contains("ServiceError"), "a short message, not the SDK's dump: {out}");
+}
+
+/// An operator with no AWS credentials (issue 18, item 5): every AWS command stops at once, in
+/// one line naming what to set, whatever RUST_BACKTRACE says, and `deploy` builds nothing first.
+/// The credentials chain runs for real, down to the instance metadata service, which is pointed
+/// at a closed port on this machine (tests talk only to 127.0.0.1).
+#[test]
+fn without_credentials_every_aws_command_stops_at_once_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let departments = home.path().join("departments.csv");
+    std::fs::write(&departments, "1,Staff\n").unwrap();
+    let departments = departments.to_str().unwrap();
+    for args in [
+        &["status", "--stage", "prod"][..],
+        &["deploy", "--stage", "prod", "--yes"],
+        &["publish", "--stage", "prod", "--yes"],
+        &["diff", "--stage", "prod", "--offline"],
+        &["destroy", "--stage", "dev", "--yes"],
+        &["upload", "--stage", "prod", departments],
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ops"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command
+            .args(args)
+            .env("HOME", home.path())
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+            .env("AWS_CONFIG_FILE", home.path().join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("credentials"))
+            .env("CARGO_TARGET_DIR", target.path())
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {}", text(&output));
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.starts_with("error: no AWS credentials: set AWS_PROFILE"), "{args:?}: {stderr}");
+        assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("DispatchFailure") && !stderr.contains('{'), "no Debug dump: {stderr}");
+        assert!(
+            std::fs::read_dir(target.path()).unwrap().next().is_none(),
+            "{args:?}: nothing was built or installed before asking AWS"
+        );
+    }
+    // And without a region, that is the line.
+    let output = Command::new(env!("CARGO_BIN_EXE_ops"))
+        .args(["status", "--stage", "prod"])
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(stderr.starts_with("error: no AWS region: set AWS_REGION"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// With credentials, a command first says whom and where it acts for (STS GetCallerIdentity on
+/// the emulator).
+#[test]
+fn a_command_names_the_account_region_and_stage_it_acts_on() {
+    let moto = Moto::start().expect("moto");
+    let output = ops(&moto, &["status", "--stage", "local"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|line| line.starts_with("acting on stage local: account 123456789012 (arn:aws:")
+                && line.ends_with("region us-east-1")),
+        "{stderr}"
+    );
 }
 
 #[test]
