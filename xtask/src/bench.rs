@@ -659,14 +659,15 @@ async fn pipeline_speed(database_url: &str, data: &Path, rows: u64, repeat: usiz
     })
 }
 
-/// The API's time in each pipeline step so far: the sums of `pipeline_step_duration_seconds`
+/// The API's time in each pipeline step so far: the sums of `hiring_pipeline_step_duration_seconds`
 /// on its `GET /metrics`, by step.
 async fn step_seconds(client: &reqwest::Client, server: &Server) -> anyhow::Result<BTreeMap<String, f64>> {
     let text = client.get(server.url("/metrics")).bearer_auth(TOKEN).send().await?.text().await?;
     let mut sums = BTreeMap::new();
     for line in text.lines() {
-        if let Some((step, value)) =
-            line.strip_prefix("pipeline_step_duration_seconds_sum{step=\"").and_then(|rest| rest.split_once("\"} "))
+        if let Some((step, value)) = line
+            .strip_prefix("hiring_pipeline_step_duration_seconds_sum{step=\"")
+            .and_then(|rest| rest.split_once("\"} "))
         {
             sums.insert(step.to_owned(), value.trim().parse::<f64>().with_context(|| format!("GET /metrics: {line}"))?);
         }
