@@ -96,13 +96,59 @@ pub struct ChangeSet {
     pub changes: Vec<ResourceChange>,
 }
 
+/// Where the stage stacks' templates go before a change set is made of them: the assets bucket
+/// of the account and region (the bootstrap stack's, `hiring-assets-<account>-<region>`), under
+/// `templates/<stack>/<sha256>.json`. CloudFormation takes a `TemplateBody` of at most 51,200
+/// bytes but a `TemplateURL` object of up to 1 MB (CreateChangeSet, CloudFormation API
+/// Reference), and the stage template with its dashboard, analytics and Fargate process step is
+/// past the first. CloudFormation reads the object as the caller ("TemplateURL must reference a
+/// valid S3 object to which you have access"), so the deploying role needs `s3:PutObject` and
+/// `s3:GetObject` on that prefix (the pipeline's build roles have them).
+pub struct TemplateStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    region: String,
+}
+
+impl TemplateStore {
+    /// The store of the account and region `sdk` acts in.
+    pub async fn of(sdk: &aws_config::SdkConfig) -> anyhow::Result<TemplateStore> {
+        let identity = crate::aws::identify(sdk).await?;
+        Ok(TemplateStore {
+            s3: crate::publish::s3_client(sdk),
+            bucket: format!("hiring-assets-{}-{}", identity.account, identity.region),
+            region: identity.region,
+        })
+    }
+
+    /// Stores `body` (content-addressed) and returns its `TemplateURL`.
+    async fn url(&self, stack_name: &str, body: &str) -> anyhow::Result<String> {
+        use sha2::{Digest, Sha256};
+        let digest: String = Sha256::digest(body.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        let key = format!("templates/{stack_name}/{digest}.json");
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .map_err(|e| failed(format!("PutObject s3://{}/{key}", self.bucket), &e))?;
+        Ok(format!("https://{}.s3.{}.amazonaws.com/{key}", self.bucket, self.region))
+    }
+}
+
 /// Creates a change set of `template` for `stack_name` and returns its changes, or `None` when
-/// the template changes nothing (the empty change set is deleted).
+/// the template changes nothing (the empty change set is deleted). With a `store`, the template
+/// goes there and CloudFormation reads it by URL; without (the bootstrap stack, which makes the
+/// bucket), it is sent inline.
 pub async fn create_change_set(
     client: &Client,
     stack_name: &str,
     template: &Value,
     parameters: &BTreeMap<String, String>,
+    store: Option<&TemplateStore>,
 ) -> anyhow::Result<Option<ChangeSet>> {
     let mut existing = settled(client, stack_name).await?;
     if existing.as_ref().is_some_and(|s| s.stack_status().is_some_and(|s| s.as_str() == "REVIEW_IN_PROGRESS")) {
@@ -159,20 +205,33 @@ pub async fn create_change_set(
     }
     let name = format!("xtask-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
     let body = stack::template::deployable(template);
-    if body.len() > stack::template::TEMPLATE_BODY_LIMIT {
-        bail!(
-            "the template of {stack_name} is {} bytes, over the {} CloudFormation takes inline: it must shrink, \
-             or deploy must upload it and pass a TemplateURL",
+    let sent: Value = serde_json::from_str(&body)?;
+    let unchanged_parameters = existing.as_ref().is_some_and(|stack| {
+        parameters.iter().all(|given| {
+            given.use_previous_value() == Some(true)
+                || stack.parameters().iter().any(|deployed| {
+                    deployed.parameter_key() == given.parameter_key()
+                        && deployed.parameter_value() == given.parameter_value()
+                })
+        })
+    });
+    let (inline, url) = match store {
+        Some(store) => (None, Some(store.url(stack_name, &body).await?)),
+        None if body.len() > stack::template::TEMPLATE_BODY_LIMIT => bail!(
+            "the template of {stack_name} is {} bytes, over the {} CloudFormation takes inline, and it has no \
+             bucket to go to",
             body.len(),
             stack::template::TEMPLATE_BODY_LIMIT
-        );
-    }
+        ),
+        None => (Some(body), None),
+    };
     let created = client
         .create_change_set()
         .stack_name(stack_name)
         .change_set_name(&name)
         .change_set_type(change_type)
-        .template_body(body)
+        .set_template_body(inline)
+        .set_template_url(url)
         .set_parameters(Some(parameters))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
@@ -214,6 +273,13 @@ pub async fn create_change_set(
         Some(_) => template_of(client, stack_name).await?,
         None => serde_json::json!({}),
     };
+    // CloudFormation fails a change set that changes nothing ("didn't contain changes", above);
+    // moto, given a TemplateURL, makes an empty one instead. The same template with the same
+    // parameters is nothing to deploy either way.
+    if described.changes().is_empty() && unchanged_parameters && deployed == sent {
+        let _ = client.delete_change_set().stack_name(stack_name).change_set_name(&name).send().await;
+        return Ok(None);
+    }
     let offline = diff::diff(&deployed, template);
     let mut changes = Vec::new();
     for change in described.changes() {

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{artifacts, deploy, destroy, diff, publish, status, test_local, upload};
+use crate::{artifacts, deploy, destroy, diff, logs, publish, status, test_local, upload};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "The hiring platform's AWS operations")]
@@ -29,6 +29,8 @@ pub enum Command {
     Destroy(destroy::Destroy),
     /// Upload CSV files to a stage's API (or --url), presigned when large; waits and prints the reports.
     Upload(upload::Upload),
+    /// The stage's logs from CloudWatch Logs, one readable line per event (--component, --since, --follow).
+    Logs(logs::Logs),
 }
 
 /// Parses the command line and runs the command.
@@ -42,5 +44,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::TestLocal(command) => command.run(),
         Command::Destroy(command) => command.run(),
         Command::Upload(command) => command.run(),
+        Command::Logs(command) => command.run(),
     }
 }

@@ -110,8 +110,10 @@ impl Deploy {
         let body: serde_json::Value = serde_json::from_str(&template.to_json())?;
         aws::block_on(async {
             let client = aws_sdk_cloudformation::Client::new(&sdk);
+            let store = cfn::TemplateStore::of(&sdk).await?;
             let Some(stack) =
-                deploy_stack(&client, &stack_name, &body, &parameters, self.yes, cfg.deletion_protection).await?
+                deploy_stack(&client, &stack_name, &body, &parameters, Some(&store), self.yes, cfg.deletion_protection)
+                    .await?
             else {
                 return Ok(());
             };
@@ -150,7 +152,8 @@ impl Deploy {
                     "{stack_name} does not exist yet: pass --repository owner/name (the GitHub repository it builds)"
                 );
             }
-            let Some(stack) = deploy_stack(&client, &stack_name, &body, &parameters, self.yes, false).await? else {
+            let Some(stack) = deploy_stack(&client, &stack_name, &body, &parameters, None, self.yes, false).await?
+            else {
                 return Ok(());
             };
             println!("{stack_name}: {}", stack.stack_status().map(|s| s.as_str()).unwrap_or_default());
@@ -179,11 +182,12 @@ pub async fn deploy_stack(
     stack_name: &str,
     template: &serde_json::Value,
     parameters: &BTreeMap<String, String>,
+    store: Option<&cfn::TemplateStore>,
     yes: bool,
     protect: bool,
 ) -> anyhow::Result<Option<aws_sdk_cloudformation::types::Stack>> {
     println!("==> change set for {stack_name}");
-    let Some(change_set) = cfn::create_change_set(client, stack_name, template, parameters).await? else {
+    let Some(change_set) = cfn::create_change_set(client, stack_name, template, parameters, store).await? else {
         println!("no changes: {stack_name} is up to date");
         return Ok(None);
     };

@@ -40,10 +40,19 @@ impl Diff {
             Some(deploy::read_parameters(&path, &template)?)
         };
         let changes = aws::block_on(async {
-            let client = aws_sdk_cloudformation::Client::new(&aws::connect(self.stage).await?);
+            let sdk = aws::connect(self.stage).await?;
+            let client = aws_sdk_cloudformation::Client::new(&sdk);
             match &parameters {
                 None => Ok(stack::diff::diff(&cfn::deployed_template(&client, &name).await?, &synthesized)),
-                Some(parameters) => match cfn::create_change_set(&client, &name, &synthesized, parameters).await? {
+                Some(parameters) => match cfn::create_change_set(
+                    &client,
+                    &name,
+                    &synthesized,
+                    parameters,
+                    Some(&cfn::TemplateStore::of(&sdk).await?),
+                )
+                .await?
+                {
                     None => Ok(Vec::new()),
                     Some(change_set) => {
                         cfn::discard(&client, &name, &change_set).await;

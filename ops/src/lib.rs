@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod diff;
 pub mod emulated_iam;
+pub mod logs;
 pub mod publish;
 pub mod status;
 pub mod test_local;

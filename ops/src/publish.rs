@@ -91,7 +91,7 @@ pub async fn publish_as(
     let cfn = aws_sdk_cloudformation::Client::new(operator);
     println!("==> publish: {BOOTSTRAP_STACK}");
     let bootstrap = serde_json::from_str(&stack::bootstrap::template().to_json())?;
-    deploy::deploy_stack(&cfn, BOOTSTRAP_STACK, &bootstrap, &BTreeMap::new(), yes, false).await?;
+    deploy::deploy_stack(&cfn, BOOTSTRAP_STACK, &bootstrap, &BTreeMap::new(), None, yes, false).await?;
     let resources = crate::cfn::physical_ids(&cfn, BOOTSTRAP_STACK).await?;
     let (Some(bucket), Some(repository)) = (resources.get("AssetsBucket"), resources.get("ApiRepository")) else {
         bail!("{BOOTSTRAP_STACK} has no AssetsBucket or ApiRepository: `cargo xtask status` and the console tell why");

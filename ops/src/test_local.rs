@@ -204,12 +204,17 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
     let stack_name = STAGE.stack_name();
     let cfn_client = aws_sdk_cloudformation::Client::new(&sdk);
     phases.run("deploy", || {
-        let deployer = aws_sdk_cloudformation::Client::new(&role_sdk("DeployBuildRole")?);
+        let deploy_role = role_sdk("DeployBuildRole")?;
+        let deployer = aws_sdk_cloudformation::Client::new(&deploy_role);
         runtime.block_on(async {
             let parameters = deploy::read_parameters(&parameters, &template)?;
             let body: Value = serde_json::from_str(&template.to_json())?;
-            let deployed = deploy::deploy_stack(&deployer, &stack_name, &body, &parameters, true, false).await?;
-            let again = deploy::deploy_stack(&deployer, &stack_name, &body, &parameters, true, false).await?;
+            // The template goes by URL from the assets bucket, as the deploy role, as in AWS.
+            let store = cfn::TemplateStore::of(&deploy_role).await?;
+            let deployed =
+                deploy::deploy_stack(&deployer, &stack_name, &body, &parameters, Some(&store), true, false).await?;
+            let again =
+                deploy::deploy_stack(&deployer, &stack_name, &body, &parameters, Some(&store), true, false).await?;
             ensure!(again.is_none(), "deploying the same template again was not \"no changes\"");
             let status = match deployed {
                 Some(stack) => stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),

@@ -48,13 +48,14 @@ pub struct Upload {
     files: Vec<String>,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as 90s, 30m or 2h"))?;
     match unit {
         "s" | "" => Ok(Duration::from_secs(number)),
         "m" => Ok(Duration::from_secs(number * 60)),
         "h" => Ok(Duration::from_secs(number * 3600)),
+        "d" => Ok(Duration::from_secs(number * 86_400)),
         _ => Err(format!("`{text}` is not a duration such as 90s, 30m or 2h")),
     }
 }

@@ -125,9 +125,24 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
         .count();
     assert_eq!(created, expected, "{created} of {} resources created", template.resources.len());
 
+    // The template went by URL, from the assets bucket (past the 51,200 bytes of a TemplateBody).
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.sdk_config().await).force_path_style(true).build(),
+    );
+    let stored = s3
+        .list_objects_v2()
+        .bucket("hiring-assets-123456789012-us-east-1")
+        .prefix("templates/hiring-local/")
+        .send()
+        .await
+        .expect("ListObjectsV2");
+    assert_eq!(stored.contents().len(), 1, "one template object: {stored:?}");
+
     let again = ops(&moto, &["deploy", "--stage", "local", "--parameters", file, "--yes"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("no changes: hiring-local is up to date"), "{}", text(&again));
+
+    logs_of_the_deployed_stage(&moto, &resources).await;
 
     let status = ops(&moto, &["status", "--stage", "local", "--json"]);
     assert!(status.status.success(), "{}", text(&status));
@@ -267,6 +282,106 @@ fn a_command_names_the_account_region_and_stage_it_acts_on() {
                 && line.ends_with("region us-east-1")),
         "{stderr}"
     );
+}
+
+/// Writes `lines` to a new stream of `group`, a second ago.
+async fn put_logs(moto: &Moto, group: &str, stream: &str, lines: &[&str]) {
+    moto.json(
+        "logs",
+        "Logs_20140328.CreateLogStream",
+        serde_json::json!({"logGroupName": group, "logStreamName": stream}),
+    )
+    .await
+    .expect("CreateLogStream");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let events: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(index, line)| serde_json::json!({"timestamp": now - 1000 + index as i64, "message": line}))
+        .collect();
+    moto.json(
+        "logs",
+        "Logs_20140328.PutLogEvents",
+        serde_json::json!({"logGroupName": group, "logStreamName": stream, "logEvents": events}),
+    )
+    .await
+    .expect("PutLogEvents");
+}
+
+/// `cargo xtask logs` over the deployed stage's log groups (found through the stack), against
+/// moto's CloudWatch Logs (issue 18, item 4).
+async fn logs_of_the_deployed_stage(
+    moto: &Moto,
+    resources: &aws_sdk_cloudformation::operation::describe_stack_resources::DescribeStackResourcesOutput,
+) {
+    let group = |id: &str| {
+        resources
+            .stack_resources()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(id))
+            .and_then(|r| r.physical_resource_id())
+            .unwrap_or_else(|| panic!("{id} in the stack"))
+            .to_owned()
+    };
+    put_logs(
+        moto,
+        &group("ApiLogGroup"),
+        "api/1",
+        &[r#"{"timestamp":"2026-12-01T09:40:00.1Z","level":"INFO","message":"upload received","target":"api","span":{"request_id":"r-42","name":"request"},"bytes":120}"#],
+    )
+    .await;
+    put_logs(
+        moto,
+        &group("ProcessLogGroup"),
+        "2026/12/01/[$LATEST]abc",
+        &[
+            "START RequestId: 6f1c Version: $LATEST",
+            r#"{"timestamp":"2026-12-01T09:40:01.2Z","level":"INFO","fields":{"message":"file loaded","ingestion":7,"rows":1000},"target":"hiring::load"}"#,
+        ],
+    )
+    .await;
+
+    let all = ops(moto, &["logs", "--stage", "local", "--since", "10m"]);
+    assert!(all.status.success(), "{}", text(&all));
+    let out = String::from_utf8_lossy(&all.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].ends_with(" api      INFO  upload received request_id=r-42 bytes=120"), "{out}");
+    assert!(lines[1].ends_with(" process  START RequestId: 6f1c Version: $LATEST"), "{out}");
+    assert!(lines[2].ends_with(" process  INFO  file loaded ingestion=7 rows=1000"), "{out}");
+
+    let process = ops(moto, &["logs", "--stage", "local", "--component", "process", "--since", "10m"]);
+    let out = String::from_utf8_lossy(&process.stdout);
+    assert_eq!(out.lines().count(), 2, "only the process function's: {out}");
+
+    // --follow prints what arrives later, once.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_ops"))
+        .args(["logs", "--stage", "local", "--component", "api", "--since", "10m", "--follow"])
+        .envs(moto.aws_env())
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        receiver.recv_timeout(std::time::Duration::from_secs(20)).unwrap_or_else(|_| panic!("no {what} within 20 s"))
+    };
+    assert!(next("first line").ends_with("upload received request_id=r-42 bytes=120"));
+    put_logs(moto, &group("ApiLogGroup"), "api/2", &[r#"{"level":"WARN","message":"slow client"}"#]).await;
+    assert!(next("followed line").ends_with(" api      WARN  slow client"));
+    assert!(receiver.recv_timeout(std::time::Duration::from_secs(5)).is_err(), "nothing printed twice while following");
+    follow.kill().unwrap();
+    let _ = follow.wait();
 }
 
 #[test]

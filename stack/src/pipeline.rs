@@ -243,6 +243,11 @@ impl<'a> PipelineBuilder<'a> {
                     "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{}:*",
                     cfg.name("pipeline")
                 );
+                // The stage's template goes to the assets bucket first (ops::cfn::TemplateStore:
+                // past the 51,200 bytes CloudFormation takes inline), and CloudFormation reads
+                // it from there with this role's credentials.
+                extra.push(json!({ "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+                    "Resource": sub(format!("arn:${{AWS::Partition}}:s3:::{ASSETS_BUCKET_NAME}/templates/*")) }));
                 extra.push(json!({ "Effect": "Allow", "Action": ["ecs:DescribeServices"], "Resource": sub(service) }));
                 extra.push(json!({ "Effect": "Allow", "Action": ["states:ListExecutions"], "Resource": sub(machine) }));
                 extra.push(

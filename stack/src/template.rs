@@ -61,6 +61,10 @@ pub fn join(parts: Vec<Value>) -> Value {
 /// CloudFormation's limit on a template sent inline (`TemplateBody` of CreateChangeSet).
 pub const TEMPLATE_BODY_LIMIT: usize = 51_200;
 
+/// CloudFormation's limit on a template read from S3 (`TemplateURL`): "Template body size in an
+/// Amazon S3 object: 1 MB" (CloudFormation quotas). The stage stacks go this way.
+pub const TEMPLATE_URL_LIMIT: usize = 1_048_576;
+
 /// The template as `deploy` sends it: compact JSON without the resources' `Metadata`, which
 /// holds only the static checkers' exceptions (checkov, cfn-lint) and which CloudFormation
 /// does not need; the committed files keep it for reviewers.

@@ -57,6 +57,8 @@ pub enum Command {
     Destroy(Ops),
     /// Upload CSV files to a stage's API (or --url), presigned when large; waits and prints the reports. [ops]
     Upload(Ops),
+    /// The stage's logs from CloudWatch Logs, one readable line per event (--component, --since, --follow). [ops]
+    Logs(Ops),
 }
 
 /// A command of the `ops` crate: its arguments, `--help` included, go to the `ops` binary.
@@ -68,7 +70,8 @@ pub struct Ops {
 }
 
 /// The names of the commands `cargo xtask` hands to the `ops` binary.
-pub const OPS_COMMANDS: [&str; 8] = ["build", "publish", "deploy", "diff", "status", "test-local", "destroy", "upload"];
+pub const OPS_COMMANDS: [&str; 9] =
+    ["build", "publish", "deploy", "diff", "status", "test-local", "destroy", "upload", "logs"];
 
 /// Parses the command line and runs the command; the exit code is the command's.
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -94,6 +97,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::TestLocal(args) => return ops("test-local", args),
         Command::Destroy(args) => return ops("destroy", args),
         Command::Upload(args) => return ops("upload", args),
+        Command::Logs(args) => return ops("logs", args),
     }?;
     Ok(ExitCode::SUCCESS)
 }
