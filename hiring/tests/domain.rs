@@ -109,6 +109,91 @@ async fn a_backup_restores_the_table_it_was_taken_of(pool: PgPool) {
     assert!(matches!(missing, Error::ObjectNotFound(_)), "{missing}");
 }
 
+/// A pool whose connections act as the application role, as the API and the functions do.
+async fn as_application_role(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::query("SET ROLE hiring_app").execute(connection).await?;
+                Ok(())
+            })
+        })
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .expect("a pool acting as hiring_app")
+}
+
+/// A restore of hires truncates the table (issue 17): the application role may, and the
+/// restore's own backup still reads the rows it replaces.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn the_application_role_restores_hires_and_its_backup_keeps_the_replaced_rows(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    ingest(&pool, &zones, "jobs/1.csv", JOBS).await;
+    ingest(&pool, &zones, "hired_employees/1.csv", HIRES).await;
+    let app = as_application_role(&pool).await;
+    let backup = hiring::backup::backup_table(&app, &zones.backups, Table::HiredEmployees).await.unwrap();
+    assert_eq!(backup.rows, 2);
+    sqlx::query("INSERT INTO hired_employees VALUES (9, 'New', '2021-03-01T00:00:00Z', 1, 1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let restored =
+        hiring::backup::restore_table(&app, &zones.backups, Table::HiredEmployees, &backup.key).await.unwrap();
+    assert_eq!(restored.rows, 2);
+    assert_eq!(count(&pool, "hired_employees").await, 2);
+    // The backup taken first holds the three rows the restore replaced.
+    let undo =
+        hiring::backup::restore_table(&app, &zones.backups, Table::HiredEmployees, &restored.previous).await.unwrap();
+    assert_eq!(undo.rows, 3);
+    let hires: i64 =
+        sqlx::query_scalar("SELECT sum(q1 + q2 + q3 + q4)::bigint FROM hires_rollup").fetch_one(&pool).await.unwrap();
+    assert_eq!(hires, 3, "the rollup counts the restored rows");
+}
+
+/// TRUNCATE is not MVCC-safe: a snapshot taken before it commits reads the table as empty. A
+/// backup that starts while a restore of hires holds the table must wait and read the restored
+/// rows, never an empty table.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_backup_during_a_truncating_restore_reads_the_restored_rows(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    ingest(&pool, &zones, "jobs/1.csv", JOBS).await;
+    ingest(&pool, &zones, "hired_employees/1.csv", HIRES).await;
+    let mut restore = pool.begin().await.unwrap();
+    sqlx::query("TRUNCATE hired_employees").execute(&mut *restore).await.unwrap();
+    sqlx::query(
+        "INSERT INTO hired_employees SELECT g, 'R', '2021-05-01T00:00:00Z', 1, 1 FROM generate_series(100, 104) g",
+    )
+    .execute(&mut *restore)
+    .await
+    .unwrap();
+    let backup = tokio::spawn({
+        let (pool, zones) = (pool.clone(), zones.clone());
+        async move { hiring::backup::backup_table(&pool, &zones.backups, Table::HiredEmployees).await }
+    });
+    // The backup waits on the restore's lock...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the backup never waited for the restore's lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // ...and reads what the restore committed.
+    restore.commit().await.unwrap();
+    let report = backup.await.unwrap().unwrap();
+    assert_eq!(report.rows, 5, "the backup read the restored rows, not an empty table");
+}
+
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_step_held_by_another_worker_is_busy_and_worth_retrying(pool: PgPool) {
     let (_dir, zones) = zones();
