@@ -330,6 +330,17 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
     })?;
     let (functions, reports) = functions;
 
+    let process_task_env = {
+        let mut env = aws_env.clone();
+        env.extend(role_env("ProcessTaskRole")?);
+        env
+    };
+    let process_binary = artifacts
+        .functions
+        .iter()
+        .find(|a| a.function.name == "process")
+        .map(|a| a.bootstrap.clone())
+        .context("the process function was not built")?;
     phases.run("state machine", || {
         runtime.block_on(async {
             let machine = resource("StateMachine")?;
@@ -341,7 +352,18 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
                 Some(iam) => iam.unchecked(paths).await?,
                 None => paths.await?,
             };
-            Ok(((), paths))
+            // A large file: Engine? sends it to a Fargate task, which moto records but does not
+            // run. The task's command runs here, as the task definition and the state machine's
+            // overrides say, as ProcessTaskRole with IAM enforced.
+            let (large, started) = {
+                let large = large_file_path(&sdk, &endpoint.url, &machine, &functions, &reports, STAGE);
+                match &iam {
+                    Some(iam) => iam.unchecked(large).await?,
+                    None => large.await?,
+                }
+            };
+            let ran = run_process_task(&sdk, &started, &process_binary, &process_task_env, &database).await?;
+            Ok(((), format!("{paths} | {large}; the task's command as ProcessTaskRole: {ran}")))
         })
     })?;
 
@@ -918,7 +940,10 @@ async fn state_machine_paths(
             &[&validation, &process],
         )
         .await?;
-        ensure!(loadable == ["Validate", "Loadable?", "Process"], "a loadable file took the path {loadable:?}");
+        ensure!(
+            loadable == ["Validate", "Loadable?", "Engine?", "Process"],
+            "a loadable file took the path {loadable:?}"
+        );
 
         // A file with nothing loadable: really validated, then replayed.
         let s3 = crate::publish::s3_client(sdk);
@@ -960,6 +985,238 @@ async fn state_machine_paths(
     .await;
     http.post(format!("{endpoint}/moto-api/config")).json(&config(false)).send().await?.error_for_status()?;
     result
+}
+
+/// A new hires file, really validated, whose report says more rows than the stage's Fargate
+/// threshold: the deployed definition (on moto's interpreter) must take Validate → Loadable? →
+/// Engine? → ProcessOnFargate → Processed? → Processed. Returns the path and the task moto
+/// recorded (`DescribeTasks`' task: its overrides carry the step's input).
+async fn large_file_path(
+    sdk: &SdkConfig,
+    endpoint: &str,
+    state_machine: &str,
+    functions: &BTreeMap<&str, RunningFunction>,
+    reports: &[Value],
+    stage: Stage,
+) -> anyhow::Result<(String, aws_sdk_ecs::types::Task)> {
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let deployed = sfn
+        .describe_state_machine()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+        .map_err(|e| cfn::failed("DescribeStateMachine".to_owned(), &e))?;
+    let http = reqwest::Client::new();
+    let config =
+        |on: bool| json!({ "stepfunctions": { "execute_state_machine": on }, "lambda": { "use_docker": !on } });
+    http.post(format!("{endpoint}/moto-api/config")).json(&config(true)).send().await?.error_for_status()?;
+    // moto's interpreter cannot run an `ecs:runTask` state: its ECS integration hands the ASL's
+    // parameter names (`Cluster`, …) to botocore unconverted, which fails (a KeyError), and reads
+    // the answer under names it never converts either. The copy run here replaces that one Task
+    // by a Pass state with the same Parameters, so the Choice, the JSONPath and the intrinsic
+    // that build the task's input run on the interpreter; RunTask is then called with what the
+    // Pass resolved, as Step Functions would call it.
+    let mut definition: Value = serde_json::from_str(deployed.definition()).context("the definition is not JSON")?;
+    let task_state = definition["States"]["ProcessOnFargate"].clone();
+    ensure!(task_state["Resource"] == "arn:aws:states:::ecs:runTask.sync", "ProcessOnFargate is {task_state}");
+    definition["States"]["ProcessOnFargate"] = json!({
+        "Type": "Pass",
+        "Parameters": { "run_task": task_state["Parameters"], "exit_code": 0 },
+        "ResultPath": "$.process",
+        "Next": task_state["Next"],
+    });
+    let result = async {
+        let copy = sfn
+            .create_state_machine()
+            .name("hiring-local-large")
+            .definition(definition.to_string())
+            .role_arn(deployed.role_arn())
+            .send()
+            .await
+            .map_err(|e| cfn::failed("CreateStateMachine".to_owned(), &e))?;
+        let hires = reports.iter().find(|r| r["table"] == "hired_employees").context("no hires report")?;
+        let raw = hires["event"]["detail"]["bucket"]["name"].as_str().context("an event without a bucket")?.to_owned();
+        let hires_key = hires["event"]["detail"]["object"]["key"].as_str().unwrap_or_default();
+        let key = match hires_key.rsplitn(3, '/').nth(2) {
+            Some(prefix) => format!("{prefix}/hired_employees/test-local-large.csv"),
+            None => "hired_employees/test-local-large.csv".to_owned(),
+        };
+        let s3 = crate::publish::s3_client(sdk);
+        s3.put_object()
+            .bucket(&raw)
+            .key(&key)
+            .body(LARGE_FILE_STAND_IN.as_bytes().to_vec().into())
+            .send()
+            .await
+            .map_err(|e| cfn::failed(format!("PutObject {key}"), &e))?;
+        let event = object_created(&s3, &raw, &key).await?;
+        let mut report = invoke(&functions["validate"], &event).await?;
+        ensure!(
+            report["loadable"] == true && report["accepted"] == 3,
+            "the large file's stand-in validated as {report}"
+        );
+        // The three rows stand in for a file past the threshold: the Choice reads `rows`.
+        report["rows"] = json!(stage.config().fargate_process_rows() + 1);
+        let (path, output) =
+            run_execution_output(&sfn, &http, endpoint, copy.state_machine_arn(), "large", &event, &[&report]).await?;
+        let expected = ["Validate", "Loadable?", "Engine?", "ProcessOnFargate", "Processed?", "Processed"];
+        ensure!(path == expected, "a large file took the path {path:?}");
+        let task = run_task(sdk, &output["process"]["run_task"]).await?;
+        Ok((path.join(" → "), task))
+    }
+    .await;
+    http.post(format!("{endpoint}/moto-api/config")).json(&config(false)).send().await?.error_for_status()?;
+    result
+}
+
+/// ECS RunTask with the parameters a `ecs:runTask` state resolved (its ASL names), as Step
+/// Functions calls it (`StartedBy: AWS Step Functions`); returns the task moto recorded.
+async fn run_task(sdk: &SdkConfig, parameters: &Value) -> anyhow::Result<aws_sdk_ecs::types::Task> {
+    use aws_sdk_ecs::types::{
+        AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType, NetworkConfiguration,
+        TaskOverride,
+    };
+    let strings = |value: &Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    };
+    let network = &parameters["NetworkConfiguration"]["AwsvpcConfiguration"];
+    let awsvpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(strings(&network["Subnets"])))
+        .set_security_groups(Some(strings(&network["SecurityGroups"])))
+        .assign_public_ip(AssignPublicIp::from(network["AssignPublicIp"].as_str().unwrap_or("DISABLED")))
+        .build()?;
+    let mut overrides = TaskOverride::builder();
+    for container in parameters["Overrides"]["ContainerOverrides"].as_array().into_iter().flatten() {
+        let mut built = ContainerOverride::builder().name(container["Name"].as_str().unwrap_or_default());
+        for pair in container["Environment"].as_array().into_iter().flatten() {
+            built = built.environment(
+                KeyValuePair::builder()
+                    .name(pair["Name"].as_str().unwrap_or_default())
+                    .value(pair["Value"].as_str().context("an override without a resolved Value")?)
+                    .build(),
+            );
+        }
+        overrides = overrides.container_overrides(built.build());
+    }
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let cluster = parameters["Cluster"].as_str().context("no Cluster")?;
+    let started = ecs
+        .run_task()
+        .cluster(cluster)
+        .task_definition(parameters["TaskDefinition"].as_str().context("no TaskDefinition")?)
+        .launch_type(LaunchType::from(parameters["LaunchType"].as_str().unwrap_or("FARGATE")))
+        .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(awsvpc).build())
+        .overrides(overrides.build())
+        .started_by("AWS Step Functions")
+        .send()
+        .await
+        .map_err(|e| cfn::failed(format!("RunTask {cluster}"), &e))?;
+    ensure!(started.failures().is_empty(), "RunTask failed: {:?}", started.failures());
+    started.tasks().first().cloned().context("RunTask started no task")
+}
+
+/// Three valid hires that stand in for a large file (their report's `rows` is raised past the
+/// threshold): departments and jobs of the sample.
+const LARGE_FILE_STAND_IN: &str = "900001,Large One,2021-03-01T00:00:00Z,1,1\n\
+                                   900002,Large Two,2021-06-01T00:00:00Z,2,2\n\
+                                   900003,Large Three,2021-09-01T00:00:00Z,3,3\n";
+
+/// Runs the process task's command here, as ECS would: the task definition's entry point (the
+/// process function's binary), its environment with the local database, the state machine's
+/// overrides (`HIRING_STEP_INPUT`), as the task role. Checks the load it reports.
+async fn run_process_task(
+    sdk: &SdkConfig,
+    task: &aws_sdk_ecs::types::Task,
+    binary: &std::path::Path,
+    role_env: &[(String, String)],
+    database: &reqwest::Url,
+) -> anyhow::Result<String> {
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let definition = ecs
+        .describe_task_definition()
+        .task_definition(task.task_definition_arn().unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| cfn::failed("DescribeTaskDefinition".to_owned(), &e))?;
+    let container = definition
+        .task_definition()
+        .and_then(|d| d.container_definitions().iter().find(|c| c.name() == Some(stack::topology::PROCESS_CONTAINER)))
+        .context("the process task definition has no process container")?;
+    ensure!(
+        container.entry_point() == [stack::topology::PROCESS_BINARY],
+        "the process container runs {:?}, not the process binary",
+        container.entry_point()
+    );
+    let overrides = task
+        .overrides()
+        .and_then(|o| o.container_overrides().iter().find(|c| c.name() == Some(stack::topology::PROCESS_CONTAINER)))
+        .context("the task has no overrides for the process container")?;
+    let scratch = tempfile::tempdir()?;
+    let mut env: Vec<(String, String)> = container
+        .environment()
+        .iter()
+        .chain(overrides.environment())
+        .filter_map(|pair| Some((pair.name()?.to_owned(), pair.value()?.to_owned())))
+        .collect();
+    env.extend(database_overrides(database));
+    env.extend(role_env.iter().cloned());
+    // The task's writable volume, here a temporary directory.
+    env.push(("TMPDIR".into(), scratch.path().display().to_string()));
+    ensure!(env.iter().any(|(k, _)| k == "HIRING_STEP_INPUT"), "the overrides carry no HIRING_STEP_INPUT");
+    let output = tokio::process::Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .output()
+        .await
+        .with_context(|| format!("failed to run {}", binary.display()))?;
+    ensure!(
+        output.status.success(),
+        "the process task's command failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok().filter(|v: &Value| v.get("inserted").is_some()))
+        .with_context(|| format!("the process task printed no report: {stdout}"))?;
+    ensure!(report["inserted"] == 3 && report["processed_key"].is_string(), "the process task reported {report}");
+    Ok(format!("3 rows inserted, {}", report["processed_key"].as_str().unwrap_or_default()))
+}
+
+/// [`run_execution`], also returning the execution's output.
+async fn run_execution_output(
+    sfn: &aws_sdk_sfn::Client,
+    http: &reqwest::Client,
+    endpoint: &str,
+    state_machine: &str,
+    name: &str,
+    input: &Value,
+    answers: &[&Value],
+) -> anyhow::Result<(Vec<String>, Value)> {
+    let path = run_execution(sfn, http, endpoint, state_machine, name, input, answers).await?;
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+        .map_err(|e| cfn::failed("ListExecutions".to_owned(), &e))?;
+    let arn = executions
+        .executions()
+        .iter()
+        .find(|e| e.name() == name)
+        .map(|e| e.execution_arn().to_owned())
+        .context("the execution is not listed")?;
+    let described = sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .map_err(|e| cfn::failed("DescribeExecution".to_owned(), &e))?;
+    let output = serde_json::from_str(described.output().unwrap_or("null")).context("the output is not JSON")?;
+    Ok((path, output))
 }
 
 /// Starts an execution whose Lambda tasks answer `answers` in order; returns the states it

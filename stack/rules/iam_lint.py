@@ -91,6 +91,9 @@ class Resolver:
             return f"arn:{PARTITION}:codestar-connections:{REGION}:{ACCOUNT}:connection/11111111-2222-3333-4444-555555555555"
         if kind == "AWS::SQS::Queue":
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self.prop(lid, 'QueueName') or self.generated(lid)}"
+        if kind == "AWS::ECS::TaskDefinition":
+            # Ref is the task definition's ARN with its revision.
+            return f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/{self.prop(lid, 'Family')}:1"
         return named
 
     def get_att(self, lid, attribute):

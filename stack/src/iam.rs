@@ -73,6 +73,9 @@ pub enum Target {
     LogDelivery,
     /// ECR's account-wide authorization token.
     EcrAuthorization,
+    /// Running an ECS task definition of the template from Step Functions with `.sync`: the
+    /// task in `cluster` (by name), and passing its `roles`.
+    EcsTask { definition: LogicalId, cluster: String, roles: Vec<LogicalId> },
 }
 
 impl Target {
@@ -88,6 +91,7 @@ impl Target {
             Target::Secret { id, .. } => Some(id.as_str()),
             Target::NamedBucket(_) => Some("AssetsBucket"),
             Target::Repository { id, .. } => Some(id.as_str()),
+            Target::EcsTask { definition, .. } => Some(definition.as_str()),
             Target::NetworkInterfaces | Target::LogDelivery | Target::EcrAuthorization => None,
         }
     }
@@ -190,6 +194,29 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
             }
             vec![statement(&actions, vec![sub(arn.clone())])]
         }
+        // "IAM policies for Amazon ECS/AWS Fargate" (Step Functions developer guide): RunTask on
+        // the task definition; StopTask and DescribeTasks on the tasks (scoped here to the
+        // cluster's, where the guide allows "*"); the managed rule through which `.sync` hears
+        // that the task stopped; and passing the task's roles to ECS.
+        Target::EcsTask { definition, cluster, roles } => vec![
+            statement(&["ecs:RunTask"], vec![definition.r#ref()]),
+            statement(
+                &["ecs:StopTask", "ecs:DescribeTasks"],
+                vec![sub(format!("arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task/{cluster}/*"))],
+            ),
+            statement(
+                &["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                vec![sub(
+                    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/StepFunctionsGetEventsForECSTaskRule",
+                )],
+            ),
+            json!({
+                "Effect": "Allow",
+                "Action": ["iam:PassRole"],
+                "Resource": roles.iter().map(|role| role.get_att("Arn")).collect::<Vec<_>>(),
+                "Condition": { "StringEquals": { "iam:PassedToService": "ecs-tasks.amazonaws.com" } }
+            }),
+        ],
         // AWS requires "*": these actions take no resource ARN (see the module documentation).
         Target::NetworkInterfaces => vec![statement(NETWORK_INTERFACE_ACTIONS, vec![json!("*")])],
         Target::LogDelivery => vec![statement(LOG_DELIVERY_ACTIONS, vec![json!("*")])],

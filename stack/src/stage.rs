@@ -85,6 +85,19 @@ impl Architecture {
 /// two connections, its object's lock and its transaction (`hiring::pipeline`).
 pub const FUNCTION_DB_POOL: u32 = 2;
 
+/// The process step's rows per second on Lambda, per GB of memory, assumed for the Fargate
+/// threshold: a conservative eighth of what `cargo xtask bench` measures on a 2-core machine
+/// with PostgreSQL beside it (about 0.8M rows/s for the library's process step; see
+/// docs/capacity.md), since Lambda gives a function CPU in proportion to its memory (one vCPU at
+/// 1,769 MB: AWS Lambda Developer Guide, "Configure Lambda function memory") and RDS is across
+/// the network.
+pub const PROCESS_ROWS_PER_SECOND_PER_GB: u64 = 100_000;
+
+/// The process task's Fargate size: 1 vCPU, 2 GiB (the smallest memory Fargate pairs with 1
+/// vCPU; the step's peak RSS is under 100 MB at 10M rows, docs/benchmarks.md).
+pub const PROCESS_TASK_CPU: u32 = 1024;
+pub const PROCESS_TASK_MEMORY_MB: u32 = 2048;
+
 /// The reserved concurrency of each function (`ReservedConcurrentExecutions`).
 #[derive(Clone, Copy, Debug)]
 pub struct FunctionConcurrency {
@@ -230,6 +243,14 @@ impl StageConfig {
     /// The tags as CloudFormation's `[{"Key", "Value"}]` list.
     pub fn tag_list(&self) -> serde_json::Value {
         self.tags.iter().map(|(k, v)| serde_json::json!({ "Key": k, "Value": v })).collect()
+    }
+
+    /// Files with more rows than this are processed by a Fargate task, not the Lambda function:
+    /// the rows the function processes in half its timeout at
+    /// [`PROCESS_ROWS_PER_SECOND_PER_GB`] for its memory. (docs/capacity.md derives it.)
+    pub fn fargate_process_rows(&self) -> u64 {
+        let per_second = PROCESS_ROWS_PER_SECOND_PER_GB * u64::from(self.lambda_memory_mb) / 1024;
+        per_second * u64::from(self.lambda_timeout_seconds) / 2
     }
 
     /// A resource name, `hiring-<stage>-<what>`.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::checks;
 use crate::iam::{Access, Grant, Target};
 use crate::parts::{log_group, private_bucket, role};
-use crate::stage::{FUNCTION_DB_POOL, StageConfig};
+use crate::stage::{FUNCTION_DB_POOL, PROCESS_TASK_CPU, PROCESS_TASK_MEMORY_MB, StageConfig};
 use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, availability_zone, join, sub};
 use crate::{
     API_DATA_DIR, API_PORT, DB_NAME, DB_PORT, DB_USER, GATEWAY_DEADLINE_SECS, GATEWAY_UPLOAD_BYTES, assets_bucket_name,
@@ -66,10 +66,12 @@ impl Topology {
         let database = stage.database(&network, &groups);
         let dead_letters = stage.dead_letters();
         let functions = stage.functions(&parameters, &network, &groups, &zones, &database, &dead_letters);
-        let state_machine = stage.state_machine(&functions);
+        let cluster = stage.cluster();
+        let fargate = stage.process_task(&parameters, &network, &groups, &zones, &database, &cluster);
+        let state_machine = stage.state_machine(&functions, &fargate);
         stage.events(&zones, &state_machine, &dead_letters);
         stage.backups(&functions, &dead_letters);
-        let api = stage.api(&parameters, &network, &groups, &zones, &database);
+        let api = stage.api(&parameters, &network, &groups, &zones, &database, &cluster);
         let topic = stage.alarms(&state_machine, &api, &database, &dead_letters);
         stage.outputs(&parameters, &zones, &database, &state_machine, &api, &topic);
         stage.finish()
@@ -170,6 +172,26 @@ struct ApiTask {
     cluster: LogicalId,
     task: LogicalId,
 }
+
+/// The process step as an ECS task on Fargate, and what the state machine runs it with.
+pub struct FargateProcess {
+    /// The ECS cluster.
+    pub cluster: LogicalId,
+    /// The task definition.
+    pub task: LogicalId,
+    /// The private subnets' logical ids.
+    pub subnets: Vec<String>,
+    /// The security group (the functions', which the database admits).
+    pub security_group: LogicalId,
+    /// Files with more rows than this go to Fargate ([`StageConfig::fargate_process_rows`]).
+    pub rows: u64,
+}
+
+/// The container name of the process task, which the state machine's overrides name.
+pub const PROCESS_CONTAINER: &str = "process";
+
+/// Where the API image carries the process function's binary, run by the process task.
+pub const PROCESS_BINARY: &str = "/usr/local/bin/hiring-process";
 
 /// The API's ECS service behind its internal load balancer.
 struct ApiService {
@@ -614,13 +636,135 @@ impl<'a> StageBuilder<'a> {
         Functions { validate, process, backup }
     }
 
-    /// The state machine: validate → loadable? → process; retries; a failure path.
-    fn state_machine(&mut self, functions: &Functions) -> LogicalId {
+    /// The stage's ECS cluster: the API's service and the process step's tasks run in it.
+    fn cluster(&mut self) -> LogicalId {
+        let cfg = self.cfg;
+        self.t.add(
+            "Cluster",
+            Resource::new(
+                ResourceType::EcsCluster,
+                json!({
+                    "ClusterName": cfg.name("cluster"),
+                    "ClusterSettings": [{ "Name": "containerInsights", "Value": "enabled" }],
+                    "Tags": self.tags,
+                }),
+            ),
+        )
+    }
+
+    /// The process step as a Fargate task (issue 18): the API image, whose
+    /// [`PROCESS_BINARY`] is the process function's own binary, run once on the validation
+    /// report in `HIRING_STEP_INPUT` (`hiring_functions::STEP_INPUT`), with the process
+    /// function's grants, network and database settings. No time limit, and 20 GiB of task
+    /// storage for the Parquet file it stages (Lambda's /tmp is 512 MB by default).
+    fn process_task(
+        &mut self,
+        parameters: &Parameters,
+        network: &Network,
+        groups: &SecurityGroups,
+        zones: &Zones,
+        database: &Database,
+        cluster: &LogicalId,
+    ) -> FargateProcess {
+        let cfg = self.cfg;
+        let logs = LogicalId::new("ProcessLogGroup");
+        let repository = Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() };
+        self.grant("ProcessExecutionRole", Access::Read, repository);
+        self.grant("ProcessExecutionRole", Access::Read, Target::EcrAuthorization);
+        self.grant("ProcessExecutionRole", Access::Write, Target::LogGroup(logs.clone()));
+        let execution_role = self.role("ProcessExecutionRole", "ecs-tasks.amazonaws.com");
+        self.grant("ProcessTaskRole", Access::Read, Target::Bucket(zones.raw.clone()));
+        self.grant("ProcessTaskRole", Access::WriteDelete, Target::Bucket(zones.processed.clone()));
+        for secret in database.secrets() {
+            self.grant("ProcessTaskRole", Access::Read, secret);
+        }
+        let task_role = self.role("ProcessTaskRole", "ecs-tasks.amazonaws.com");
+        let mut env: Vec<Value> = zones
+            .urls
+            .iter()
+            .chain(database.client_env().iter())
+            .map(|(k, v)| json!({ "Name": k, "Value": v }))
+            .collect();
+        env.extend([
+            json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": FUNCTION_DB_POOL.to_string() }),
+            json!({ "Name": "RUST_LOG", "Value": "info" }),
+            json!({ "Name": "TMPDIR", "Value": "/scratch" }),
+        ]);
+        let task = self.t.add(
+            "ProcessTaskDefinition",
+            Resource::new(
+                ResourceType::EcsTaskDefinition,
+                json!({
+                    "Family": cfg.name("process"),
+                    "RequiresCompatibilities": ["FARGATE"],
+                    "NetworkMode": "awsvpc",
+                    "Cpu": PROCESS_TASK_CPU.to_string(),
+                    "Memory": PROCESS_TASK_MEMORY_MB.to_string(),
+                    "RuntimePlatform": { "CpuArchitecture": cfg.architecture.ecs(), "OperatingSystemFamily": "LINUX" },
+                    "ExecutionRoleArn": execution_role.get_att("Arn"),
+                    "TaskRoleArn": task_role.get_att("Arn"),
+                    "Volumes": [{ "Name": "scratch" }],
+                    "ContainerDefinitions": [{
+                        "Name": PROCESS_CONTAINER,
+                        "Image": parameters.image.r#ref(),
+                        "Essential": true,
+                        "EntryPoint": [PROCESS_BINARY],
+                        // The whole task's memory (a hard limit; moto's RunTask also needs it to
+                        // account the task).
+                        "Memory": PROCESS_TASK_MEMORY_MB,
+                        "ReadonlyRootFilesystem": true,
+                        "User": "65532",
+                        "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": "/scratch", "ReadOnly": false }],
+                        "Environment": env,
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": {
+                                "awslogs-group": logs.r#ref(),
+                                "awslogs-region": { "Ref": "AWS::Region" },
+                                "awslogs-stream-prefix": "fargate"
+                            }
+                        }
+                    }],
+                    "Tags": self.tags,
+                }),
+            ),
+        );
+        self.role_owners.push((execution_role, task.clone()));
+        self.role_owners.push((task_role, task.clone()));
+        self.flow(&task, "loads (large files)", &database.id);
+        let subnets = network
+            .subnet_ids
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|subnet| subnet["Ref"].as_str().map(str::to_owned))
+            .collect();
+        FargateProcess {
+            cluster: cluster.clone(),
+            task,
+            subnets,
+            security_group: groups.functions.clone(),
+            rows: cfg.fargate_process_rows(),
+        }
+    }
+
+    /// The state machine: validate → loadable? → engine? → process (Lambda, or Fargate for
+    /// large files); retries; a failure path.
+    fn state_machine(&mut self, functions: &Functions, fargate: &FargateProcess) -> LogicalId {
         let cfg = self.cfg;
         let sfn_logs =
             self.log_group("StateMachineLogGroup", json!(format!("/aws/vendedlogs/states/{}", cfg.name("pipeline"))));
         self.grant("StateMachineRole", Access::Read, Target::Function(functions.validate.clone()));
         self.grant("StateMachineRole", Access::Read, Target::Function(functions.process.clone()));
+        self.grant(
+            "StateMachineRole",
+            Access::Write,
+            Target::EcsTask {
+                definition: fargate.task.clone(),
+                cluster: cfg.name("cluster"),
+                roles: vec![LogicalId::new("ProcessTaskRole"), LogicalId::new("ProcessExecutionRole")],
+            },
+        );
         self.grant("StateMachineRole", Access::Write, Target::LogDelivery);
         let sfn_role = self.role("StateMachineRole", "states.amazonaws.com");
         let state_machine = self.t.add(
@@ -631,7 +775,7 @@ impl<'a> StageBuilder<'a> {
                     "StateMachineName": cfg.name("pipeline"),
                     "StateMachineType": "STANDARD",
                     "RoleArn": sfn_role.get_att("Arn"),
-                    "DefinitionString": sub(state_machine_definition(&functions.validate, &functions.process)),
+                    "DefinitionString": sub(state_machine_definition(&functions.validate, &functions.process, fargate)),
                     "LoggingConfiguration": {
                         "Level": "ALL",
                         "IncludeExecutionData": false,
@@ -644,6 +788,7 @@ impl<'a> StageBuilder<'a> {
         self.role_owners.push((sfn_role, state_machine.clone()));
         self.flow(&state_machine, "1. validate", &functions.validate);
         self.flow(&state_machine, "2. process if loadable", &functions.process);
+        self.flow(&state_machine, "2. process if large", &fargate.task);
         state_machine
     }
 
@@ -759,9 +904,10 @@ impl<'a> StageBuilder<'a> {
         groups: &SecurityGroups,
         zones: &Zones,
         database: &Database,
+        cluster: &LogicalId,
     ) -> Api {
         let token = self.api_token();
-        let task = self.api_task(parameters, zones, database, &token);
+        let task = self.api_task(parameters, zones, database, &token, cluster);
         let service = self.api_service(network, groups, &task, database);
         let http_api = self.api_gateway(network, groups, &service);
         Api {
@@ -834,7 +980,14 @@ impl<'a> StageBuilder<'a> {
     }
 
     /// The API's task: its roles, its cluster and its task definition.
-    fn api_task(&mut self, parameters: &Parameters, zones: &Zones, database: &Database, token: &ApiToken) -> ApiTask {
+    fn api_task(
+        &mut self,
+        parameters: &Parameters,
+        zones: &Zones,
+        database: &Database,
+        token: &ApiToken,
+        cluster: &LogicalId,
+    ) -> ApiTask {
         let cfg = self.cfg;
         let api_logs = self.log_group("ApiLogGroup", json!(format!("/ecs/{}", cfg.name("api"))));
         let repository = Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() };
@@ -856,17 +1009,6 @@ impl<'a> StageBuilder<'a> {
         }
         self.grant("ApiTaskRole", Access::ReadWrite, Target::Bucket(zones.backups.clone()));
         let task_role = self.role("ApiTaskRole", "ecs-tasks.amazonaws.com");
-        let cluster = self.t.add(
-            "Cluster",
-            Resource::new(
-                ResourceType::EcsCluster,
-                json!({
-                    "ClusterName": cfg.name("cluster"),
-                    "ClusterSettings": [{ "Name": "containerInsights", "Value": "enabled" }],
-                    "Tags": self.tags,
-                }),
-            ),
-        );
         let mut api_env: Vec<Value> = zones
             .urls
             .iter()
@@ -933,7 +1075,7 @@ impl<'a> StageBuilder<'a> {
         );
         self.role_owners.push((execution_role, task.clone()));
         self.role_owners.push((task_role, task.clone()));
-        ApiTask { cluster, task }
+        ApiTask { cluster: cluster.clone(), task }
     }
 
     /// The API's ECS service, behind an internal load balancer.
@@ -1320,7 +1462,7 @@ impl<'a> StageBuilder<'a> {
 /// ones) are retried with exponential backoff and jitter; anything else goes to
 /// `RecordFailure`, which keeps the error in the execution's output and fails it, so the
 /// execution, its alarm and `cargo xtask status` show the cause.
-pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> String {
+pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, fargate: &FargateProcess) -> String {
     let retry = json!([
         {
             "ErrorEquals": ["hiring.Retryable", "Lambda.ServiceException", "Lambda.AWSLambdaException",
@@ -1347,8 +1489,9 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
         json!({ "ErrorEquals": ["hiring.Waiting"], "IntervalSeconds": 5, "MaxAttempts": 60, "BackoffRate": 1.5, "MaxDelaySeconds": 60 }),
     );
     let catch = json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure" }]);
+    let subnets: Vec<String> = fargate.subnets.iter().map(|id| format!("${{{id}}}")).collect();
     let definition = json!({
-        "Comment": "The hiring pipeline: validate a raw object, then process it if anything is loadable",
+        "Comment": "The hiring pipeline: validate a raw object, then process it if anything is loadable (on Fargate when it is large)",
         "StartAt": "Validate",
         "States": {
             "Validate": {
@@ -1363,8 +1506,59 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId) -> St
             },
             "Loadable?": {
                 "Type": "Choice",
-                "Choices": [{ "Variable": "$.validation.report.loadable", "BooleanEquals": true, "Next": "Process" }],
+                "Choices": [{ "Variable": "$.validation.report.loadable", "BooleanEquals": true, "Next": "Engine?" }],
                 "Default": "Rejected"
+            },
+            // Lambda stops a function at its timeout (at most 15 minutes): a file whose rows
+            // would take longer than half of it (StageConfig::fargate_process_rows) runs the
+            // same process code as a Fargate task, which has no time limit.
+            "Engine?": {
+                "Type": "Choice",
+                "Choices": [{ "Variable": "$.validation.report.rows", "NumericGreaterThan": fargate.rows, "Next": "ProcessOnFargate" }],
+                "Default": "Process"
+            },
+            // https://docs.aws.amazon.com/step-functions/latest/dg/connect-ecs.html: `.sync`
+            // waits for the task to stop; its output is the task's description. The report
+            // goes in as HIRING_STEP_INPUT (ECS overrides: at most 8192 characters, a report is
+            // well under 1 KB).
+            "ProcessOnFargate": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::ecs:runTask.sync",
+                "Parameters": {
+                    "Cluster": format!("${{{}.Arn}}", fargate.cluster),
+                    "TaskDefinition": format!("${{{}}}", fargate.task),
+                    "LaunchType": "FARGATE",
+                    "NetworkConfiguration": { "AwsvpcConfiguration": {
+                        "Subnets": subnets,
+                        "SecurityGroups": [format!("${{{}.GroupId}}", fargate.security_group)],
+                        "AssignPublicIp": "DISABLED"
+                    } },
+                    "Overrides": { "ContainerOverrides": [{
+                        "Name": PROCESS_CONTAINER,
+                        "Environment": [{ "Name": "HIRING_STEP_INPUT", "Value.$": "States.JsonToString($.validation.report)" }]
+                    }] }
+                },
+                "ResultSelector": { "task.$": "$.TaskArn", "exit_code.$": "$.Containers[0].ExitCode" },
+                "ResultPath": "$.process",
+                "Retry": [{
+                    "ErrorEquals": ["ECS.AmazonECSException", "ECS.ServerException", "States.Timeout"],
+                    "IntervalSeconds": 10, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL"
+                }],
+                "Catch": catch,
+                "Next": "Processed?"
+            },
+            // A task whose container exited non-zero fails the state on AWS already (observed,
+            // not documented); this says so in any case, with the task's reason.
+            "Processed?": {
+                "Type": "Choice",
+                "Choices": [{ "Variable": "$.process.exit_code", "NumericEquals": 0, "Next": "Processed" }],
+                "Default": "ProcessFailed"
+            },
+            "Processed": { "Type": "Succeed" },
+            "ProcessFailed": {
+                "Type": "Fail",
+                "Error": "hiring.ProcessTaskFailed",
+                "Cause": "The process task exited non-zero: its logs are in the process log group (cargo xtask logs --component process)"
             },
             "Rejected": {
                 "Type": "Succeed",

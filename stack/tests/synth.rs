@@ -47,13 +47,13 @@ fn the_stage_stack_has_every_component_of_the_design() {
         ResourceType::RdsDbInstance,
         ResourceType::EcsCluster,
         ResourceType::EcsService,
-        ResourceType::EcsTaskDefinition,
         ResourceType::LoadBalancer,
         ResourceType::ApiGatewayV2Api,
         ResourceType::ApiGatewayV2VpcLink,
     ] {
         assert_eq!(count(kind), 1, "{kind:?}");
     }
+    assert_eq!(count(ResourceType::EcsTaskDefinition), 2, "the API's, and the process step's for large files");
     assert!(count(ResourceType::CloudWatchAlarm) >= 7);
     let outputs: Vec<&str> = topology.template.outputs.keys().map(|k| k.as_str()).collect();
     for output in ["ApiUrl", "RawBucketName", "StateMachineArn", "ApiImage", "DatabaseEndpoint"] {

@@ -10,7 +10,8 @@
 //!    (`stack::API_DATA_DIR`, a `VOLUME` owned by that user);
 //! 2. `/usr/local/bin/hiring-api`, built by cargo-lambda with Zig against glibc 2.34 (see
 //!    `functions`), so it runs on the base's glibc (Debian 12: 2.36) whatever the build
-//!    machine's glibc is.
+//!    machine's glibc is; and `/usr/local/bin/hiring-process`, the process function's binary,
+//!    which the stack's process task runs once per large file (`HIRING_STEP_INPUT`).
 //!
 //! The packages come from the machine's apt (`apt-get download`, no root needed; they are kept
 //! under `<target>/image/debs/` and used from there when apt cannot reach its mirror). Every
@@ -89,7 +90,9 @@ pub fn image_dir(arch: Arch) -> PathBuf {
 /// Builds the API binary and the image for `arch`.
 pub fn build(arch: Arch) -> anyhow::Result<Image> {
     let binary = functions::build_api(arch)?;
-    build_with(arch, &binary, image_dir(arch))
+    // `build_api` builds the functions with the API (one cargo-lambda build): the process
+    // function's binary is beside it.
+    build_with(arch, &binary, &binary.with_file_name("process"), image_dir(arch))
 }
 
 /// The OCI layout directory of [`build_host`].
@@ -101,11 +104,13 @@ pub fn host_image_dir() -> PathBuf {
 /// ([`functions::build_host`]), in [`host_image_dir`]: what the tests and the emulator stage
 /// run. The base layer is the same Debian packages as the release image's.
 pub fn build_host() -> anyhow::Result<Image> {
-    build_with(Arch::X86_64, &functions::host_binaries().join("hiring-api"), host_image_dir())
+    let binaries = functions::host_binaries();
+    build_with(Arch::X86_64, &binaries.join("hiring-api"), &binaries.join("process"), host_image_dir())
 }
 
-/// The image of `binary` for `arch` in the OCI layout directory `dir`.
-fn build_with(arch: Arch, binary: &Path, dir: PathBuf) -> anyhow::Result<Image> {
+/// The image of `binary` (the API) and `process` (the process function's binary, which the
+/// stack's process task runs for large files) for `arch` in the OCI layout directory `dir`.
+fn build_with(arch: Arch, binary: &Path, process: &Path, dir: PathBuf) -> anyhow::Result<Image> {
     let started = Instant::now();
     let debs = fetch_packages(arch)?;
     let blobs = dir.join("blobs").join("sha256");
@@ -119,6 +124,11 @@ fn build_with(arch: Arch, binary: &Path, dir: PathBuf) -> anyhow::Result<Image> 
     base.add_users();
     let mut app = Tree::default();
     app.file(BINARY, 0o755, std::fs::read(binary).with_context(|| format!("failed to read {}", binary.display()))?);
+    app.file(
+        stack::topology::PROCESS_BINARY.trim_start_matches('/'),
+        0o755,
+        std::fs::read(process).with_context(|| format!("failed to read {}", process.display()))?,
+    );
 
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();

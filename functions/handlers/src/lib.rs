@@ -283,7 +283,16 @@ pub fn init_logs() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
-/// Runs a function: reads the settings once, then serves invocations with `handler`.
+/// The variable that makes a function's binary run one step and exit instead of serving Lambda
+/// invocations: the step's input as JSON. The state machine runs the process step this way as
+/// an ECS task on Fargate for files too large for Lambda's time limit (issue 18): the same
+/// binary and handler, another launcher.
+pub const STEP_INPUT: &str = "HIRING_STEP_INPUT";
+
+/// Runs a function: reads the settings once, then serves invocations with `handler`; or, when
+/// [`STEP_INPUT`] is set, runs `handler` once on it, prints its output as one JSON line on stdout
+/// and returns, with an error (the process then exits non-zero, which fails the task and the
+/// state) when the step failed: `{"errorType": …, "errorMessage": …}` is logged first.
 pub async fn run<E, R, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     E: serde::de::DeserializeOwned + Clone + Send + 'static,
@@ -293,6 +302,21 @@ where
 {
     init_logs();
     let function: &'static Function = Box::leak(Box::new(Function::from_env().map_err(|e| e.message)?));
+    if let Ok(input) = std::env::var(STEP_INPUT) {
+        let payload: E = serde_json::from_str(&input)
+            .map_err(|e| format!("{STEP_INPUT} is not this step's input: {e}: pass the validate step's output"))?;
+        return match invoke(function, handler, payload).await {
+            Ok(output) => {
+                println!("{}", serde_json::to_string(&output)?);
+                Ok(())
+            }
+            Err(error) => {
+                let diagnostic = Diagnostic::from(error);
+                tracing::error!(error_type = %diagnostic.error_type, "{}", diagnostic.error_message);
+                Err(format!("{}: {}", diagnostic.error_type, diagnostic.error_message).into())
+            }
+        };
+    }
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| async move {
         invoke(function, handler, event.payload).await.map_err(Diagnostic::from)
     }))

@@ -264,7 +264,19 @@ async fn the_local_stage_deploys_on_the_emulator_with_the_declared_configuration
     assert_eq!(definition["StartAt"], "Validate");
     let validate_arn = "arn:aws:lambda:us-east-1:123456789012:function:hiring-local-validate";
     assert_eq!(definition["States"]["Validate"]["Parameters"]["FunctionName"], validate_arn);
-    assert_eq!(definition["States"]["Loadable?"]["Choices"][0]["Next"], "Process");
+    assert_eq!(definition["States"]["Loadable?"]["Choices"][0]["Next"], "Engine?");
+    assert_eq!(definition["States"]["Engine?"]["Default"], "Process");
+    // The large-file branch names the deployed cluster, task definition and subnets.
+    let fargate = &definition["States"]["ProcessOnFargate"]["Parameters"];
+    assert_eq!(fargate["Cluster"], "arn:aws:ecs:us-east-1:123456789012:cluster/hiring-local-cluster");
+    assert!(
+        fargate["TaskDefinition"].as_str().is_some_and(|arn| arn.contains(":task-definition/hiring-local-process"))
+    );
+    assert!(
+        fargate["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"][0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("subnet-"))
+    );
     assert_eq!(definition["States"]["Process"]["Retry"][0]["ErrorEquals"][0], "hiring.Retryable");
     // A hires file waiting for its upload's departments and jobs (issue 16, item 1) is retried
     // for about an hour, a presigned URL's life: the sum of its delays.
