@@ -901,27 +901,9 @@ async fn state_machine_paths(
     functions: &BTreeMap<&str, RunningFunction>,
     reports: &[Value],
 ) -> anyhow::Result<String> {
-    let sfn = aws_sdk_sfn::Client::new(sdk);
-    let deployed = sfn
-        .describe_state_machine()
-        .state_machine_arn(state_machine)
-        .send()
-        .await
-        .map_err(|e| cfn::failed("DescribeStateMachine".to_owned(), &e))?;
-    let http = reqwest::Client::new();
-    let config =
-        |on: bool| json!({ "stepfunctions": { "execute_state_machine": on }, "lambda": { "use_docker": !on } });
-    http.post(format!("{endpoint}/moto-api/config")).json(&config(true)).send().await?.error_for_status()?;
+    let interpreter = Interpreter::start(sdk, endpoint, state_machine, "hiring-local-paths", |_| Ok(())).await?;
+    let (sfn, http, copy) = (&interpreter.sfn, &interpreter.http, &interpreter.copy);
     let result = async {
-        let copy = sfn
-            .create_state_machine()
-            .name("hiring-local-paths")
-            .definition(deployed.definition())
-            .role_arn(deployed.role_arn())
-            .send()
-            .await
-            .map_err(|e| cfn::failed("CreateStateMachine".to_owned(), &e))?;
-
         // A loadable file: the hires, with the answers validate and process gave.
         let hires = reports
             .iter()
@@ -930,16 +912,7 @@ async fn state_machine_paths(
         let mut validation = hires.clone();
         let event = validation.as_object_mut().and_then(|o| o.remove("event")).unwrap_or_default();
         let process = validation.as_object_mut().and_then(|o| o.remove("process")).unwrap_or_default();
-        let loadable = run_execution(
-            &sfn,
-            &http,
-            endpoint,
-            copy.state_machine_arn(),
-            "loadable",
-            &event,
-            &[&validation, &process],
-        )
-        .await?;
+        let loadable = run_execution(sfn, http, endpoint, copy, "loadable", &event, &[&validation, &process]).await?;
         ensure!(
             loadable == ["Validate", "Loadable?", "Engine?", "Process"],
             "a loadable file took the path {loadable:?}"
@@ -966,16 +939,7 @@ async fn state_machine_paths(
         let rejected = match rejected_report {
             Ok(report) => {
                 ensure!(report["loadable"] == false, "an unloadable file was reported loadable: {report}");
-                run_execution(
-                    &sfn,
-                    &http,
-                    endpoint,
-                    copy.state_machine_arn(),
-                    "rejected",
-                    &unloadable_event,
-                    &[&report],
-                )
-                .await?
+                run_execution(sfn, http, endpoint, copy, "rejected", &unloadable_event, &[&report]).await?
             }
             Err(error) => bail!("validate did not report the unloadable file: {error:#}"),
         };
@@ -983,8 +947,69 @@ async fn state_machine_paths(
         Ok(format!("{} | {}", loadable.join(" → "), rejected.join(" → ")))
     }
     .await;
-    http.post(format!("{endpoint}/moto-api/config")).json(&config(false)).send().await?.error_for_status()?;
+    interpreter.stop().await?;
     result
+}
+
+/// A copy of the deployed state machine on moto's Step Functions interpreter, which is switched
+/// on while it lives ([`Interpreter::stop`] switches it off).
+struct Interpreter {
+    sfn: aws_sdk_sfn::Client,
+    http: reqwest::Client,
+    endpoint: String,
+    /// The copy's ARN.
+    copy: String,
+}
+
+impl Interpreter {
+    /// Creates the copy `name` of `state_machine`, its definition passed through `edit`.
+    async fn start(
+        sdk: &SdkConfig,
+        endpoint: &str,
+        state_machine: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Interpreter> {
+        let sfn = aws_sdk_sfn::Client::new(sdk);
+        let deployed = sfn
+            .describe_state_machine()
+            .state_machine_arn(state_machine)
+            .send()
+            .await
+            .map_err(|e| cfn::failed("DescribeStateMachine".to_owned(), &e))?;
+        let mut definition: Value =
+            serde_json::from_str(deployed.definition()).context("the deployed definition is not JSON")?;
+        edit(&mut definition)?;
+        let interpreter =
+            Interpreter { sfn, http: reqwest::Client::new(), endpoint: endpoint.to_owned(), copy: String::new() };
+        interpreter.switch(true).await?;
+        let copy = interpreter
+            .sfn
+            .create_state_machine()
+            .name(name)
+            .definition(definition.to_string())
+            .role_arn(deployed.role_arn())
+            .send()
+            .await
+            .map_err(|e| cfn::failed("CreateStateMachine".to_owned(), &e));
+        match copy {
+            Ok(copy) => Ok(Interpreter { copy: copy.state_machine_arn().to_owned(), ..interpreter }),
+            Err(error) => {
+                interpreter.switch(false).await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn switch(&self, on: bool) -> anyhow::Result<()> {
+        let config = json!({ "stepfunctions": { "execute_state_machine": on }, "lambda": { "use_docker": !on } });
+        self.http.post(format!("{}/moto-api/config", self.endpoint)).json(&config).send().await?.error_for_status()?;
+        Ok(())
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.switch(false).await
+    }
 }
 
 /// A new hires file, really validated, whose report says more rows than the stage's Fargate
@@ -999,41 +1024,26 @@ async fn large_file_path(
     reports: &[Value],
     stage: Stage,
 ) -> anyhow::Result<(String, aws_sdk_ecs::types::Task)> {
-    let sfn = aws_sdk_sfn::Client::new(sdk);
-    let deployed = sfn
-        .describe_state_machine()
-        .state_machine_arn(state_machine)
-        .send()
-        .await
-        .map_err(|e| cfn::failed("DescribeStateMachine".to_owned(), &e))?;
-    let http = reqwest::Client::new();
-    let config =
-        |on: bool| json!({ "stepfunctions": { "execute_state_machine": on }, "lambda": { "use_docker": !on } });
-    http.post(format!("{endpoint}/moto-api/config")).json(&config(true)).send().await?.error_for_status()?;
     // moto's interpreter cannot run an `ecs:runTask` state: its ECS integration hands the ASL's
     // parameter names (`Cluster`, …) to botocore unconverted, which fails (a KeyError), and reads
     // the answer under names it never converts either. The copy run here replaces that one Task
     // by a Pass state with the same Parameters, so the Choice, the JSONPath and the intrinsic
     // that build the task's input run on the interpreter; RunTask is then called with what the
     // Pass resolved, as Step Functions would call it.
-    let mut definition: Value = serde_json::from_str(deployed.definition()).context("the definition is not JSON")?;
-    let task_state = definition["States"]["ProcessOnFargate"].clone();
-    ensure!(task_state["Resource"] == "arn:aws:states:::ecs:runTask.sync", "ProcessOnFargate is {task_state}");
-    definition["States"]["ProcessOnFargate"] = json!({
-        "Type": "Pass",
-        "Parameters": { "run_task": task_state["Parameters"], "exit_code": 0 },
-        "ResultPath": "$.process",
-        "Next": task_state["Next"],
-    });
+    let pass_for_the_task = |definition: &mut Value| {
+        let task_state = definition["States"]["ProcessOnFargate"].clone();
+        ensure!(task_state["Resource"] == "arn:aws:states:::ecs:runTask.sync", "ProcessOnFargate is {task_state}");
+        definition["States"]["ProcessOnFargate"] = json!({
+            "Type": "Pass",
+            "Parameters": { "run_task": task_state["Parameters"], "exit_code": 0 },
+            "ResultPath": "$.process",
+            "Next": task_state["Next"],
+        });
+        Ok(())
+    };
+    let interpreter = Interpreter::start(sdk, endpoint, state_machine, "hiring-local-large", pass_for_the_task).await?;
+    let (sfn, http, copy) = (&interpreter.sfn, &interpreter.http, &interpreter.copy);
     let result = async {
-        let copy = sfn
-            .create_state_machine()
-            .name("hiring-local-large")
-            .definition(definition.to_string())
-            .role_arn(deployed.role_arn())
-            .send()
-            .await
-            .map_err(|e| cfn::failed("CreateStateMachine".to_owned(), &e))?;
         let hires = reports.iter().find(|r| r["table"] == "hired_employees").context("no hires report")?;
         let raw = hires["event"]["detail"]["bucket"]["name"].as_str().context("an event without a bucket")?.to_owned();
         let hires_key = hires["event"]["detail"]["object"]["key"].as_str().unwrap_or_default();
@@ -1057,15 +1067,14 @@ async fn large_file_path(
         );
         // The three rows stand in for a file past the threshold: the Choice reads `rows`.
         report["rows"] = json!(stage.config().fargate_process_rows() + 1);
-        let (path, output) =
-            run_execution_output(&sfn, &http, endpoint, copy.state_machine_arn(), "large", &event, &[&report]).await?;
+        let (path, output) = run_execution_output(sfn, http, endpoint, copy, "large", &event, &[&report]).await?;
         let expected = ["Validate", "Loadable?", "Engine?", "ProcessOnFargate", "Processed?", "Processed"];
         ensure!(path == expected, "a large file took the path {path:?}");
         let task = run_task(sdk, &output["process"]["run_task"]).await?;
         Ok((path.join(" → "), task))
     }
     .await;
-    http.post(format!("{endpoint}/moto-api/config")).json(&config(false)).send().await?.error_for_status()?;
+    interpreter.stop().await?;
     result
 }
 

@@ -98,6 +98,10 @@ pub const PROCESS_ROWS_PER_SECOND_PER_GB: u64 = 100_000;
 pub const PROCESS_TASK_CPU: u32 = 1024;
 pub const PROCESS_TASK_MEMORY_MB: u32 = 2048;
 
+/// How long the state machine waits for a process task before stopping it: 12 hours, far past
+/// any file the capacity model expects (docs/capacity.md).
+pub const PROCESS_TASK_TIMEOUT_SECONDS: u32 = 12 * 3600;
+
 /// The reserved concurrency of each function (`ReservedConcurrentExecutions`).
 #[derive(Clone, Copy, Debug)]
 pub struct FunctionConcurrency {

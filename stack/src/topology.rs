@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use crate::checks;
 use crate::iam::{Access, Grant, Target};
 use crate::parts::{log_group, private_bucket, role};
-use crate::stage::{FUNCTION_DB_POOL, PROCESS_TASK_CPU, PROCESS_TASK_MEMORY_MB, StageConfig};
+use crate::stage::{
+    FUNCTION_DB_POOL, PROCESS_TASK_CPU, PROCESS_TASK_MEMORY_MB, PROCESS_TASK_TIMEOUT_SECONDS, StageConfig,
+};
 use crate::template::{Keep, LogicalId, Resource, ResourceType, Template, availability_zone, join, sub};
 use crate::{
     API_DATA_DIR, API_PORT, DB_NAME, DB_PORT, DB_USER, GATEWAY_DEADLINE_SECS, GATEWAY_UPLOAD_BYTES, assets_bucket_name,
@@ -688,7 +690,11 @@ impl<'a> StageBuilder<'a> {
         env.extend([
             json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": FUNCTION_DB_POOL.to_string() }),
             json!({ "Name": "RUST_LOG", "Value": "info" }),
-            json!({ "Name": "TMPDIR", "Value": "/scratch" }),
+            // The Parquet file is staged on the task's volume, mounted where the image declares
+            // a VOLUME owned by the task's user: Fargate bind mounts are root's, mode 0755,
+            // unless the image has a VOLUME at the same path, whose ownership is copied
+            // ("Use bind mounts with Amazon ECS"); the root filesystem is read-only.
+            json!({ "Name": "TMPDIR", "Value": API_DATA_DIR }),
         ]);
         let task = self.t.add(
             "ProcessTaskDefinition",
@@ -714,7 +720,7 @@ impl<'a> StageBuilder<'a> {
                         "Memory": PROCESS_TASK_MEMORY_MB,
                         "ReadonlyRootFilesystem": true,
                         "User": "65532",
-                        "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": "/scratch", "ReadOnly": false }],
+                        "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": API_DATA_DIR, "ReadOnly": false }],
                         "Environment": env,
                         "LogConfiguration": {
                             "LogDriver": "awslogs",
@@ -1540,10 +1546,15 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, farga
                 },
                 "ResultSelector": { "task.$": "$.TaskArn", "exit_code.$": "$.Containers[0].ExitCode" },
                 "ResultPath": "$.process",
+                // AmazonECS.Unknown: RunTask answered with failures (no capacity), the one ECS
+                // error connect-ecs.html names; ECS.AmazonECSException: throttling and the like.
+                // A task that stops with an error is States.TaskFailed: not retried, a load is
+                // one transaction and its failure says why. A hung task stops after 12 hours.
                 "Retry": [{
-                    "ErrorEquals": ["ECS.AmazonECSException", "ECS.ServerException", "States.Timeout"],
+                    "ErrorEquals": ["AmazonECS.Unknown", "ECS.AmazonECSException"],
                     "IntervalSeconds": 10, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL"
                 }],
+                "TimeoutSeconds": PROCESS_TASK_TIMEOUT_SECONDS,
                 "Catch": catch,
                 "Next": "Processed?"
             },

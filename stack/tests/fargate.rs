@@ -85,9 +85,17 @@ fn large_files_go_to_a_fargate_task_running_the_process_binary_once() {
         assert_eq!(definition["EntryPoint"], serde_json::json!([PROCESS_BINARY]));
         assert_eq!(definition["Image"], serde_json::json!({ "Ref": "ApiImage" }));
         assert_eq!(definition["ReadonlyRootFilesystem"], true);
-        // The Parquet file is staged in TMPDIR, on the task's writable volume.
+        // The Parquet file is staged in TMPDIR, on the task's volume, mounted where the image
+        // declares a VOLUME owned by the task's user (a Fargate bind mount elsewhere is root's).
         let tmpdir = list(&definition["Environment"]).into_iter().find(|e| e["Name"] == "TMPDIR").unwrap();
         assert_eq!(definition["MountPoints"][0]["ContainerPath"], tmpdir["Value"]);
+        assert_eq!(tmpdir["Value"], stack::API_DATA_DIR);
+        assert_eq!(definition["User"], "65532");
+        assert_eq!(
+            fargate["Retry"][0]["ErrorEquals"],
+            serde_json::json!(["AmazonECS.Unknown", "ECS.AmazonECSException"])
+        );
+        assert_eq!(fargate["TimeoutSeconds"], 43_200);
         assert_eq!(task["TaskRoleArn"], serde_json::json!({ "Fn::GetAtt": ["ProcessTaskRole", "Arn"] }));
     }
 }
