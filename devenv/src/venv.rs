@@ -1,6 +1,7 @@
 //! The project's Python virtual environment, `<target>/venv`: the tools the tests and the
-//! deploy tooling borrow from PyPI (moto's AWS emulator, fastavro to check Avro backups,
-//! cargo-lambda and the Zig toolchain it links with), at pinned versions.
+//! deploy tooling borrow from PyPI (moto's AWS emulator, fastavro to check Avro backups, DuckDB
+//! to read the processed zone's Parquet as Athena would, cargo-lambda and the Zig toolchain it
+//! links with), at pinned versions.
 //!
 //! `ensure()` creates it once with `python3 -m venv` and installs `PACKAGES` with pip. A stamp
 //! file records the list installed; while it matches `PACKAGES`, `ensure()` only checks two
@@ -24,6 +25,7 @@ use anyhow::{Context, bail};
 pub const PACKAGES: &[&str] = &[
     "moto[server]==5.2.5",
     "fastavro==1.13.1",
+    "duckdb==1.5.6",
     "cargo-lambda==1.9.2",
     "ziglang==0.15.2",
     "cfn-lint==1.58.0",

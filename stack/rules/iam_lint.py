@@ -78,7 +78,7 @@ class Resolver:
         kind = self.resources[lid]["Type"]
         name = {
             "AWS::S3::Bucket": "BucketName", "AWS::StepFunctions::StateMachine": "StateMachineName",
-            "AWS::SNS::Topic": "TopicName", "AWS::IAM::Role": "RoleName",
+            "AWS::SNS::Topic": "TopicName", "AWS::IAM::Role": "RoleName", "AWS::Athena::WorkGroup": "Name",
         }.get(kind)
         named = (self.prop(lid, name) if name else None) or self.generated(lid)
         if kind == "AWS::StepFunctions::StateMachine":

@@ -73,6 +73,15 @@ pub enum Target {
     LogDelivery,
     /// ECR's account-wide authorization token.
     EcrAuthorization,
+    /// An Athena workgroup of the template (running queries in it and reading their results).
+    AthenaWorkGroup(LogicalId),
+    /// Glue Data Catalog tables of the template, by database and table names (reading their
+    /// definitions and partitions).
+    GlueTables { database: String, tables: Vec<String> },
+    /// A bucket Athena reads a table's files from (with the bucket's location, which Athena asks).
+    AthenaSource(LogicalId),
+    /// A bucket Athena writes query results to.
+    AthenaResults(LogicalId),
     /// Running an ECS task definition of the template from Step Functions with `.sync`: the
     /// task in `cluster` (by name), and passing its `roles`.
     EcsTask { definition: LogicalId, cluster: String, roles: Vec<LogicalId> },
@@ -92,6 +101,8 @@ impl Target {
             Target::NamedBucket(_) => Some("AssetsBucket"),
             Target::Repository { id, .. } => Some(id.as_str()),
             Target::EcsTask { definition, .. } => Some(definition.as_str()),
+            Target::AthenaWorkGroup(id) | Target::AthenaSource(id) | Target::AthenaResults(id) => Some(id.as_str()),
+            Target::GlueTables { .. } => Some("AnalyticsDatabase"),
             Target::NetworkInterfaces | Target::LogDelivery | Target::EcrAuthorization => None,
         }
     }
@@ -216,6 +227,46 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
                 "Resource": roles.iter().map(|role| role.get_att("Arn")).collect::<Vec<_>>(),
                 "Condition": { "StringEquals": { "iam:PassedToService": "ecs-tasks.amazonaws.com" } }
             }),
+        ],
+        // "Identity and access management in Athena" (Athena user guide): running queries in a
+        // workgroup, and the catalog and bucket actions a query needs ("Access to Amazon S3",
+        // "Fine-grained access to databases and tables in the AWS Glue Data Catalog").
+        Target::AthenaWorkGroup(id) => vec![statement(
+            &[
+                "athena:StartQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:GetQueryResults",
+                "athena:StopQueryExecution",
+                "athena:GetWorkGroup",
+                "athena:ListQueryExecutions",
+            ],
+            vec![sub(format!(
+                "arn:${{AWS::Partition}}:athena:${{AWS::Region}}:${{AWS::AccountId}}:workgroup/${{{id}}}"
+            ))],
+        )],
+        Target::GlueTables { database, tables } => {
+            let glue =
+                |what: &str| sub(format!("arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:{what}"));
+            let mut resources = vec![glue("catalog"), glue(&format!("database/{database}"))];
+            resources.extend(tables.iter().map(|table| glue(&format!("table/{database}/{table}"))));
+            vec![statement(
+                &["glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions"],
+                resources,
+            )]
+        }
+        Target::AthenaSource(id) => vec![
+            statement(&["s3:ListBucket", "s3:GetBucketLocation"], vec![id.get_att("Arn")]),
+            statement(&["s3:GetObject"], vec![sub(format!("${{{id}.Arn}}/*"))]),
+        ],
+        Target::AthenaResults(id) => vec![
+            statement(
+                &["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                vec![id.get_att("Arn")],
+            ),
+            statement(
+                &["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                vec![sub(format!("${{{id}.Arn}}/*"))],
+            ),
         ],
         // AWS requires "*": these actions take no resource ARN (see the module documentation).
         Target::NetworkInterfaces => vec![statement(NETWORK_INTERFACE_ACTIONS, vec![json!("*")])],

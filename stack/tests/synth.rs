@@ -35,8 +35,9 @@ fn synthesizing_all_stages_takes_well_under_a_second() {
 fn the_stage_stack_has_every_component_of_the_design() {
     let topology = Topology::stage(&Stage::Prod.config());
     let count = |kind: ResourceType| topology.template.resources.values().filter(|r| r.kind == kind).count();
-    assert_eq!(count(ResourceType::S3Bucket), 4, "raw, rejects, processed, backups");
-    assert_eq!(count(ResourceType::S3BucketPolicy), 4, "a TLS-only policy per bucket");
+    assert_eq!(count(ResourceType::S3Bucket), 5, "raw, rejects, processed, backups, analytics results");
+    assert_eq!(count(ResourceType::S3BucketPolicy), 5, "a TLS-only policy per bucket");
+    assert_eq!(count(ResourceType::GlueTable), 3, "one per zone folder");
     assert_eq!(count(ResourceType::LambdaFunction), 3);
     assert_eq!(count(ResourceType::Ec2Subnet), 2);
     assert_eq!(count(ResourceType::Ec2VpcEndpoint), 5);

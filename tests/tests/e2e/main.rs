@@ -3,6 +3,7 @@
 //!
 //! Run them with `cargo xtask test`, which finds or starts PostgreSQL first.
 
+mod analytics;
 mod auth;
 mod backup;
 mod batch;
