@@ -249,10 +249,13 @@ fn statements(access: Access, target: &Target) -> Vec<Value> {
                 |what: &str| sub(format!("arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:{what}"));
             let mut resources = vec![glue("catalog"), glue(&format!("database/{database}"))];
             resources.extend(tables.iter().map(|table| glue(&format!("table/{database}/{table}"))));
-            vec![statement(
-                &["glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions"],
-                resources,
-            )]
+            // Partition projection spares Athena GetPartitions ("Partition projection with
+            // Amazon Athena"); Athena reads the `default` database too ("Configure access to
+            // databases and tables in the AWS Glue Data Catalog").
+            vec![
+                statement(&["glue:GetDatabase", "glue:GetDatabases"], vec![glue("catalog"), glue("database/default")]),
+                statement(&["glue:GetDatabase", "glue:GetTable", "glue:GetTables"], resources),
+            ]
         }
         Target::AthenaSource(id) => vec![
             statement(&["s3:ListBucket", "s3:GetBucketLocation"], vec![id.get_att("Arn")]),

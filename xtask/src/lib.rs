@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod browser;
 pub mod cli;
+pub mod cost;
 pub mod dev;
 pub mod functions;
 pub mod gen_data;
