@@ -4,7 +4,7 @@
 //! The always-on resources are priced from what the template declares: the database instance
 //! and its storage (twice with Multi-AZ), the API's Fargate tasks at the service's minimum
 //! count, the load balancer (one LCU), the interface VPC endpoints per subnet, the secrets
-//! (RDS's managed master secret included) and the alarms. What depends on use (Lambda, API
+//! (RDS's managed master secret included), the alarms and the dashboard. What depends on use (Lambda, API
 //! Gateway, Step Functions, S3, logs, Athena, process tasks) is listed with its unit price,
 //! not guessed into the total.
 
@@ -32,6 +32,7 @@ pub struct Prices {
     pub interface_endpoint_az_hour: f64,
     pub secret_month: f64,
     pub alarm_month: f64,
+    pub dashboard_month: f64,
     /// (what, unit, price per unit).
     pub usage: Vec<(String, String, f64)>,
 }
@@ -127,6 +128,14 @@ pub fn estimate(template: &Template, prices: &Prices) -> Result<(Vec<Line>, f64)
             item: "CloudWatch alarms".into(),
             quantity: format!("{alarms}"),
             monthly: alarms * prices.alarm_month,
+        });
+    }
+    let dashboards = of(ResourceType::CloudWatchDashboard).count() as f64;
+    if dashboards > 0.0 {
+        lines.push(Line {
+            item: "CloudWatch dashboards".into(),
+            quantity: format!("{dashboards}"),
+            monthly: dashboards * prices.dashboard_month,
         });
     }
     let total = lines.iter().map(|l| l.monthly).sum();

@@ -76,6 +76,7 @@ impl Topology {
         let api = stage.api(&parameters, &network, &groups, &zones, &database, &cluster);
         stage.analytics(&zones);
         let topic = stage.alarms(&state_machine, &api, &database, &dead_letters);
+        stage.dashboard(&state_machine, &api, &database);
         stage.outputs(&parameters, &zones, &database, &state_machine, &api, &topic);
         stage.finish()
     }
@@ -208,6 +209,17 @@ pub type Columns = &'static [(&'static str, &'static str)];
 
 /// The analytics workgroup's per-query cutoff: 10 GiB scanned.
 pub const ANALYTICS_BYTES_SCANNED_CUTOFF: u64 = 10 * 1024 * 1024 * 1024;
+
+/// The CloudWatch namespace of the functions' own metrics (`HIRING_METRICS_NAMESPACE`).
+pub fn metrics_namespace(cfg: &StageConfig) -> String {
+    format!("hiring-{}", cfg.stage)
+}
+
+/// The metric names the dashboard shows from [`metrics_namespace`]; they must be the ones the
+/// functions emit (`hiring_functions::ROWS_LOADED`, `ROWS_REJECTED`): tests/tests/lambda_emulator.rs
+/// compares them with what the built binaries print.
+pub const DASHBOARD_ROWS_LOADED: &str = "RowsLoaded";
+pub const DASHBOARD_ROWS_REJECTED: &str = "RowsRejected";
 
 /// The stage's Glue database: `hiring_<stage>` (Athena names take underscores, not hyphens).
 pub fn analytics_database(cfg: &StageConfig) -> String {
@@ -619,6 +631,7 @@ impl<'a> StageBuilder<'a> {
             env.extend(database.client_env());
             env.insert("HIRING_DB_MAX_CONNECTIONS".into(), json!(FUNCTION_DB_POOL.to_string()));
             env.insert("RUST_LOG".into(), json!("info"));
+            env.insert("HIRING_METRICS_NAMESPACE".into(), json!(metrics_namespace(cfg)));
             let function = self.t.add(
                 &format!("{prefix}Function"),
                 Resource::new(
@@ -1467,6 +1480,64 @@ impl<'a> StageBuilder<'a> {
     }
 
     /// Alarms, published to a topic operators subscribe to.
+    /// The stage's CloudWatch dashboard: ingest rows/s and rejects by reason (the metrics the
+    /// functions publish, `hiring_functions::ROWS_LOADED` and `ROWS_REJECTED`, in
+    /// [`metrics_namespace`]), pipeline failures (Step Functions), the API's latency and 5xx
+    /// (API Gateway), the database's CPU, connections and free storage (RDS). The metrics of
+    /// AWS's namespaces are those services' own: "Monitoring Step Functions metrics",
+    /// "Monitor HTTP API metrics", "Metrics for Amazon RDS".
+    fn dashboard(&mut self, state_machine: &LogicalId, api: &Api, database: &Database) {
+        let cfg = self.cfg;
+        let namespace = metrics_namespace(cfg);
+        let widget = |title: &str, x: u32, y: u32, properties: Value| {
+            let mut properties = properties;
+            properties["title"] = json!(title);
+            properties["region"] = json!("${AWS::Region}");
+            properties["view"] = json!("timeSeries");
+            json!({ "type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": properties })
+        };
+        let tables = ["hired_employees", "departments", "jobs"];
+        let mut loaded: Vec<Value> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                json!([namespace, DASHBOARD_ROWS_LOADED, "Table", table, { "id": format!("m{i}"), "stat": "Sum", "visible": false }])
+            })
+            .collect();
+        loaded.push(json!([{ "expression": "SUM([m0, m1, m2]) / PERIOD(m0)", "label": "rows/s", "id": "rate" }]));
+        let body = json!({ "widgets": [
+            widget("Ingest: rows loaded per second", 0, 0, json!({ "metrics": loaded, "period": 60 })),
+            widget("Rejected rows by reason", 12, 0, json!({ "metrics": [[{
+                "expression": format!("SEARCH('{{{namespace},Table,Reason}} MetricName=\"{DASHBOARD_ROWS_REJECTED}\"', 'Sum', 300)"),
+                "id": "rejects", "label": ""
+            }]], "period": 300 })),
+            widget("Pipeline executions", 0, 6, json!({ "metrics": [
+                ["AWS/States", "ExecutionsFailed", "StateMachineArn", format!("${{{state_machine}}}"), { "stat": "Sum" }],
+                ["AWS/States", "ExecutionsTimedOut", "StateMachineArn", format!("${{{state_machine}}}"), { "stat": "Sum" }],
+                ["AWS/States", "ExecutionsSucceeded", "StateMachineArn", format!("${{{state_machine}}}"), { "stat": "Sum" }]
+            ], "period": 300 })),
+            widget("API: latency and 5xx", 12, 6, json!({ "metrics": [
+                ["AWS/ApiGateway", "Latency", "ApiId", format!("${{{}}}", api.http_api), "Stage", "$default", { "stat": "p50" }],
+                ["AWS/ApiGateway", "Latency", "ApiId", format!("${{{}}}", api.http_api), "Stage", "$default", { "stat": "p99" }],
+                ["AWS/ApiGateway", "5xx", "ApiId", format!("${{{}}}", api.http_api), "Stage", "$default", { "stat": "Sum", "yAxis": "right" }]
+            ], "period": 60 })),
+            widget("Database: CPU, connections, free storage", 0, 12, json!({ "metrics": [
+                ["AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", format!("${{{}}}", database.id), { "stat": "Average" }],
+                ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", format!("${{{}}}", database.id), { "stat": "Maximum", "yAxis": "right" }],
+                ["AWS/RDS", "FreeStorageSpace", "DBInstanceIdentifier", format!("${{{}}}", database.id), { "stat": "Minimum", "yAxis": "right" }]
+            ], "period": 300 })),
+        ] });
+        let dashboard = self.t.add(
+            "Dashboard",
+            Resource::new(
+                ResourceType::CloudWatchDashboard,
+                json!({ "DashboardName": cfg.name("dashboard"), "DashboardBody": sub(body.to_string()) }),
+            ),
+        );
+        self.flow(&dashboard, "shows", state_machine);
+        self.t.output("DashboardName", "The stage's CloudWatch dashboard", dashboard.r#ref());
+    }
+
     fn alarms(
         &mut self,
         state_machine: &LogicalId,

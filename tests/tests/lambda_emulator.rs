@@ -109,6 +109,8 @@ async fn the_built_functions_validate_process_and_back_up_a_real_s3_object(
     }
     let mut env = moto.aws_env();
     env.push(("DATABASE_URL".to_owned(), database.to_url_lossy().to_string()));
+    let namespace = stack::topology::metrics_namespace(&stack::Stage::Local.config());
+    env.push(("HIRING_METRICS_NAMESPACE".to_owned(), namespace.clone()));
     for zone in ["raw", "rejects", "processed", "backups"] {
         env.push((format!("HIRING_{}_URL", zone.to_uppercase()), format!("s3://hiring-{zone}")));
     }
@@ -153,5 +155,37 @@ async fn the_built_functions_validate_process_and_back_up_a_real_s3_object(
     let names: Vec<String> =
         sqlx::query_scalar("SELECT department FROM departments ORDER BY id").fetch_all(&pool).await?;
     assert_eq!(names, ["Sales", "Support"]);
+
+    // The metrics the binaries printed (embedded metric format) are the ones the stage's
+    // dashboard shows, in its namespace and with its dimensions (issue 18, item 4).
+    let emitted = |log: String| -> Vec<serde_json::Value> {
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    };
+    let rejected = emitted(validate.log());
+    let loaded = emitted(process.log());
+    assert_eq!(rejected.len(), 1, "one reason, one line: {}", validate.log());
+    assert_eq!(loaded.len(), 1, "{}", process.log());
+    let definition = |line: &serde_json::Value| line["_aws"]["CloudWatchMetrics"][0].clone();
+    assert_eq!(definition(&rejected[0])["Namespace"], namespace.as_str());
+    assert_eq!(definition(&rejected[0])["Metrics"][0]["Name"], stack::topology::DASHBOARD_ROWS_REJECTED);
+    assert_eq!(definition(&rejected[0])["Dimensions"], json!([["Table", "Reason"]]));
+    assert_eq!(
+        (&rejected[0]["Table"], &rejected[0]["Reason"], &rejected[0]["RowsRejected"]),
+        (&json!("departments"), &json!("invalid_id"), &json!(1))
+    );
+    assert_eq!(definition(&loaded[0])["Metrics"][0]["Name"], stack::topology::DASHBOARD_ROWS_LOADED);
+    assert_eq!(definition(&loaded[0])["Dimensions"], json!([["Table"]]));
+    assert_eq!((&loaded[0]["Table"], &loaded[0]["RowsLoaded"]), (&json!("departments"), &json!(2)));
+    let template = stack::Topology::stage(&stack::Stage::Local.config()).template;
+    let body = template.resource("Dashboard").expect("a dashboard").properties["DashboardBody"]["Fn::Sub"].to_string();
+    for line in [&rejected[0], &loaded[0]] {
+        let name = definition(line)["Metrics"][0]["Name"].as_str().unwrap().to_owned();
+        assert!(body.contains(&name) && body.contains(&namespace), "the dashboard shows {namespace}/{name}: {body}");
+    }
+    // A replay publishes nothing again (the duplicate delivery above was a replay).
+    assert_eq!(emitted(validate.log()).len(), 1);
     Ok(())
 }

@@ -283,6 +283,39 @@ pub fn init_logs() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
+/// The variable naming the CloudWatch namespace the functions publish their metrics to, as
+/// embedded metric format lines on stdout (CloudWatch user guide, "Specification: Embedded
+/// metric format"): Lambda's log pipeline extracts them, with no API call and no permission.
+/// Unset (tests, `cargo xtask dev`): no metric lines.
+pub const METRICS_NAMESPACE: &str = "HIRING_METRICS_NAMESPACE";
+/// Rows a file load accepted, by table (the stage dashboard's ingest rate).
+pub const ROWS_LOADED: &str = "RowsLoaded";
+/// Rows a validation rejected, by table and reason (the stage dashboard's rejects).
+pub const ROWS_REJECTED: &str = "RowsRejected";
+
+/// Prints one embedded-metric-format line: `metric` = `value` (a count) with `dimensions`.
+fn emit_metric(metric: &str, value: i64, dimensions: &[(&str, &str)]) {
+    let Some(namespace) = std::env::var(METRICS_NAMESPACE).ok().filter(|n| !n.is_empty()) else { return };
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [names],
+                "Metrics": [{ "Name": metric, "Unit": "Count" }]
+            }]
+        },
+        metric: value,
+    });
+    for (name, value) in dimensions {
+        line[*name] = serde_json::Value::from(*value);
+    }
+    println!("{line}");
+}
+
 /// The variable that makes a function's binary run one step and exit instead of serving Lambda
 /// invocations: the step's input as JSON. The state machine runs the process step this way as
 /// an ECS task on Fargate for files too large for Lambda's time limit (issue 18): the same
@@ -355,7 +388,13 @@ pub async fn validate(function: &'static Function, event: ObjectCreated) -> Resu
     let object = function.raw_object(&event)?;
     let source = format!("s3://{}/{}", event.detail.bucket.name, event.detail.object.key);
     let pool = function.database().await?;
-    Ok(pipeline::validate(pool, &function.zones, &object, &source).await?)
+    let report = pipeline::validate(pool, &function.zones, &object, &source).await?;
+    if !report.replayed {
+        for (reason, count) in &report.reasons {
+            emit_metric(ROWS_REJECTED, *count, &[("Table", report.table.name()), ("Reason", reason)]);
+        }
+    }
+    Ok(report)
 }
 
 /// The process function, run after a loadable validation. Input: the validate function's
@@ -364,6 +403,8 @@ pub async fn process(function: &'static Function, validation: ValidationReport) 
     let pool = function.database().await?;
     let report = pipeline::process(pool, &function.zones, &validation).await?;
     if !report.replayed {
+        let load = &report.load;
+        emit_metric(ROWS_LOADED, load.inserted + load.updated + load.unchanged, &[("Table", load.table.name())]);
         // Fold the load's rollup deltas so the metrics stay fast; failure loses nothing (the
         // API compacts too).
         if let Err(error) = hiring::metrics::compact_rollup(pool).await {

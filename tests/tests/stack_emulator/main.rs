@@ -44,7 +44,7 @@ const PRETENDED: [&str; 15] = [
 ];
 
 /// Resource types this test looks up with the SDK.
-const VERIFIED: [&str; 23] = [
+const VERIFIED: [&str; 24] = [
     "AWS::SQS::Queue",
     "AWS::S3::Bucket",
     "AWS::Lambda::Function",
@@ -68,6 +68,9 @@ const VERIFIED: [&str; 23] = [
     "AWS::EC2::SubnetRouteTableAssociation",
     "AWS::SNS::Topic",
     "AWS::ECR::Repository",
+    // Created with its name as the physical id (its metric names are checked against what the
+    // functions print in tests/tests/lambda_emulator.rs).
+    "AWS::CloudWatch::Dashboard",
 ];
 
 fn lambda_dir() -> PathBuf {
