@@ -869,6 +869,9 @@ impl<'a> StageBuilder<'a> {
         env.extend([
             json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": FUNCTION_DB_POOL.to_string() }),
             json!({ "Name": "RUST_LOG", "Value": "info" }),
+            // Its embedded-metric-format lines reach CloudWatch through awslogs too (the
+            // x-amzn-logs-format header is optional: "PutLogEvents", EMF).
+            json!({ "Name": "HIRING_METRICS_NAMESPACE", "Value": metrics_namespace(cfg) }),
             // The Parquet file is staged on the task's volume, mounted where the image declares
             // a VOLUME owned by the task's user: Fargate bind mounts are root's, mode 0755,
             // unless the image has a VOLUME at the same path, whose ownership is copied
@@ -1508,7 +1511,9 @@ impl<'a> StageBuilder<'a> {
         let body = json!({ "widgets": [
             widget("Ingest: rows loaded per second", 0, 0, json!({ "metrics": loaded, "period": 60 })),
             widget("Rejected rows by reason", 12, 0, json!({ "metrics": [[{
-                "expression": format!("SEARCH('{{{namespace},Table,Reason}} MetricName=\"{DASHBOARD_ROWS_REJECTED}\"', 'Sum', 300)"),
+                // A namespace with a hyphen is quoted inside the schema ("CloudWatch search
+                // expression syntax").
+                "expression": format!("SEARCH('{{\"{namespace}\",Table,Reason}} MetricName=\"{DASHBOARD_ROWS_REJECTED}\"', 'Sum', 300)"),
                 "id": "rejects", "label": ""
             }]], "period": 300 })),
             widget("Pipeline executions", 0, 6, json!({ "metrics": [
