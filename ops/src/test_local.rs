@@ -906,7 +906,6 @@ async fn state_machine_paths(
     reports: &[Value],
 ) -> anyhow::Result<String> {
     let interpreter = Interpreter::start(sdk, endpoint, state_machine, "hiring-local-paths", |_| Ok(())).await?;
-    let (sfn, http, copy) = (&interpreter.sfn, &interpreter.http, &interpreter.copy);
     let result = async {
         // A loadable file: the hires, with the answers validate and process gave.
         let hires = reports
@@ -916,7 +915,7 @@ async fn state_machine_paths(
         let mut validation = hires.clone();
         let event = validation.as_object_mut().and_then(|o| o.remove("event")).unwrap_or_default();
         let process = validation.as_object_mut().and_then(|o| o.remove("process")).unwrap_or_default();
-        let loadable = run_execution(sfn, http, endpoint, copy, "loadable", &event, &[&validation, &process]).await?;
+        let (loadable, _) = interpreter.run("loadable", &event, &[&validation, &process]).await?;
         ensure!(
             loadable == ["Validate", "Loadable?", "Engine?", "Process"],
             "a loadable file took the path {loadable:?}"
@@ -943,7 +942,7 @@ async fn state_machine_paths(
         let rejected = match rejected_report {
             Ok(report) => {
                 ensure!(report["loadable"] == false, "an unloadable file was reported loadable: {report}");
-                run_execution(sfn, http, endpoint, copy, "rejected", &unloadable_event, &[&report]).await?
+                interpreter.run("rejected", &unloadable_event, &[&report]).await?.0
             }
             Err(error) => bail!("validate did not report the unloadable file: {error:#}"),
         };
@@ -1005,6 +1004,61 @@ impl Interpreter {
         }
     }
 
+    /// Starts an execution of the copy whose Lambda tasks answer `answers` in order; returns the
+    /// states it entered and its output, after checking it succeeded.
+    async fn run(&self, name: &str, input: &Value, answers: &[&Value]) -> anyhow::Result<(Vec<String>, Value)> {
+        let (sfn, endpoint) = (&self.sfn, &self.endpoint);
+        let results: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
+        self.http
+            .post(format!("{endpoint}/moto-api/static/lambda-simple/response"))
+            .json(&json!({ "results": results, "region": "us-east-1" }))
+            .send()
+            .await?
+            .error_for_status()?;
+        let started = sfn
+            .start_execution()
+            .state_machine_arn(&self.copy)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .map_err(|e| cfn::failed("StartExecution".to_owned(), &e))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let described = loop {
+            let described = sfn
+                .describe_execution()
+                .execution_arn(started.execution_arn())
+                .send()
+                .await
+                .map_err(|e| cfn::failed("DescribeExecution".to_owned(), &e))?;
+            if described.status().as_str() != "RUNNING" {
+                break described;
+            }
+            ensure!(Instant::now() < deadline, "the execution {name} still runs after 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ensure!(
+            described.status().as_str() == "SUCCEEDED",
+            "the execution {name} ended {}: {} {}",
+            described.status().as_str(),
+            described.error().unwrap_or_default(),
+            described.cause().unwrap_or_default()
+        );
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(started.execution_arn())
+            .send()
+            .await
+            .map_err(|e| cfn::failed("GetExecutionHistory".to_owned(), &e))?;
+        let path = history
+            .events()
+            .iter()
+            .filter_map(|e| e.state_entered_event_details().map(|d| d.name().to_owned()))
+            .collect();
+        let output = serde_json::from_str(described.output().unwrap_or("null")).context("the output is not JSON")?;
+        Ok((path, output))
+    }
+
     async fn switch(&self, on: bool) -> anyhow::Result<()> {
         let config = json!({ "stepfunctions": { "execute_state_machine": on }, "lambda": { "use_docker": !on } });
         self.http.post(format!("{}/moto-api/config", self.endpoint)).json(&config).send().await?.error_for_status()?;
@@ -1046,7 +1100,6 @@ async fn large_file_path(
         Ok(())
     };
     let interpreter = Interpreter::start(sdk, endpoint, state_machine, "hiring-local-large", pass_for_the_task).await?;
-    let (sfn, http, copy) = (&interpreter.sfn, &interpreter.http, &interpreter.copy);
     let result = async {
         let hires = reports.iter().find(|r| r["table"] == "hired_employees").context("no hires report")?;
         let raw = hires["event"]["detail"]["bucket"]["name"].as_str().context("an event without a bucket")?.to_owned();
@@ -1071,7 +1124,7 @@ async fn large_file_path(
         );
         // The three rows stand in for a file past the threshold: the Choice reads `rows`.
         report["rows"] = json!(stage.config().fargate_process_rows() + 1);
-        let (path, output) = run_execution_output(sfn, http, endpoint, copy, "large", &event, &[&report]).await?;
+        let (path, output) = interpreter.run("large", &event, &[&report]).await?;
         let expected = ["Validate", "Loadable?", "Engine?", "ProcessOnFargate", "Processed?", "Processed"];
         ensure!(path == expected, "a large file took the path {path:?}");
         let task = run_task(sdk, &output["process"]["run_task"]).await?;
@@ -1197,94 +1250,6 @@ async fn run_process_task(
         .with_context(|| format!("the process task printed no report: {stdout}"))?;
     ensure!(report["inserted"] == 3 && report["processed_key"].is_string(), "the process task reported {report}");
     Ok(format!("3 rows inserted, {}", report["processed_key"].as_str().unwrap_or_default()))
-}
-
-/// [`run_execution`], also returning the execution's output.
-async fn run_execution_output(
-    sfn: &aws_sdk_sfn::Client,
-    http: &reqwest::Client,
-    endpoint: &str,
-    state_machine: &str,
-    name: &str,
-    input: &Value,
-    answers: &[&Value],
-) -> anyhow::Result<(Vec<String>, Value)> {
-    let path = run_execution(sfn, http, endpoint, state_machine, name, input, answers).await?;
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(state_machine)
-        .send()
-        .await
-        .map_err(|e| cfn::failed("ListExecutions".to_owned(), &e))?;
-    let arn = executions
-        .executions()
-        .iter()
-        .find(|e| e.name() == name)
-        .map(|e| e.execution_arn().to_owned())
-        .context("the execution is not listed")?;
-    let described = sfn
-        .describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await
-        .map_err(|e| cfn::failed("DescribeExecution".to_owned(), &e))?;
-    let output = serde_json::from_str(described.output().unwrap_or("null")).context("the output is not JSON")?;
-    Ok((path, output))
-}
-
-/// Starts an execution whose Lambda tasks answer `answers` in order; returns the states it
-/// entered, after checking it succeeded.
-async fn run_execution(
-    sfn: &aws_sdk_sfn::Client,
-    http: &reqwest::Client,
-    endpoint: &str,
-    state_machine: &str,
-    name: &str,
-    input: &Value,
-    answers: &[&Value],
-) -> anyhow::Result<Vec<String>> {
-    let results: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
-    http.post(format!("{endpoint}/moto-api/static/lambda-simple/response"))
-        .json(&json!({ "results": results, "region": "us-east-1" }))
-        .send()
-        .await?
-        .error_for_status()?;
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(state_machine)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-        .map_err(|e| cfn::failed("StartExecution".to_owned(), &e))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let described = loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(started.execution_arn())
-            .send()
-            .await
-            .map_err(|e| cfn::failed("DescribeExecution".to_owned(), &e))?;
-        if described.status().as_str() != "RUNNING" {
-            break described;
-        }
-        ensure!(Instant::now() < deadline, "the execution {name} still runs after 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    ensure!(
-        described.status().as_str() == "SUCCEEDED",
-        "the execution {name} ended {}: {} {}",
-        described.status().as_str(),
-        described.error().unwrap_or_default(),
-        described.cause().unwrap_or_default()
-    );
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(started.execution_arn())
-        .send()
-        .await
-        .map_err(|e| cfn::failed("GetExecutionHistory".to_owned(), &e))?;
-    Ok(history.events().iter().filter_map(|e| e.state_entered_event_details().map(|d| d.name().to_owned())).collect())
 }
 
 /// What a user checks once the files went through: the metrics, the rejects, the Parquet

@@ -113,30 +113,17 @@ pub fn estimate(template: &Template, prices: &Prices) -> Result<(Vec<Line>, f64)
             monthly: endpoint_azs * prices.interface_endpoint_az_hour * hours,
         });
     }
+    // Priced per resource a month: the secrets (RDS's managed master secret counted with them),
+    // the alarms, the dashboards.
     let managed = of(ResourceType::RdsDbInstance).filter(|d| d.properties["ManageMasterUserPassword"] == true).count();
-    let secrets = (of(ResourceType::SecretsManagerSecret).count() + managed) as f64;
-    if secrets > 0.0 {
-        lines.push(Line {
-            item: "Secrets Manager secrets".into(),
-            quantity: format!("{secrets}"),
-            monthly: secrets * prices.secret_month,
-        });
-    }
-    let alarms = of(ResourceType::CloudWatchAlarm).count() as f64;
-    if alarms > 0.0 {
-        lines.push(Line {
-            item: "CloudWatch alarms".into(),
-            quantity: format!("{alarms}"),
-            monthly: alarms * prices.alarm_month,
-        });
-    }
-    let dashboards = of(ResourceType::CloudWatchDashboard).count() as f64;
-    if dashboards > 0.0 {
-        lines.push(Line {
-            item: "CloudWatch dashboards".into(),
-            quantity: format!("{dashboards}"),
-            monthly: dashboards * prices.dashboard_month,
-        });
+    for (item, count, price) in [
+        ("Secrets Manager secrets", of(ResourceType::SecretsManagerSecret).count() + managed, prices.secret_month),
+        ("CloudWatch alarms", of(ResourceType::CloudWatchAlarm).count(), prices.alarm_month),
+        ("CloudWatch dashboards", of(ResourceType::CloudWatchDashboard).count(), prices.dashboard_month),
+    ] {
+        if count > 0 {
+            lines.push(Line { item: item.into(), quantity: count.to_string(), monthly: count as f64 * price });
+        }
     }
     let total = lines.iter().map(|l| l.monthly).sum();
     Ok((lines, total))

@@ -177,6 +177,25 @@ struct ApiTask {
     task: LogicalId,
 }
 
+/// What differs between the stack's Fargate task definitions ([`StageBuilder::image_task`]).
+struct ImageTask<'a> {
+    id: &'a str,
+    execution_role: &'a str,
+    task_role: LogicalId,
+    family: String,
+    cpu: u32,
+    memory_mb: u32,
+    image: &'a LogicalId,
+    zones: &'a Zones,
+    database: &'a Database,
+    /// After the zones' and the database's variables.
+    env: Vec<Value>,
+    logs: &'a LogicalId,
+    log_prefix: &'a str,
+    /// The container's own properties, an object.
+    container: Value,
+}
+
 /// The process step as an ECS task on Fargate, and what the state machine runs it with.
 pub struct FargateProcess {
     /// The ECS cluster.
@@ -848,77 +867,41 @@ impl<'a> StageBuilder<'a> {
         cluster: &LogicalId,
     ) -> FargateProcess {
         let cfg = self.cfg;
-        let logs = LogicalId::new("ProcessLogGroup");
-        let repository = Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() };
-        self.grant("ProcessExecutionRole", Access::Read, repository);
-        self.grant("ProcessExecutionRole", Access::Read, Target::EcrAuthorization);
-        self.grant("ProcessExecutionRole", Access::Write, Target::LogGroup(logs.clone()));
-        let execution_role = self.role("ProcessExecutionRole", "ecs-tasks.amazonaws.com");
         self.grant("ProcessTaskRole", Access::Read, Target::Bucket(zones.raw.clone()));
         self.grant("ProcessTaskRole", Access::WriteDelete, Target::Bucket(zones.processed.clone()));
         for secret in database.secrets() {
             self.grant("ProcessTaskRole", Access::Read, secret);
         }
         let task_role = self.role("ProcessTaskRole", "ecs-tasks.amazonaws.com");
-        let mut env: Vec<Value> = zones
-            .urls
-            .iter()
-            .chain(database.client_env().iter())
-            .map(|(k, v)| json!({ "Name": k, "Value": v }))
-            .collect();
-        env.extend([
-            json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": FUNCTION_DB_POOL.to_string() }),
-            json!({ "Name": "RUST_LOG", "Value": "info" }),
-            // Its embedded-metric-format lines reach CloudWatch through awslogs too (the
-            // x-amzn-logs-format header is optional: "PutLogEvents", EMF).
-            json!({ "Name": "HIRING_METRICS_NAMESPACE", "Value": metrics_namespace(cfg) }),
-            // The Parquet file is staged on the task's volume, mounted where the image declares
-            // a VOLUME owned by the task's user: Fargate bind mounts are root's, mode 0755,
-            // unless the image has a VOLUME at the same path, whose ownership is copied
-            // ("Use bind mounts with Amazon ECS"); the root filesystem is read-only.
-            json!({ "Name": "TMPDIR", "Value": API_DATA_DIR }),
-        ]);
-        let task = self.t.add(
-            "ProcessTaskDefinition",
-            Resource::new(
-                ResourceType::EcsTaskDefinition,
-                json!({
-                    "Family": cfg.name("process"),
-                    "RequiresCompatibilities": ["FARGATE"],
-                    "NetworkMode": "awsvpc",
-                    "Cpu": PROCESS_TASK_CPU.to_string(),
-                    "Memory": PROCESS_TASK_MEMORY_MB.to_string(),
-                    "RuntimePlatform": { "CpuArchitecture": cfg.architecture.ecs(), "OperatingSystemFamily": "LINUX" },
-                    "ExecutionRoleArn": execution_role.get_att("Arn"),
-                    "TaskRoleArn": task_role.get_att("Arn"),
-                    "Volumes": [{ "Name": "scratch" }],
-                    "ContainerDefinitions": [{
-                        "Name": PROCESS_CONTAINER,
-                        "Image": parameters.image.r#ref(),
-                        "Essential": true,
-                        "EntryPoint": [PROCESS_BINARY],
-                        // The whole task's memory (a hard limit; moto's RunTask also needs it to
-                        // account the task).
-                        "Memory": PROCESS_TASK_MEMORY_MB,
-                        "ReadonlyRootFilesystem": true,
-                        "User": "65532",
-                        "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": API_DATA_DIR, "ReadOnly": false }],
-                        "Environment": env,
-                        "LogConfiguration": {
-                            "LogDriver": "awslogs",
-                            "Options": {
-                                "awslogs-group": logs.r#ref(),
-                                "awslogs-region": { "Ref": "AWS::Region" },
-                                "awslogs-stream-prefix": "fargate"
-                            }
-                        }
-                    }],
-                    "Tags": self.tags,
-                }),
-            ),
-        );
-        self.role_owners.push((execution_role, task.clone()));
-        self.role_owners.push((task_role, task.clone()));
+        let task = self.image_task(ImageTask {
+            id: "ProcessTaskDefinition",
+            execution_role: "ProcessExecutionRole",
+            task_role,
+            family: cfg.name("process"),
+            cpu: PROCESS_TASK_CPU,
+            memory_mb: PROCESS_TASK_MEMORY_MB,
+            image: &parameters.image,
+            zones,
+            database,
+            env: vec![
+                json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": FUNCTION_DB_POOL.to_string() }),
+                json!({ "Name": "RUST_LOG", "Value": "info" }),
+                // Its embedded-metric-format lines reach CloudWatch through awslogs too (the
+                // x-amzn-logs-format header is optional: "PutLogEvents", EMF).
+                json!({ "Name": "HIRING_METRICS_NAMESPACE", "Value": metrics_namespace(cfg) }),
+                // The Parquet file is staged on the task's volume (see `image_task`).
+                json!({ "Name": "TMPDIR", "Value": API_DATA_DIR }),
+            ],
+            logs: &LogicalId::new("ProcessLogGroup"),
+            log_prefix: "fargate",
+            container: json!({
+                "Name": PROCESS_CONTAINER,
+                "EntryPoint": [PROCESS_BINARY],
+                // The whole task's memory (a hard limit; moto's RunTask also needs it to
+                // account the task).
+                "Memory": PROCESS_TASK_MEMORY_MB,
+            }),
+        });
         self.flow(&task, "loads (large files)", &database.id);
         let subnets = network
             .subnet_ids
@@ -1178,12 +1161,7 @@ impl<'a> StageBuilder<'a> {
     ) -> ApiTask {
         let cfg = self.cfg;
         let api_logs = self.log_group("ApiLogGroup", json!(format!("/ecs/{}", cfg.name("api"))));
-        let repository = Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() };
-        self.grant("ApiExecutionRole", Access::Read, repository);
-        self.grant("ApiExecutionRole", Access::Read, Target::EcrAuthorization);
-        self.grant("ApiExecutionRole", Access::Write, Target::LogGroup(api_logs.clone()));
         self.grant("ApiExecutionRole", Access::Read, Target::Secret { id: token.id.clone(), arn: token.arn.clone() });
-        let execution_role = self.role("ApiExecutionRole", "ecs-tasks.amazonaws.com");
         // Reading too: in `stepfunctions` mode the upload heads the object it put, and
         // HeadObject is authorized as s3:GetObject
         // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html#API_HeadObject_Permissions).
@@ -1197,73 +1175,110 @@ impl<'a> StageBuilder<'a> {
         }
         self.grant("ApiTaskRole", Access::ReadWrite, Target::Bucket(zones.backups.clone()));
         let task_role = self.role("ApiTaskRole", "ecs-tasks.amazonaws.com");
-        let mut api_env: Vec<Value> = zones
+        let task = self.image_task(ImageTask {
+            id: "ApiTaskDefinition",
+            execution_role: "ApiExecutionRole",
+            task_role,
+            family: cfg.name("api"),
+            cpu: cfg.api_cpu,
+            memory_mb: cfg.api_memory_mb,
+            image: &parameters.image,
+            zones,
+            database,
+            env: vec![
+                json!({ "Name": "HIRING_LISTEN", "Value": format!("0.0.0.0:{API_PORT}") }),
+                json!({ "Name": "HIRING_PIPELINE", "Value": "stepfunctions" }),
+                json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": cfg.api_db_pool.to_string() }),
+                json!({ "Name": "HIRING_MAX_UPLOAD_BYTES", "Value": GATEWAY_UPLOAD_BYTES.to_string() }),
+                json!({ "Name": "HIRING_UPLOAD_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
+                json!({ "Name": "HIRING_REQUEST_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
+                json!({ "Name": "HIRING_PUBLIC_METRICS", "Value": cfg.public_metrics.to_string() }),
+                // Uploads are staged on the task's volume (see `image_task`).
+                json!({ "Name": "HIRING_DATA_DIR", "Value": API_DATA_DIR }),
+                json!({ "Name": "RUST_LOG", "Value": "info" }),
+            ],
+            logs: &api_logs,
+            log_prefix: "api",
+            container: json!({
+                "Name": "api",
+                "PortMappings": [{ "ContainerPort": API_PORT, "Protocol": "tcp" }],
+                "Secrets": [
+                    { "Name": "HIRING_API_TOKENS", "ValueFrom": token.id.r#ref() }
+                ],
+                "HealthCheck": {
+                    "Command": ["CMD", "/usr/local/bin/hiring-api", "--health"],
+                    "Interval": 15, "Timeout": 5, "Retries": 3, "StartPeriod": 30
+                },
+            }),
+        });
+        ApiTask { cluster: cluster.clone(), task }
+    }
+
+    /// A Fargate task definition of the API image, the one way the stack's tasks are made. Its
+    /// execution role (`spec.execution_role`, with any grant declared for it before) pulls the
+    /// image and writes `spec.logs`. The container runs as user 65532 on a read-only root
+    /// filesystem; its one writable place is the task volume `scratch`, mounted at
+    /// `API_DATA_DIR`, where the image declares a VOLUME owned by that user: Fargate bind mounts
+    /// are root's, mode 0755, unless the image has a VOLUME at the same path, whose ownership is
+    /// copied (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html).
+    /// Its environment is the zones' and the database's, then `spec.env`; `spec.container`
+    /// adds the container's own properties (name, entry point, ports, health check…).
+    fn image_task(&mut self, spec: ImageTask<'_>) -> LogicalId {
+        let cfg = self.cfg;
+        let repository = Target::Repository { id: "ApiRepository".into(), arn: crate::api_repository_arn() };
+        self.grant(spec.execution_role, Access::Read, repository);
+        self.grant(spec.execution_role, Access::Read, Target::EcrAuthorization);
+        self.grant(spec.execution_role, Access::Write, Target::LogGroup(spec.logs.clone()));
+        let execution_role = self.role(spec.execution_role, "ecs-tasks.amazonaws.com");
+        let mut env: Vec<Value> = spec
+            .zones
             .urls
             .iter()
-            .chain(database.client_env().iter())
+            .chain(spec.database.client_env().iter())
             .map(|(k, v)| json!({ "Name": k, "Value": v }))
             .collect();
-        api_env.extend([
-            json!({ "Name": "HIRING_LISTEN", "Value": format!("0.0.0.0:{API_PORT}") }),
-            json!({ "Name": "HIRING_PIPELINE", "Value": "stepfunctions" }),
-            json!({ "Name": "HIRING_DB_MAX_CONNECTIONS", "Value": cfg.api_db_pool.to_string() }),
-            json!({ "Name": "HIRING_MAX_UPLOAD_BYTES", "Value": GATEWAY_UPLOAD_BYTES.to_string() }),
-            json!({ "Name": "HIRING_UPLOAD_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
-            json!({ "Name": "HIRING_REQUEST_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
-            json!({ "Name": "HIRING_PUBLIC_METRICS", "Value": cfg.public_metrics.to_string() }),
-            json!({ "Name": "HIRING_DATA_DIR", "Value": API_DATA_DIR }),
-            json!({ "Name": "RUST_LOG", "Value": "info" }),
-        ]);
+        env.extend(spec.env);
+        let mut container = json!({
+            "Image": spec.image.r#ref(),
+            "Essential": true,
+            "ReadonlyRootFilesystem": true,
+            "User": "65532",
+            "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": API_DATA_DIR, "ReadOnly": false }],
+            "Environment": env,
+            "LogConfiguration": {
+                "LogDriver": "awslogs",
+                "Options": {
+                    "awslogs-group": spec.logs.r#ref(),
+                    "awslogs-region": { "Ref": "AWS::Region" },
+                    "awslogs-stream-prefix": spec.log_prefix
+                }
+            }
+        });
+        if let (Some(base), Value::Object(own)) = (container.as_object_mut(), spec.container) {
+            base.extend(own);
+        }
         let task = self.t.add(
-            "ApiTaskDefinition",
+            spec.id,
             Resource::new(
                 ResourceType::EcsTaskDefinition,
                 json!({
-                    "Family": cfg.name("api"),
+                    "Family": spec.family,
                     "RequiresCompatibilities": ["FARGATE"],
                     "NetworkMode": "awsvpc",
-                    "Cpu": cfg.api_cpu.to_string(),
-                    "Memory": cfg.api_memory_mb.to_string(),
+                    "Cpu": spec.cpu.to_string(),
+                    "Memory": spec.memory_mb.to_string(),
                     "RuntimePlatform": { "CpuArchitecture": cfg.architecture.ecs(), "OperatingSystemFamily": "LINUX" },
                     "ExecutionRoleArn": execution_role.get_att("Arn"),
-                    "TaskRoleArn": task_role.get_att("Arn"),
-                    // The root filesystem is read-only; uploads are staged on this task volume
-                    // (Fargate task storage). The image declares API_DATA_DIR as a VOLUME owned
-                    // by the task's user, whose ownership Fargate copies to the volume
-                    // (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html).
+                    "TaskRoleArn": spec.task_role.get_att("Arn"),
                     "Volumes": [{ "Name": "scratch" }],
-                    "ContainerDefinitions": [{
-                        "Name": "api",
-                        "Image": parameters.image.r#ref(),
-                        "Essential": true,
-                        "ReadonlyRootFilesystem": true,
-                        "User": "65532",
-                        "PortMappings": [{ "ContainerPort": API_PORT, "Protocol": "tcp" }],
-                        "MountPoints": [{ "SourceVolume": "scratch", "ContainerPath": API_DATA_DIR, "ReadOnly": false }],
-                        "Environment": api_env,
-                        "Secrets": [
-                            { "Name": "HIRING_API_TOKENS", "ValueFrom": token.id.r#ref() }
-                        ],
-                        "HealthCheck": {
-                            "Command": ["CMD", "/usr/local/bin/hiring-api", "--health"],
-                            "Interval": 15, "Timeout": 5, "Retries": 3, "StartPeriod": 30
-                        },
-                        "LogConfiguration": {
-                            "LogDriver": "awslogs",
-                            "Options": {
-                                "awslogs-group": api_logs.r#ref(),
-                                "awslogs-region": { "Ref": "AWS::Region" },
-                                "awslogs-stream-prefix": "api"
-                            }
-                        }
-                    }],
+                    "ContainerDefinitions": [container],
                     "Tags": self.tags,
                 }),
             ),
         );
         self.role_owners.push((execution_role, task.clone()));
-        self.role_owners.push((task_role, task.clone()));
-        ApiTask { cluster: cluster.clone(), task }
+        self.role_owners.push((spec.task_role, task.clone()));
+        task
     }
 
     /// The API's ECS service, behind an internal load balancer.

@@ -8,6 +8,9 @@ use serde_json::Value;
 use stack::template::{ResourceType, Template};
 use stack::{Stage, Topology};
 
+mod common;
+use common::{list, statements};
+
 /// A file of the checkout the test runs in (cargo gives the package's folder at run time).
 fn repo_file(path: &str) -> std::path::PathBuf {
     let package = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
@@ -20,20 +23,6 @@ fn stage(stage: Stage) -> Template {
 
 fn pipeline(stage: Stage) -> Template {
     stack::pipeline::template(&stage.config()).expect("the stage has a pipeline")
-}
-
-fn list(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items.clone(),
-        Value::Null => Vec::new(),
-        other => vec![other.clone()],
-    }
-}
-
-/// The statements of `role`'s inline policies.
-fn statements(t: &Template, role: &str) -> Vec<Value> {
-    let resource = t.resource(role).unwrap_or_else(|| panic!("no role {role}"));
-    list(&resource.properties["Policies"]).iter().flat_map(|p| list(&p["PolicyDocument"]["Statement"])).collect()
 }
 
 /// Whether `role` is allowed `action` on a resource whose JSON text contains `on`.

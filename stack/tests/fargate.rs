@@ -9,18 +9,8 @@ use stack::template::Template;
 use stack::topology::{PROCESS_BINARY, PROCESS_CONTAINER};
 use stack::{Stage, Topology};
 
-fn list(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items.clone(),
-        Value::Null => Vec::new(),
-        other => vec![other.clone()],
-    }
-}
-
-fn statements(t: &Template, role: &str) -> Vec<Value> {
-    let resource = t.resource(role).unwrap_or_else(|| panic!("no role {role}"));
-    list(&resource.properties["Policies"]).iter().flat_map(|p| list(&p["PolicyDocument"]["Statement"])).collect()
-}
+mod common;
+use common::{list, statements};
 
 /// The actions `role` is allowed on resources whose JSON text contains `on`, sorted.
 fn actions_on(t: &Template, role: &str, on: &str) -> Vec<String> {
