@@ -1,0 +1,150 @@
+//! An ingestion's life across failures, waits and late references, step by step against a real
+//! PostgreSQL (`#[sqlx::test]`). The model-based test (`tests/lifecycle_model.rs`) drives random
+//! sequences of the same moves; these pin the individual rules by name.
+
+use std::time::{Duration, Instant};
+
+use hiring::error::Error;
+use hiring::pipeline::{self, RawObject};
+use hiring::zones::Zones;
+use sqlx::PgPool;
+
+fn zones() -> (tempfile::TempDir, Zones) {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let zones = Zones::local(directory.path()).expect("local zones");
+    (directory, zones)
+}
+
+async fn put(pool: &PgPool, zones: &Zones, key: &str, text: &str) -> i64 {
+    zones.raw.put(key, text.as_bytes().to_vec()).await.expect("put");
+    pipeline::enqueue(pool, zones, key, "test").await.expect("enqueue")
+}
+
+fn object(key: &str) -> RawObject {
+    RawObject { key: key.to_owned(), etag: None }
+}
+
+async fn status(pool: &PgPool, id: i64) -> String {
+    sqlx::query_scalar("SELECT status FROM ingestions WHERE id = $1").bind(id).fetch_one(pool).await.unwrap()
+}
+
+/// The backend of another session waiting for a lock, once one is (polled up to 30 s).
+async fn backend_waiting_for_a_lock(pool: &PgPool) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some(pid) = waiting {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no step came to wait for the table lock within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn hires_keep_waiting_while_their_departments_fail_on_a_retryable_error(pool: PgPool) {
+    let (_dir, zones) = zones();
+    let departments = put(&pool, &zones, "departments/1.csv", "1,Sales\n").await;
+    let jobs = put(&pool, &zones, "jobs/1.csv", "1,Engineer\n").await;
+    let hires = put(&pool, &zones, "hired_employees/1.csv", "1,Ana,2021-01-15T10:00:00Z,1,1\n").await;
+    pipeline::group(&pool, &[departments, jobs, hires]).await.unwrap();
+
+    let validation = pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await.unwrap();
+    // The departments' load loses its connection while it waits for the table: a retryable error.
+    let mut locker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE departments IN ACCESS EXCLUSIVE MODE").execute(&mut *locker).await.unwrap();
+    let step = tokio::spawn({
+        let (pool, zones) = (pool.clone(), zones.clone());
+        async move { pipeline::process(&pool, &zones, &validation).await }
+    });
+    let pid = backend_waiting_for_a_lock(&pool).await;
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&pool).await.unwrap();
+    let error = step.await.unwrap().unwrap_err();
+    assert!(error.is_retryable(), "a killed connection is worth retrying: {error}");
+    locker.rollback().await.unwrap();
+    assert_eq!(status(&pool, departments).await, "retrying", "a retryable failure is not final");
+
+    let jobs_validation = pipeline::validate(&pool, &zones, &object("jobs/1.csv"), "test").await.unwrap();
+    pipeline::process(&pool, &zones, &jobs_validation).await.unwrap();
+    let waiting = pipeline::validate(&pool, &zones, &object("hired_employees/1.csv"), "test").await.unwrap_err();
+    assert!(
+        matches!(waiting, Error::Waiting { earlier, .. } if earlier == departments),
+        "the hires wait for their departments, retried later: {waiting}"
+    );
+    assert_eq!(status(&pool, hires).await, "queued");
+
+    // The retry loads the departments; the hires then load with their reference.
+    let validation = pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await.unwrap();
+    pipeline::process(&pool, &zones, &validation).await.unwrap();
+    let validation = pipeline::validate(&pool, &zones, &object("hired_employees/1.csv"), "test").await.unwrap();
+    let loaded = pipeline::process(&pool, &zones, &validation).await.unwrap();
+    assert_eq!((loaded.load.inserted, loaded.load.rejected), (1, 0));
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_final_failure_of_their_departments_fails_the_waiting_hires_and_names_it(pool: PgPool) {
+    let (_dir, zones) = zones();
+    let departments = put(&pool, &zones, "departments/1.csv", "1,Sales\n").await;
+    let hires = put(&pool, &zones, "hired_employees/1.csv", "1,Ana,2021-01-15T10:00:00Z,1,1\n").await;
+    pipeline::group(&pool, &[departments, hires]).await.unwrap();
+    // The departments' object was replaced: its step fails for good (the new version is its own).
+    zones.raw.put("departments/1.csv", b"1,Sales\n2,Ops\n".to_vec()).await.unwrap();
+    let mut stale = object("departments/1.csv");
+    stale.etag = sqlx::query_scalar("SELECT object_etag FROM ingestions WHERE id = $1")
+        .bind(departments)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pipeline::validate(&pool, &zones, &stale, "test").await.unwrap_err();
+    sqlx::query("UPDATE ingestions SET status = 'failed', error = 'the workflow gave up' WHERE id = $1")
+        .bind(departments)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status(&pool, departments).await, "failed");
+
+    let error = pipeline::validate(&pool, &zones, &object("hired_employees/1.csv"), "test").await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert_eq!(status(&pool, hires).await, "failed");
+    let reason: String =
+        sqlx::query_scalar("SELECT error FROM ingestions WHERE id = $1").bind(hires).fetch_one(&pool).await.unwrap();
+    assert!(reason.contains(&format!("ingestion {departments}")), "{reason}");
+    let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM rejects").fetch_one(&pool).await.unwrap();
+    assert_eq!(rejects, 0, "no hire is rejected for good because of a failure it did not cause");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn rejects_describe_the_final_outcome_of_their_ingestion(pool: PgPool) {
+    let (_dir, zones) = zones();
+    put(&pool, &zones, "jobs/1.csv", "1,Engineer\n").await;
+    let validation = pipeline::validate(&pool, &zones, &object("jobs/1.csv"), "test").await.unwrap();
+    pipeline::process(&pool, &zones, &validation).await.unwrap();
+    let sales = serde_json::to_vec(&serde_json::json!([{"id": 1, "department": "Sales"}])).unwrap();
+    hiring::load::load_batch(&pool, hiring::table::Table::Departments, "test", &sales).await.unwrap();
+    let hires = put(
+        &pool,
+        &zones,
+        "hired_employees/1.csv",
+        "1,Ana,2021-01-15T10:00:00Z,7,1\n2,,2021-01-15T10:00:00Z,7,1\n3,Cy,2021-02-01T00:00:00Z,1,1\n",
+    )
+    .await;
+    let validation = pipeline::validate(&pool, &zones, &object("hired_employees/1.csv"), "test").await.unwrap();
+    assert_eq!(validation.reasons.get("unknown_department"), Some(&1), "{validation:?}");
+
+    // Department 7 arrives before the hires are processed: their row loads.
+    let batch = serde_json::to_vec(&serde_json::json!([{"id": 7, "department": "Ops"}])).unwrap();
+    hiring::load::load_batch(&pool, hiring::table::Table::Departments, "test", &batch).await.unwrap();
+    let processed = pipeline::process(&pool, &zones, &validation).await.unwrap();
+    assert_eq!((processed.load.inserted, processed.load.rejected), (2, 1));
+
+    let rejects = hiring::ingestions::rejects(&pool, hires, None, 10).await.unwrap();
+    let reasons: Vec<(i64, &str)> = rejects.iter().map(|r| (r.position, r.reason.as_str())).collect();
+    assert_eq!(reasons, [(2, "missing_field")], "the loaded row is no longer listed as rejected");
+    let ingestion = hiring::ingestions::get(&pool, hires).await.unwrap();
+    assert_eq!(ingestion.rejected, 1);
+}
