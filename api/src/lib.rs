@@ -149,7 +149,7 @@ pub async fn serve(
     if admin.is_none() {
         migrate(&pool, Some(&credentials)).await?;
     } else {
-        fail_abandoned(&pool).await?;
+        retry_abandoned(&pool).await?;
     }
     spawn_rollup_compaction(pool.clone(), std::time::Duration::from_secs(5), Some(credentials.clone()));
     tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
@@ -191,16 +191,29 @@ pub async fn migrate(pool: &sqlx::PgPool, credentials: Option<&secrets::Credenti
             }
         }
     }
-    fail_abandoned(pool).await
+    retry_abandoned(pool).await
 }
 
-/// Marks failed the ingestions a previous crash left running (after the migrations, as
+/// Moves the steps a previous crash left working to `retrying` (after the migrations, as
 /// whichever user applied them).
-async fn fail_abandoned(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+async fn retry_abandoned(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     use anyhow::Context;
-    let failed = hiring::ingestions::fail_abandoned(pool).await.context("could not check for abandoned ingestions")?;
-    if failed > 0 {
-        tracing::warn!(failed, "marked ingestions left running by a previous stop as failed");
+    let moved = hiring::lifecycle::Lifecycle::retry_abandoned(pool)
+        .await
+        .context("could not check for abandoned ingestions")?;
+    if moved > 0 {
+        tracing::warn!(moved, "ingestions left working by a previous stop are retrying");
+    }
+    Ok(())
+}
+
+/// Closes the ingestions past their deadline (hiring::lifecycle::Lifecycle::sweep) and logs
+/// how many, with their ids.
+async fn sweep(pool: &sqlx::PgPool) -> hiring::error::Result<()> {
+    let closed =
+        hiring::lifecycle::Lifecycle::sweep(pool, chrono::Utc::now(), hiring::lifecycle::Deadlines::DEFAULT).await?;
+    if !closed.is_empty() {
+        tracing::warn!(closed = closed.len(), ids = ?closed, "closed ingestions past their deadline as failed");
     }
     Ok(())
 }
@@ -219,7 +232,7 @@ pub fn spawn_rollup_compaction(
         loop {
             ticks.tick().await;
             let done = match hiring::metrics::compact_rollup(&pool).await {
-                Ok(_) => hiring::ingestions::fail_expired_uploads(&pool).await.map(|_| ()),
+                Ok(_) => sweep(&pool).await,
                 Err(error) => Err(error),
             };
             if let Err(error) = done {

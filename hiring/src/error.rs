@@ -102,6 +102,18 @@ pub enum Error {
     /// The load was interrupted (the decoder thread panicked or was cancelled).
     #[error("the load was interrupted: {0}")]
     Interrupted(String),
+    /// The ingestion failed for good (see `GET /ingestions/{id}`); no step runs on it again.
+    #[error("ingestion {id} failed: {reason}")]
+    Failed {
+        /// The ingestion.
+        id: i64,
+        /// Why, as recorded.
+        reason: String,
+    },
+    /// A step's process died (only ever injected, by `crate::faults`, to test what a crash
+    /// leaves behind).
+    #[error("the step's process crashed")]
+    Crashed,
     /// A backup cannot be restored: it is not an Avro file, its schema is not the table's, or a
     /// row breaks a rule (the message names the first). Nothing was changed.
     #[error("invalid backup: {0}")]

@@ -5,15 +5,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::error::{Error, Result};
+use crate::lifecycle::{Lifecycle, Moved};
 
-/// Where an ingestion is in its life.
+/// Where an ingestion is in its life (see [`crate::lifecycle`], the only code that moves it).
 ///
-/// A file goes `queued` → `validating` → `validated` (or `rejected`: nothing in it can be
-/// loaded) → `running` → `succeeded`. A step that fails leaves it `failed`, from which the
-/// same step may run again; a step whose worker died is found by its free advisory lock and
-/// taken over (`validating` → `validating`, `running` → `running`) or marked `failed`. A batch
-/// is recorded `running` and ends `succeeded` in the same transaction. [`Self::can_become`]
-/// holds these moves; the steps claim an ingestion only along them.
+/// A file goes `awaiting_upload` (a presigned upload) → `queued` → `validating` → `validated`
+/// → `running` → `succeeded`; a validation with nothing to load ends `rejected`. A step that
+/// fails on a retryable error, or whose worker died, leaves it `retrying` until the same step
+/// runs again; a final failure, or a deadline passed, ends it `failed`. A batch is recorded
+/// `running` and ends `succeeded` in the same transaction. `succeeded`, `rejected` and `failed`
+/// are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -27,28 +28,37 @@ pub enum IngestionStatus {
     Validating,
     /// Validated, with rows to load.
     Validated,
-    /// Validated, with nothing to load (every row broke a rule, or there were none).
+    /// Validated, with nothing to load (every row broke a rule, or there were none). Final.
     Rejected,
     /// Being loaded (a file's process step, or a batch).
     Running,
-    /// Loaded.
+    /// A step failed on a retryable error or its worker died; nothing of that step was kept, and
+    /// the same step runs again (the workflow's retry, or the sweep's deadline ends it failed).
+    Retrying,
+    /// Loaded. Final.
     Succeeded,
-    /// A step failed or its worker died; nothing of that step was kept.
+    /// Failed for good: a final error, the workflow gave up, or a deadline passed (`error`
+    /// says which, and what to do). Final: sending the file again starts a new ingestion.
     Failed,
 }
 
 impl IngestionStatus {
     /// Every status, in the order of the life above.
-    pub const ALL: [IngestionStatus; 8] = [
+    pub const ALL: [IngestionStatus; 9] = [
         IngestionStatus::AwaitingUpload,
         IngestionStatus::Queued,
         IngestionStatus::Validating,
         IngestionStatus::Validated,
         IngestionStatus::Rejected,
         IngestionStatus::Running,
+        IngestionStatus::Retrying,
         IngestionStatus::Succeeded,
         IngestionStatus::Failed,
     ];
+
+    /// The final statuses: nothing moves an ingestion out of them.
+    pub const FINAL: [IngestionStatus; 3] =
+        [IngestionStatus::Succeeded, IngestionStatus::Rejected, IngestionStatus::Failed];
 
     /// The name stored in `ingestions.status` and shown in reports.
     pub const fn as_str(self) -> &'static str {
@@ -59,6 +69,7 @@ impl IngestionStatus {
             IngestionStatus::Validated => "validated",
             IngestionStatus::Rejected => "rejected",
             IngestionStatus::Running => "running",
+            IngestionStatus::Retrying => "retrying",
             IngestionStatus::Succeeded => "succeeded",
             IngestionStatus::Failed => "failed",
         }
@@ -69,26 +80,9 @@ impl IngestionStatus {
         matches!(self, IngestionStatus::Validating | IngestionStatus::Running)
     }
 
-    /// Whether an ingestion may move from this status to `next`.
-    pub const fn can_become(self, next: IngestionStatus) -> bool {
-        use IngestionStatus::*;
-        matches!(
-            (self, next),
-            (Queued | Validating | Failed, Validating)
-                | (Validating, Validated | Rejected | Failed)
-                | (Validated | Running | Failed, Running)
-                | (Running, Succeeded | Failed)
-        )
-    }
-
-    /// The statuses an ingestion may be claimed from to move it to `to`, as stored.
-    pub fn sources(to: IngestionStatus) -> Vec<&'static str> {
-        IngestionStatus::ALL.into_iter().filter(|from| from.can_become(to)).map(IngestionStatus::as_str).collect()
-    }
-
-    /// The statuses of work in progress, as stored.
-    pub fn in_progress_names() -> Vec<&'static str> {
-        IngestionStatus::ALL.into_iter().filter(|status| status.in_progress()).map(IngestionStatus::as_str).collect()
+    /// Nothing moves it any more.
+    pub const fn is_final(self) -> bool {
+        matches!(self, IngestionStatus::Succeeded | IngestionStatus::Rejected | IngestionStatus::Failed)
     }
 }
 
@@ -162,7 +156,7 @@ pub struct StoredReject {
 /// One ingestion; abandoned running ones are reported failed.
 pub async fn get(pool: &PgPool, id: i64) -> Result<Ingestion> {
     let ingestion = fetch(pool, id).await?;
-    if ingestion.status.in_progress() && fail_if_abandoned(pool, id).await? {
+    if ingestion.status.in_progress() && Lifecycle::abandoned(pool, id).await? == Moved::Moved {
         return fetch(pool, id).await;
     }
     Ok(ingestion)
@@ -195,43 +189,6 @@ pub async fn rejects(pool: &PgPool, id: i64, after: Option<i64>, limit: i64) -> 
     .await?)
 }
 
-/// Marks failed every running ingestion whose load is gone (its process died): a live load
-/// holds its ingestion's advisory lock from the moment the ingestion is recorded. Returns how many were marked.
-pub async fn fail_abandoned(pool: &PgPool) -> Result<u64> {
-    fail_expired_uploads(pool).await?;
-    let running: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM ingestions WHERE status = ANY($1) AND started_at < now() - interval '5 seconds'",
-    )
-    .bind(IngestionStatus::in_progress_names())
-    .fetch_all(pool)
-    .await?;
-    let mut failed = 0;
-    for id in running {
-        failed += u64::from(fail_if_abandoned(pool, id).await?);
-    }
-    Ok(failed)
-}
-
-async fn fail_if_abandoned(pool: &PgPool, id: i64) -> Result<bool> {
-    let mut tx = pool.begin().await?;
-    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(id).fetch_one(&mut *tx).await?;
-    if !free {
-        return Ok(false);
-    }
-    let marked = sqlx::query(
-        "UPDATE ingestions SET status = $2, finished_at = clock_timestamp(),
-             error = 'the step stopped before it finished (its process stopped or lost the database); nothing was kept: run the step again, or upload the file again'
-         WHERE id = $1 AND status = ANY($3)",
-    )
-    .bind(id)
-    .bind(IngestionStatus::Failed)
-    .bind(IngestionStatus::in_progress_names())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(marked.rows_affected() == 1)
-}
-
 /// How many rows of an ingestion were rejected for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RejectCount {
@@ -254,60 +211,15 @@ pub async fn reject_counts(pool: &PgPool, ids: &[i64]) -> Result<Vec<RejectCount
     .await?)
 }
 
-/// How long after its URL expired a presigned upload may still arrive: S3 checks the signature
-/// when a PUT starts, so a large file begun just before the expiry lands later.
-pub const UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Marks failed the presigned uploads whose file did not arrive within their URL's life and
-/// [`UPLOAD_GRACE`]; returns how many.
-pub async fn fail_expired_uploads(pool: &PgPool) -> Result<u64> {
-    let failed = sqlx::query(
-        "UPDATE ingestions SET status = $1, finished_at = clock_timestamp(),
-             error = 'the file was not put before its upload URL expired: ask POST /uploads for a new one'
-         WHERE status = $2 AND upload_expires_at < now() - make_interval(secs => $3)",
-    )
-    .bind(IngestionStatus::Failed)
-    .bind(IngestionStatus::AwaitingUpload)
-    .bind(UPLOAD_GRACE.as_secs_f64())
-    .execute(pool)
-    .await?;
-    Ok(failed.rows_affected())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::IngestionStatus::{self, *};
-
-    #[test]
-    fn the_life_of_a_file_is_a_chain_of_legal_moves() {
-        for pair in [Queued, Validating, Validated, Running, Succeeded].windows(2) {
-            assert!(pair[0].can_become(pair[1]), "{} → {}", pair[0], pair[1]);
-        }
-        assert!(Validating.can_become(Rejected));
-        assert!(Running.can_become(Failed) && Failed.can_become(Running), "a failed load may run again");
-    }
-
-    #[test]
-    fn finished_ingestions_stay_finished() {
-        for status in IngestionStatus::ALL {
-            assert!(!Succeeded.can_become(status), "succeeded → {status}");
-            assert!(!Rejected.can_become(status), "rejected → {status}");
-        }
-        assert!(!Queued.can_become(Running), "nothing is loaded unvalidated");
-        assert!(!Validating.can_become(Running));
-    }
-
-    #[test]
-    fn steps_claim_from_their_predecessor_their_own_status_and_failed() {
-        assert_eq!(IngestionStatus::sources(Validating), ["queued", "validating", "failed"]);
-        assert_eq!(IngestionStatus::sources(Running), ["validated", "running", "failed"]);
-        assert_eq!(IngestionStatus::in_progress_names(), ["validating", "running"]);
-    }
+    use super::IngestionStatus;
 
     #[test]
     fn the_names_are_the_serialized_ones() {
         for status in IngestionStatus::ALL {
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(status.is_final(), IngestionStatus::FINAL.contains(&status), "{status}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The hiring domain: the data contract and its rules (`validate`, `batch`), a streaming CSV
 //! decoder (`decode`), rejects, loads into PostgreSQL (`load`, streamed through `pump`), the
-//! pipeline's two steps (`pipeline`) and the ingestions' lifecycle (`ingestions`), the two
+//! pipeline's two steps (`pipeline`) and the ingestions' lifecycle (`lifecycle`, read through `ingestions`), the two
 //! metrics, the storage zones (`zones`), Parquet output (`processed`), AVRO backups (`backup`)
 //! and the settings the API and the functions share (`settings`).
 //!
@@ -11,7 +11,9 @@ pub mod backup;
 pub mod batch;
 pub mod decode;
 pub mod error;
+pub mod faults;
 pub mod ingestions;
+pub mod lifecycle;
 pub mod load;
 pub mod metrics;
 pub mod pipeline;

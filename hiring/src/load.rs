@@ -19,7 +19,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::batch::{BatchRow, MAX_BATCH_ROWS};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
+use crate::faults::Fault;
 use crate::ingestions::IngestionStatus;
+use crate::lifecycle::Lifecycle;
 use crate::processed::ParquetSink;
 use crate::pump::{Chunks, Pump, RejectChunk, Staged};
 use crate::reject::{Raw, Reject};
@@ -108,6 +110,7 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     pool: &PgPool,
     connection: &mut PgConnection,
     id: i64,
+    attempt: i32,
     table: Table,
     input: R,
     processed: Option<(&Zone, &str)>,
@@ -116,6 +119,10 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     let mut tx = connection.begin().await?;
     let backend = Backend::of(&mut tx).await?;
     let mut context = lock_and_read_references(&mut tx, table, Scope::File).await?;
+    // The load checks every row again, against the references stored now: its rejects replace
+    // the validation's, so they describe the ingestion's final outcome (a row rejected for a
+    // department that arrived before the load is loaded, and no longer listed).
+    sqlx::query("DELETE FROM rejects WHERE ingestion_id = $1").bind(id).execute(&mut *tx).await?;
 
     let mut writer = Writer::new(table);
     let decode = move |chunks: Chunks<Chunk>| -> Result<(i64, Option<ParquetFile>)> {
@@ -162,25 +169,57 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
     writer.counts.rows = rows;
     writer.flush_rollup(&mut tx).await?;
     let report = writer.counts.report(id, table);
-    let written = match (parquet, processed) {
-        (Some(parquet), Some((zone, key))) => parquet.publish(zone, key).await?.then_some((zone, key)),
+    // The Parquet file waits under the zone's staging prefix (outside every table's location)
+    // until the load commits: only committed loads are published.
+    let staging = processed.map(|(_, key)| crate::processed::staging_key(key));
+    let written = match (parquet, processed, &staging) {
+        (Some(parquet), Some((zone, key)), Some(staging)) => {
+            parquet.publish(zone, staging).await?.then_some((zone, key, staging.as_str()))
+        }
         _ => None,
     };
+    let fault = crate::faults::at(crate::faults::Point::LoadBeforeCommit);
     let finished = async {
-        finish_ingestion(&mut tx, &report, written.map(|(_, key)| key)).await?;
+        match fault {
+            Some(Fault::Crash) => return Err(Error::Crashed),
+            Some(Fault::Retryable) => return Err(crate::faults::transient_store_error()),
+            Some(Fault::KilledConnection) => {
+                sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())").execute(&mut *tx).await?;
+            }
+            None => {}
+        }
+        finish_ingestion(&mut tx, attempt, &report, written.map(|(_, key, _)| key)).await?;
         tx.commit().await.map_err(Error::from)
     };
+    let staged = written.map(|(zone, _, staging)| (zone, staging));
     if let Err(error) = finished.await {
+        if matches!(error, Error::Crashed) {
+            // A dead process cleans nothing up.
+            return Err(error);
+        }
         // The Parquet file goes only with a transaction known not to have committed: a COMMIT
         // whose answer was lost may have committed, and then the file is the ingestion's.
-        if backend.settle(pool, id, &error, |status| status == IngestionStatus::Succeeded, written).await {
+        if backend.settle(pool, id, &error, |status| status == IngestionStatus::Succeeded, staged).await {
             tracing::warn!(ingestion = id, %error, "the load committed though its acknowledgement was lost");
+            publish_committed(written).await;
             return Ok(report);
         }
         return Err(error);
     }
+    publish_committed(written).await;
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
     Ok(report)
+}
+
+/// Moves a committed load's Parquet file from the staging prefix to its key. A failure here
+/// leaves the file staged: the step's replay (its retry) publishes it
+/// ([`crate::processed::publish_staged`]).
+async fn publish_committed(written: Option<(&Zone, &str, &str)>) {
+    if let Some((zone, key, staging)) = written
+        && let Err(error) = zone.promote(staging, key).await
+    {
+        tracing::warn!(%error, key, "the load committed but its Parquet file is still staged: the step's retry publishes it");
+    }
 }
 
 /// A transaction's server process, kept so the outcome of a COMMIT whose answer was lost can
@@ -304,13 +343,7 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, body: &[u8]) 
     referenced.dedup();
 
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO ingestions (table_name, kind, source, status) VALUES ($1, 'batch', $2, 'running') RETURNING id",
-    )
-    .bind(table.name())
-    .bind(source)
-    .fetch_one(&mut *tx)
-    .await?;
+    let id = Lifecycle::start_batch(&mut tx, table, source).await?;
     let ids: Vec<i32> = rows.iter().filter_map(|row| row.outcome.as_ref().ok().map(Row::id)).collect();
     let mut context =
         lock_and_read_references(&mut tx, table, Scope::Batch { ids: &ids, referenced: &referenced }).await?;
@@ -331,7 +364,7 @@ pub async fn load_batch(pool: &PgPool, table: Table, source: &str, body: &[u8]) 
     writer.counts.rows = count;
     writer.counts.rejected = rejects.len() as i64;
     let report = writer.counts.report(id, table);
-    finish_ingestion(&mut tx, &report, None).await?;
+    finish_ingestion(&mut tx, 1, &report, None).await?;
     tx.commit().await?;
     Ok(BatchReport { report, rejects })
 }
@@ -692,26 +725,13 @@ pub(crate) async fn insert_rejects(tx: &mut PgConnection, id: i64, rejects: &[Re
     Ok(())
 }
 
-async fn finish_ingestion(tx: &mut PgConnection, report: &LoadReport, processed_key: Option<&str>) -> Result<()> {
-    let updated = sqlx::query(
-        "UPDATE ingestions SET status = $8, finished_at = clock_timestamp(),
-             rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6, processed_key = $7
-         WHERE id = $1 AND status = $9",
-    )
-    .bind(report.id)
-    .bind(report.rows)
-    .bind(report.inserted)
-    .bind(report.updated)
-    .bind(report.unchanged)
-    .bind(report.rejected)
-    .bind(processed_key)
-    .bind(IngestionStatus::Succeeded)
-    .bind(IngestionStatus::Running)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(Error::Interrupted(format!("ingestion {} is no longer running (it was marked failed)", report.id)));
-    }
+async fn finish_ingestion(
+    tx: &mut PgConnection,
+    attempt: i32,
+    report: &LoadReport,
+    processed_key: Option<&str>,
+) -> Result<()> {
+    Lifecycle::loaded(tx, attempt, report, processed_key).await?;
     if report.inserted + report.updated > 0 {
         // Delivered to listeners only if and when this transaction commits.
         sqlx::query("SELECT pg_notify($1, $2)")

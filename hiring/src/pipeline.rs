@@ -29,13 +29,14 @@ use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use object_store::{GetOptions, GetResultPayload, ObjectStore};
 use serde::{Deserialize, Serialize};
-use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
-use sqlx::{Acquire, PgPool, Postgres};
+use sqlx::{Acquire, PgPool};
 
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
+use crate::faults::{Fault, Point};
 use crate::ingestions::IngestionStatus;
+use crate::lifecycle::{Claim, Claimed, Lifecycle, Moved, Step};
 use crate::load::Backend;
 use crate::load::{self, LoadReport};
 use crate::pump::{Chunks, Pump, RejectChunk, Staged};
@@ -113,7 +114,7 @@ pub fn table_of_key(key: &str) -> Result<Table> {
 pub async fn enqueue(pool: &PgPool, zones: &Zones, key: &str, source: &str) -> Result<i64> {
     let table = table_of_key(key)?;
     let etag = current_etag(&zones.raw, key, None).await?;
-    let (id, _, _) = record(pool, table, key, &etag, source).await?;
+    let (id, _, _) = Lifecycle::arrive(pool, table, key, &etag, source).await?;
     Ok(id)
 }
 
@@ -127,19 +128,7 @@ pub async fn expect(
     expires_at: DateTime<Utc>,
     upload_id: Option<&str>,
 ) -> Result<i64> {
-    let table = table_of_key(key)?;
-    Ok(sqlx::query_scalar(
-        "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at, upload_id)
-         VALUES ($1, 'file', $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(table.name())
-    .bind(source)
-    .bind(IngestionStatus::AwaitingUpload)
-    .bind(key)
-    .bind(expires_at)
-    .bind(upload_id)
-    .fetch_one(pool)
-    .await?)
+    Lifecycle::announce(pool, table_of_key(key)?, key, source, expires_at, upload_id).await
 }
 
 /// The key and multipart upload id of an announced ingestion still awaiting its file; `None`
@@ -170,30 +159,29 @@ pub async fn group(pool: &PgPool, ids: &[i64]) -> Result<()> {
 
 /// Marks failed the announced ingestions of an upload whose files could not be stored.
 pub async fn abandon(pool: &PgPool, ids: &[i64], reason: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE ingestions SET status = $3, finished_at = clock_timestamp(), error = $2
-         WHERE id = ANY($1) AND status = $4",
-    )
-    .bind(ids)
-    .bind(reason)
-    .bind(IngestionStatus::Failed)
-    .bind(IngestionStatus::AwaitingUpload)
-    .execute(pool)
-    .await?;
+    Lifecycle::abandon_announced(pool, ids, reason).await?;
     Ok(())
 }
 
-/// The first departments or jobs ingestion of `id`'s upload group that has not finished (its
-/// file not yet put, queued, or between the steps): id, table and status.
+/// Ends ingestion `id` as failed, for good, with `reason`: what the workflow's failure path
+/// records when a step's retries ran out or it failed in a way no retry mends. An ingestion
+/// already final, or held by a live step, is left as it is ([`Moved::Lost`]).
+pub async fn fail(pool: &PgPool, id: i64, reason: &str) -> Result<Moved> {
+    Lifecycle::fail(pool, id, reason).await
+}
+
+/// The first departments or jobs ingestion of `id`'s upload group that has not succeeded: id,
+/// table and status; one not final (its file not yet put, queued, between the steps, retrying)
+/// keeps the hires waiting, and one that failed for good fails them.
 async fn unfinished_dimension(pool: &PgPool, id: i64) -> Result<Option<(i64, String, IngestionStatus)>> {
     Ok(sqlx::query_as(
         "SELECT e.id, e.table_name, e.status FROM ingestions h
          JOIN ingestions e ON e.upload_group = h.upload_group AND e.id <> h.id
          WHERE h.id = $1 AND e.table_name IN ('departments', 'jobs') AND NOT (e.status = ANY($2))
-         ORDER BY e.id LIMIT 1",
+         ORDER BY (e.status = 'failed') DESC, e.id LIMIT 1",
     )
     .bind(id)
-    .bind([IngestionStatus::Succeeded, IngestionStatus::Rejected, IngestionStatus::Failed].map(IngestionStatus::as_str))
+    .bind([IngestionStatus::Succeeded, IngestionStatus::Rejected].map(IngestionStatus::as_str))
     .fetch_optional(pool)
     .await?)
 }
@@ -206,20 +194,33 @@ async fn unfinished_dimension(pool: &PgPool, id: i64) -> Result<Option<(i64, Str
 pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: &str) -> Result<ValidationReport> {
     let table = table_of_key(&object.key)?;
     let etag = current_etag(&zones.raw, &object.key, object.etag.as_deref()).await?;
-    let (id, _, validation) = record(pool, table, &object.key, &etag, source).await?;
+    let (id, status, validation) = Lifecycle::arrive(pool, table, &object.key, &etag, source).await?;
     if let Some(Json(report)) = validation {
         return Ok(ValidationReport { replayed: true, ..report });
+    }
+    if status == IngestionStatus::Failed {
+        return Err(stored_failure(pool, id).await?);
     }
     if table == Table::HiredEmployees
         && let Some((earlier, table, status)) = unfinished_dimension(pool, id).await?
     {
+        if status == IngestionStatus::Failed {
+            let reason = format!(
+                "ingestion {earlier} ({table}) of the same upload failed, and these hires are checked against what it \
+                 would have loaded: send that file and this one again, as a new upload"
+            );
+            let _ = Lifecycle::fail(pool, id, &reason).await?;
+            return Err(stored_failure(pool, id).await?);
+        }
         return Err(Error::Waiting { id, earlier, table, status: status.to_string() });
     }
-    let Some(claim) = Claim::take(pool, id, IngestionStatus::Validating).await? else {
-        // Another worker finished it between the two statements.
-        return stored_validation(pool, id).await;
+    let claim = match Lifecycle::claim(pool, id, Step::Validate).await? {
+        Claimed::Claimed(claim) => claim,
+        // Another worker validated it (or it failed) between the two statements.
+        Claimed::Moved(IngestionStatus::Failed) => return Err(stored_failure(pool, id).await?),
+        Claimed::Moved(_) => return stored_validation(pool, id).await,
     };
-    let result = validate_claimed(pool, zones, claim.id, table, &object.key, &etag).await;
+    let result = validate_claimed(pool, zones, &claim, table, &object.key, &etag).await;
     claim.finish(pool, result).await
 }
 
@@ -237,17 +238,30 @@ pub async fn process(pool: &PgPool, zones: &Zones, validation: &ValidationReport
         )));
     }
     match stored.status {
-        IngestionStatus::Succeeded => return Ok(stored.process_report(validation.key.clone())),
+        IngestionStatus::Succeeded => {
+            if let Some(key) = &stored.processed_key {
+                crate::processed::publish_staged(&zones.processed, key).await?;
+            }
+            return Ok(stored.process_report(validation.key.clone()));
+        }
         IngestionStatus::Rejected => return Err(Error::NotLoadable(id)),
+        IngestionStatus::Failed => return Err(stored_failure(pool, id).await?),
         _ if stored.validation.is_none() => return Err(Error::NotValidated(id)),
         _ => {}
     }
-    let Some(mut claim) = Claim::take(pool, id, IngestionStatus::Running).await? else {
-        let stored = self::stored(pool, id).await?;
-        return match stored.status {
-            IngestionStatus::Succeeded => Ok(stored.process_report(validation.key.clone())),
-            status => Err(Error::InvalidStepInput(format!("ingestion {id} is {status}, not validated"))),
-        };
+    let mut claim = match Lifecycle::claim(pool, id, Step::Process).await? {
+        Claimed::Claimed(claim) => claim,
+        Claimed::Moved(IngestionStatus::Succeeded) => {
+            let stored = self::stored(pool, id).await?;
+            if let Some(key) = &stored.processed_key {
+                crate::processed::publish_staged(&zones.processed, key).await?;
+            }
+            return Ok(stored.process_report(validation.key.clone()));
+        }
+        Claimed::Moved(IngestionStatus::Failed) => return Err(stored_failure(pool, id).await?),
+        Claimed::Moved(status) => {
+            return Err(Error::InvalidStepInput(format!("ingestion {id} is {status}, not validated")));
+        }
     };
     let key = format!("{}/ingest_date={}/{id}.parquet", validation.table, stored.started_at.format("%Y-%m-%d"));
     let result = process_claimed(pool, zones, &mut claim, validation, &key).await;
@@ -264,10 +278,12 @@ async fn process_claimed(
     key: &str,
 ) -> Result<LoadReport> {
     let input = open_object(&zones.raw, &validation.key, &validation.etag).await?;
+    let (id, attempt) = (claim.id, claim.attempt);
     load::load_file_in_transaction(
         pool,
         &mut claim.connection,
-        claim.id,
+        id,
+        attempt,
         validation.table,
         input,
         Some((&zones.processed, key)),
@@ -291,47 +307,11 @@ fn unquote(etag: &str) -> &str {
     etag.trim_matches('"')
 }
 
-/// Inserts the ingestion of an object version, or finds it.
-async fn record(
-    pool: &PgPool,
-    table: Table,
-    key: &str,
-    etag: &str,
-    source: &str,
-) -> Result<(i64, IngestionStatus, Option<Json<ValidationReport>>)> {
-    // A presigned upload announced this key: its ingestion continues with the object's ETag.
-    let announced = sqlx::query_as(
-        "UPDATE ingestions SET status = $3, object_etag = $2, upload_expires_at = NULL
-         WHERE id = (SELECT id FROM ingestions WHERE object_key = $1 AND status = $4 ORDER BY id LIMIT 1)
-           AND status = $4
-         RETURNING id, status, validation",
-    )
-    .bind(key)
-    .bind(etag)
-    .bind(IngestionStatus::Queued)
-    .bind(IngestionStatus::AwaitingUpload)
-    .fetch_optional(pool)
-    .await;
-    match announced {
-        Ok(Some(row)) => return Ok(row),
-        Ok(None) => {}
-        // A concurrent step recorded the same version first: the insert below finds its row.
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(sqlx::query_as(
-        "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)
-         VALUES ($1, 'file', $2, $5, $3, $4)
-         ON CONFLICT (object_key, object_etag) DO UPDATE SET object_key = EXCLUDED.object_key
-         RETURNING id, status, validation",
-    )
-    .bind(table.name())
-    .bind(source)
-    .bind(key)
-    .bind(etag)
-    .bind(IngestionStatus::Queued)
-    .fetch_one(pool)
-    .await?)
+/// The final failure of ingestion `id`, as the error its step answers: nothing runs again on it.
+async fn stored_failure(pool: &PgPool, id: i64) -> Result<Error> {
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT error FROM ingestions WHERE id = $1").bind(id).fetch_one(pool).await?;
+    Ok(Error::Failed { id, reason: error.unwrap_or_default() })
 }
 
 async fn stored_validation(pool: &PgPool, id: i64) -> Result<ValidationReport> {
@@ -392,82 +372,6 @@ async fn stored(pool: &PgPool, id: i64) -> Result<Stored> {
     .ok_or(Error::IngestionNotFound(id))
 }
 
-/// A step's hold on an ingestion: a session advisory lock on its id, held on a connection of
-/// its own until the step ends, which tells [`crate::ingestions::fail_abandoned`] (and other
-/// workers) the step is alive; a crash closes the connection and frees the lock.
-struct Claim {
-    id: i64,
-    connection: PoolConnection<Postgres>,
-}
-
-impl Claim {
-    /// Locks the ingestion and moves it to `to` from a status that may become it
-    /// ([`IngestionStatus::can_become`]). `Ok(None)` when it is in none of them (another worker
-    /// moved it on); [`Error::Busy`] while another step holds it.
-    async fn take(pool: &PgPool, id: i64, to: IngestionStatus) -> Result<Option<Claim>> {
-        let mut connection = pool.acquire().await?;
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(id).fetch_one(&mut *connection).await?;
-        if !locked {
-            return Err(Error::Busy(id));
-        }
-        let mut claim = Claim { id, connection };
-        let moved = sqlx::query(
-            "UPDATE ingestions SET status = $3, error = NULL, finished_at = NULL
-             WHERE id = $1 AND status = ANY($2)",
-        )
-        .bind(id)
-        .bind(IngestionStatus::sources(to))
-        .bind(to)
-        .execute(&mut *claim.connection)
-        .await;
-        match moved {
-            Ok(moved) if moved.rows_affected() == 1 => Ok(Some(claim)),
-            Ok(_) => {
-                claim.release().await;
-                Ok(None)
-            }
-            Err(error) => {
-                claim.release().await;
-                Err(error.into())
-            }
-        }
-    }
-
-    /// Ends the step: on failure the ingestion is marked failed with the error (nothing of the
-    /// step was kept); then the lock is released.
-    async fn finish<T>(self, pool: &PgPool, result: Result<T>) -> Result<T> {
-        if let Err(error) = &result {
-            tracing::warn!(ingestion = self.id, %error, retryable = error.is_retryable(), "pipeline step failed");
-            let marked = sqlx::query(
-                "UPDATE ingestions SET status = $3, finished_at = clock_timestamp(), error = $2
-                 WHERE id = $1 AND status = ANY($4)",
-            )
-            .bind(self.id)
-            .bind(error.to_string())
-            .bind(IngestionStatus::Failed)
-            .bind(IngestionStatus::in_progress_names())
-            .execute(pool)
-            .await;
-            if let Err(e) = marked {
-                // The database is likely gone; the ingestion is marked failed when found abandoned.
-                tracing::warn!(ingestion = self.id, error = %e, "could not mark the ingestion failed");
-            }
-        }
-        self.release().await;
-        result
-    }
-
-    async fn release(self) {
-        let mut connection = self.connection;
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.id).execute(&mut *connection).await;
-        if unlocked.is_err() {
-            // Never return a connection that may still hold the lock to the pool.
-            connection.detach();
-        }
-    }
-}
-
 /// A blocking reader of exactly the version `etag` of an object, streamed (memory stays flat
 /// whatever its size). Use it off the async threads (in `spawn_blocking`).
 async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<Box<dyn Read + Send>> {
@@ -497,11 +401,12 @@ async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<Box<dyn Read 
 async fn validate_claimed(
     pool: &PgPool,
     zones: &Zones,
-    id: i64,
+    claim: &Claim,
     table: Table,
     key: &str,
     etag: &str,
 ) -> Result<ValidationReport> {
+    let id = claim.id;
     let mut tx = pool.begin().await?;
     let backend = Backend::of(&mut tx).await?;
     let mut context =
@@ -564,9 +469,25 @@ async fn validate_claimed(
         loadable: counts.accepted > 0,
         replayed: false,
     };
+    let fault = crate::faults::at(Point::ValidationBeforeCommit);
+    match fault {
+        Some(Fault::Crash) => return Err(Error::Crashed),
+        Some(Fault::Retryable) => {
+            drop(tx);
+            if let Some(key) = &rejects_key {
+                let _ = zones.rejects.delete(key).await;
+            }
+            return Err(crate::faults::transient_store_error());
+        }
+        Some(Fault::KilledConnection) | None => {}
+    }
+    let killed = fault == Some(Fault::KilledConnection);
     let finished = async {
         let connection = tx.acquire().await?;
-        record_validation(connection, &report).await?;
+        if killed {
+            sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())").execute(&mut *connection).await?;
+        }
+        Lifecycle::validated(connection, claim.attempt, &report).await?;
         tx.commit().await.map_err(Error::from)
     };
     if let Err(error) = finished.await {
@@ -582,44 +503,6 @@ async fn validate_claimed(
     }
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected, loadable = report.loadable, "object validated");
     Ok(report)
-}
-
-/// Stores the report; an object with nothing to load ends here (`rejected`), with its counts.
-async fn record_validation(connection: &mut sqlx::PgConnection, report: &ValidationReport) -> Result<()> {
-    let error = match (report.loadable, report.rows) {
-        (true, _) => None,
-        (false, 0) => Some("the file holds no data rows: nothing to load".to_owned()),
-        (false, rows) => Some(format!(
-            "none of the {rows} rows can be loaded: each breaks a rule; see the rejects of ingestion {}",
-            report.ingestion
-        )),
-    };
-    let updated = sqlx::query(
-        "UPDATE ingestions SET validation = $2, rows = $3, rejected = $4, rejects_key = $5,
-             status = CASE WHEN $6 THEN $8 ELSE $9 END,
-             finished_at = CASE WHEN $6 THEN NULL ELSE clock_timestamp() END,
-             error = $7
-         WHERE id = $1 AND status = $10",
-    )
-    .bind(report.ingestion)
-    .bind(Json(report))
-    .bind(report.rows)
-    .bind(report.rejected)
-    .bind(&report.rejects_key)
-    .bind(report.loadable)
-    .bind(error)
-    .bind(IngestionStatus::Validated)
-    .bind(IngestionStatus::Rejected)
-    .bind(IngestionStatus::Validating)
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(Error::Interrupted(format!(
-            "ingestion {} is no longer being validated (it was marked failed)",
-            report.ingestion
-        )));
-    }
-    Ok(())
 }
 
 #[derive(Default)]

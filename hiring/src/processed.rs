@@ -86,3 +86,23 @@ impl ParquetSink {
 fn parquet_error(error: parquet::errors::ParquetError) -> Error {
     Error::Zone(format!("could not write Parquet: {error}"))
 }
+
+/// Where a load's Parquet file waits for its commit: under `_staging/`, outside the location of
+/// every table over the zone (`<table>/`), so Athena never reads a file of an uncommitted load.
+/// The stack expires what a crash leaves there.
+pub fn staging_key(key: &str) -> String {
+    format!("{STAGING_PREFIX}{key}")
+}
+
+/// The prefix of [`staging_key`].
+pub const STAGING_PREFIX: &str = "_staging/";
+
+/// Publishes the Parquet file of a committed load that is still staged (its step died between
+/// the commit and the move); nothing when it is published or has no file.
+pub async fn publish_staged(zone: &crate::zones::Zone, key: &str) -> crate::error::Result<()> {
+    let staging = staging_key(key);
+    if zone.head(key).await?.is_none() && zone.head(&staging).await?.is_some() {
+        zone.promote(&staging, key).await?;
+    }
+    Ok(())
+}

@@ -300,6 +300,13 @@ impl Zone {
         }
     }
 
+    /// Moves the object `from` to `to` (a copy, then a delete: S3's CopyObject, which reads
+    /// the source and writes the target).
+    pub async fn promote(&self, from: &str, to: &str) -> Result<()> {
+        self.store.copy(&Key::from(from), &Key::from(to)).await.map_err(|e| self.error(from, e))?;
+        self.delete(from).await
+    }
+
     /// Reads an object whole.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let object = self.store.get(&Key::from(key)).await.map_err(|e| self.error(key, e))?;

@@ -220,7 +220,7 @@ async fn a_step_held_by_another_worker_is_busy_and_worth_retrying(pool: PgPool) 
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
-async fn a_step_whose_worker_died_is_marked_failed_and_can_run_again(pool: PgPool) {
+async fn a_step_whose_worker_died_is_retried_and_can_run_again(pool: PgPool) {
     let (_dir, zones) = zones();
     zones.raw.put("jobs/1.csv", JOBS.as_bytes().to_vec()).await.unwrap();
     let object = RawObject { key: "jobs/1.csv".to_owned(), etag: None };
@@ -231,10 +231,10 @@ async fn a_step_whose_worker_died_is_marked_failed_and_can_run_again(pool: PgPoo
         .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(ingestions::fail_abandoned(&pool).await.unwrap(), 1);
-    let failed = ingestions::get(&pool, validation.ingestion).await.unwrap();
-    assert_eq!(failed.status, IngestionStatus::Failed);
-    assert!(failed.error.unwrap_or_default().contains("stopped before it finished"));
+    assert_eq!(hiring::lifecycle::Lifecycle::retry_abandoned(&pool).await.unwrap(), 1);
+    let retrying = ingestions::get(&pool, validation.ingestion).await.unwrap();
+    assert_eq!(retrying.status, IngestionStatus::Retrying);
+    assert!(retrying.error.unwrap_or_default().contains("stopped before it finished"));
 
     let processed = pipeline::process(&pool, &zones, &validation).await.unwrap();
     assert_eq!(processed.load.inserted, 2);

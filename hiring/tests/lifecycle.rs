@@ -101,11 +101,10 @@ async fn a_final_failure_of_their_departments_fails_the_waiting_hires_and_names_
         .await
         .unwrap();
     pipeline::validate(&pool, &zones, &stale, "test").await.unwrap_err();
-    sqlx::query("UPDATE ingestions SET status = 'failed', error = 'the workflow gave up' WHERE id = $1")
-        .bind(departments)
-        .execute(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        pipeline::fail(&pool, departments, "the workflow gave up: its object was replaced").await.unwrap(),
+        hiring::lifecycle::Moved::Moved
+    );
     assert_eq!(status(&pool, departments).await, "failed");
 
     let error = pipeline::validate(&pool, &zones, &object("hired_employees/1.csv"), "test").await.unwrap_err();

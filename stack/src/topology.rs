@@ -630,6 +630,11 @@ impl<'a> StageBuilder<'a> {
                 }
                 "process" => {
                     self.grant(&role_id, Access::Read, Target::Bucket(zones.raw.clone()));
+                    // A load's Parquet file is staged, then moved to its key once the load
+                    // commits (hiring::processed::staging_key): CopyObject reads the source
+                    // (s3:GetObject) and writes the target (s3:PutObject), and the staged copy
+                    // is deleted ("CopyObject", Amazon S3 API Reference, Permissions).
+                    self.grant(&role_id, Access::Read, Target::Bucket(zones.processed.clone()));
                     self.grant(&role_id, Access::WriteDelete, Target::Bucket(zones.processed.clone()));
                 }
                 _ => {
@@ -868,6 +873,7 @@ impl<'a> StageBuilder<'a> {
     ) -> FargateProcess {
         let cfg = self.cfg;
         self.grant("ProcessTaskRole", Access::Read, Target::Bucket(zones.raw.clone()));
+        self.grant("ProcessTaskRole", Access::Read, Target::Bucket(zones.processed.clone()));
         self.grant("ProcessTaskRole", Access::WriteDelete, Target::Bucket(zones.processed.clone()));
         for secret in database.secrets() {
             self.grant("ProcessTaskRole", Access::Read, secret);

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How long a presigned URL stays valid.
-pub const URL_LIFETIME: Duration = Duration::from_secs(3600);
+pub const URL_LIFETIME: Duration = hiring::lifecycle::Deadlines::DEFAULT.workflow_wait.saturating_mul(2);
 /// The largest object one S3 `PUT` takes (5 GiB,
 /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html); larger files are
 /// multipart uploads.
