@@ -349,7 +349,7 @@ impl Lifecycle {
         }
         let moved: Option<i64> = sqlx::query_scalar(
             "UPDATE ingestions SET status = $2, moved_at = clock_timestamp(),
-                 error = 'the step stopped before it finished (its process stopped or lost the database); nothing was kept: it is retried'
+                 error = 'the step stopped before it finished (its process stopped or lost the database); nothing was kept: the workflow retries the step, or send the file again (the sweep ends it failed at its deadline)'
              WHERE id = $1 AND status = ANY($3)
              RETURNING id",
         )

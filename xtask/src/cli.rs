@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{bench, cost, dev, functions, gen_data, image, lint, pg_check, rds_ca, synth, test};
+use crate::{bench, cost, dev, functions, gen_data, image, lint, pg_check, rds_ca, soak, synth, test};
 use devenv::venv;
 
 #[derive(Parser)]
@@ -22,6 +22,8 @@ pub enum Command {
     Dev(dev::Dev),
     /// Check formatting and lints, then run every test against a real PostgreSQL.
     Test(test::Test),
+    /// Run the ingestion lifecycle's model-based test with new seeds until the time limit (default 10 min).
+    Soak(soak::Soak),
     /// Write deterministic synthetic CSV files (optionally with broken rows) and a manifest.
     GenData(gen_data::GenData),
     /// Measure ingest, batch and metric performance against the targets; writes target/bench/report.json.
@@ -82,6 +84,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match command {
         Command::Dev(command) => command.run(),
         Command::Test(command) => command.run(),
+        Command::Soak(command) => command.run(),
         Command::GenData(command) => command.run(),
         Command::Bench(command) => command.run(),
         Command::PgCheck(command) => command.run(),

@@ -21,6 +21,7 @@ pub mod image;
 pub mod lint;
 pub mod pg_check;
 pub mod rds_ca;
+pub mod soak;
 pub mod synth;
 pub mod test;
 
