@@ -4,7 +4,7 @@
 //! datetime, lengths); [`Context`] checks what depends on other rows (duplicate ids in the
 //! same load, department and job ids that must exist).
 
-use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use roaring::RoaringBitmap;
 
 use crate::reject::{Reason, Violation};
@@ -121,6 +121,13 @@ pub fn parse_id(column: &str, text: &str) -> Result<i32, Violation> {
 }
 
 /// Parses the hire time: RFC 3339 / ISO-8601; an offset converts to UTC, no offset is UTC.
+///
+/// The contract, applied here once so storage, rollups, Parquet and AVRO all see the same
+/// instant: UTC times from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z, to the
+/// microsecond. Digits past the sixth are dropped (truncated, never rounded, so a time never
+/// moves to the next second, day or year, and every load path stores the same value). A leap
+/// second (`:60`) is refused: PostgreSQL, Parquet and AVRO have none, and PostgreSQL would
+/// store the next minute while the rollup counted the old one.
 pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, Violation> {
     let text = text.trim();
     if text.is_empty() {
@@ -138,9 +145,19 @@ pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, Violation> {
                 .map(|naive| naive.and_utc())
         });
     match parsed {
+        // chrono keeps a leap second as a nanosecond count of one second or more.
+        Ok(datetime) if datetime.nanosecond() >= 1_000_000_000 => Err(Violation::new(
+            Reason::InvalidDatetime,
+            format!(
+                "datetime `{}` is a leap second (:60), which cannot be stored: send :59.999999 or the next minute",
+                shorten(text)
+            ),
+        )),
         // Four-digit years only: RFC 3339 has no others, and PostgreSQL's range is narrower
         // than chrono's.
-        Ok(datetime) if (1..=9999).contains(&datetime.year()) => Ok(datetime),
+        Ok(datetime) if (1..=9999).contains(&datetime.year()) => {
+            Ok(datetime.with_nanosecond(datetime.nanosecond() / 1_000 * 1_000).unwrap_or(datetime))
+        }
         _ => Err(Violation::new(
             Reason::InvalidDatetime,
             format!("datetime `{}` is not an ISO-8601 date and time such as 2021-07-27T16:02:08Z", shorten(text)),
