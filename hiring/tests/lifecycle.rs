@@ -147,3 +147,23 @@ async fn rejects_describe_the_final_outcome_of_their_ingestion(pool: PgPool) {
     let ingestion = hiring::ingestions::get(&pool, hires).await.unwrap();
     assert_eq!(ingestion.rejected, 1);
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_stray_quote_fails_the_ingestion_with_its_line_instead_of_rejecting_the_rest_of_the_file(pool: PgPool) {
+    let (_dir, zones) = zones();
+    // Line 3 opens a quoted field that never closes: everything after it would be one field.
+    let mut text = String::from("1,Sales\n2,Support\n3,\"Ops\n");
+    for id in 4..5_000 {
+        text.push_str(&format!("{id},Department number {id}\n"));
+    }
+    let id = put(&pool, &zones, "departments/1.csv", &text).await;
+    let error = pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await.unwrap_err();
+    assert!(!error.is_retryable(), "the file is malformed; retrying cannot mend it: {error}");
+    assert_eq!(status(&pool, id).await, "failed");
+    let reason: String =
+        sqlx::query_scalar("SELECT error FROM ingestions WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+    assert!(reason.contains("line 3") && reason.contains("quote"), "{reason}");
+    let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM rejects").fetch_one(&pool).await.unwrap();
+    let departments: i64 = sqlx::query_scalar("SELECT count(*) FROM departments").fetch_one(&pool).await.unwrap();
+    assert_eq!((rejects, departments), (0, 0), "nothing of a malformed file is kept");
+}
