@@ -53,6 +53,8 @@ pub struct Decoder<R: Read> {
     raw: RawKeeper,
     /// Counts lines over the bytes of every record, as LF, CRLF or a bare CR.
     lines: LineCounter,
+    /// Whether the current record is inside a quoted field.
+    quoting: Quoting,
     first: bool,
     done: bool,
 }
@@ -72,6 +74,7 @@ impl<R: Read> Decoder<R> {
             scratch: vec![0; 8 * 1024].into_boxed_slice(),
             raw: RawKeeper::default(),
             lines: LineCounter::default(),
+            quoting: Quoting::default(),
             first: true,
             done: false,
         }
@@ -102,6 +105,7 @@ impl<R: Read> Decoder<R> {
         }
         (self.kept, self.count, self.field_bytes) = (0, 0, 0);
         self.raw.clear();
+        self.quoting = Quoting::default();
         let mut ignored_ends = [0usize; 16];
         loop {
             if self.kept == self.fields.len() && self.kept < MAX_RECORD_BYTES {
@@ -113,7 +117,27 @@ impl<R: Read> Decoder<R> {
             let ends = if self.count < MAX_FIELDS { &mut self.ends[self.count..] } else { &mut ignored_ends[..] };
             let (result, nin, nout, nend) = self.core.read_record(input, output, ends);
             take(&mut self.raw, &mut self.lines, &input[..nin]);
+            self.quoting.feed(&input[..nin]);
+            let at_end = input.is_empty();
             self.input.consume(nin);
+            // A quoted field still open past the record limit, or at the end of the input, is a
+            // stray quote: everything after it would be one field. The file is malformed, not
+            // one row of it.
+            if self.quoting.open() && (at_end || self.raw.bytes > MAX_RECORD_BYTES as u64) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {}: a quoted field opens there and is not closed {}: a stray quote? A quote inside a \
+                         field is written twice (\"\"); fix the file and send it again",
+                        self.raw.line,
+                        if at_end {
+                            "before the file ends".to_owned()
+                        } else {
+                            format!("within {} KiB", MAX_RECORD_BYTES / 1024)
+                        }
+                    ),
+                ));
+            }
             if keeping {
                 self.kept += nout;
             }
@@ -183,6 +207,58 @@ impl<R: Read> Decoder<R> {
 
 fn is_line_end(byte: u8) -> bool {
     matches!(byte, b'\r' | b'\n')
+}
+
+/// Whether a record is inside a quoted field, over the bytes csv-core consumed (RFC 4180: a
+/// quote opens a quoted field only at the field's start; inside, `""` is a quote and a single
+/// quote closes it). csv-core keeps this state to itself.
+#[derive(Debug, Clone, Copy)]
+struct Quoting {
+    field_start: bool,
+    inside: bool,
+    after_quote: bool,
+}
+
+impl Default for Quoting {
+    fn default() -> Self {
+        Quoting { field_start: true, inside: false, after_quote: false }
+    }
+}
+
+impl Quoting {
+    fn feed(&mut self, bytes: &[u8]) {
+        // Most chunks hold no quote at all: only where the last field stands matters.
+        if !self.inside && memchr::memchr(b'"', bytes).is_none() {
+            if let Some(&last) = bytes.last() {
+                self.field_start = matches!(last, b',' | b'\n' | b'\r');
+            }
+            return;
+        }
+        for &byte in bytes {
+            if self.inside {
+                if self.after_quote {
+                    self.after_quote = false;
+                    if byte == b'"' {
+                        continue;
+                    }
+                    self.inside = false;
+                } else {
+                    self.after_quote = byte == b'"';
+                    continue;
+                }
+            }
+            match byte {
+                b'"' if self.field_start => (self.inside, self.field_start) = (true, false),
+                b',' | b'\n' | b'\r' => self.field_start = true,
+                _ => self.field_start = false,
+            }
+        }
+    }
+
+    /// Inside a quoted field whose closing quote has not come.
+    fn open(&self) -> bool {
+        self.inside && !self.after_quote
+    }
 }
 
 /// Passes the bytes csv-core consumed for the current record to the line counter and the raw
