@@ -15,13 +15,9 @@ ALTER TABLE ingestions
 
 -- Existing rows: the last move is the end, or else the start. A `failed` ingestion was
 -- re-claimable before; which of them failed retryably cannot be told now, so each stays
--- failed, for good (its file can be sent again).
+-- failed, for good (its file can be sent again, as a new upload). An object version still has
+-- one ingestion: a duplicate event of a failed one finds it failed.
 UPDATE ingestions SET moved_at = coalesce(finished_at, started_at), attempt = CASE WHEN status = 'awaiting_upload' OR status = 'queued' THEN 0 ELSE 1 END;
-
--- One live ingestion per object version; a failed one no longer holds its version, so the same
--- file sent again gets a new ingestion.
-DROP INDEX ingestions_object;
-CREATE UNIQUE INDEX ingestions_object ON ingestions (object_key, object_etag) WHERE status <> 'failed';
 
 -- The sweep reads the waiting states by their last move.
 CREATE INDEX ingestions_waiting ON ingestions (moved_at)

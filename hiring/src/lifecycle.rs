@@ -162,9 +162,9 @@ impl Lifecycle {
     }
 
     /// An object version met by the pipeline: the announced ingestion of its key moves
-    /// `awaiting_upload` → `queued`; else the ingestion of this version is found, or recorded
-    /// `queued`. A version whose ingestion failed for good is recorded again, as a new
-    /// ingestion: sending a file again after a final failure starts over.
+    /// `awaiting_upload` → `queued`; else the ingestion of this version is found (whatever its
+    /// state: a duplicate event of a failed one finds it failed), or recorded `queued`. Sending
+    /// a file again after a final failure is a new upload, a new object, a new ingestion.
     pub async fn arrive(
         pool: &PgPool,
         table: Table,
@@ -194,7 +194,7 @@ impl Lifecycle {
         Ok(sqlx::query_as(
             "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)
              VALUES ($1, 'file', $2, $5, $3, $4)
-             ON CONFLICT (object_key, object_etag) WHERE status <> 'failed' DO UPDATE SET object_key = EXCLUDED.object_key
+             ON CONFLICT (object_key, object_etag) DO UPDATE SET object_key = EXCLUDED.object_key
              RETURNING id, status, validation",
         )
         .bind(table.name())
@@ -408,22 +408,46 @@ impl Lifecycle {
     pub async fn sweep(pool: &PgPool, now: DateTime<Utc>, deadlines: Deadlines) -> Result<Vec<i64>> {
         Lifecycle::retry_abandoned(pool).await?;
         let after = deadlines.sweep_after().as_secs_f64();
-        Ok(sqlx::query_scalar(
-            "UPDATE ingestions SET status = $1, finished_at = clock_timestamp(), moved_at = clock_timestamp(),
-                 error = 'closed by the sweep: it stayed ' || status || ' past its deadline ('
-                     || to_char(moved_at + make_interval(secs => $3), 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-                     || CASE WHEN status = 'awaiting_upload' THEN '; its file never arrived' ELSE '' END
-                     || '): send the file again, as a new upload'
-             WHERE status = ANY($2) AND moved_at + make_interval(secs => $3) < $4
-               AND pg_try_advisory_xact_lock(id)
-             RETURNING id",
+        // The expired ids first, through the waiting states' index; then each is closed on its
+        // own, under its advisory lock, so the sweep never locks an ingestion it does not close
+        // (a lock taken in the UPDATE's filter would be taken for every row the plan reads).
+        let expired: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM ingestions WHERE status = ANY($1) AND moved_at + make_interval(secs => $2) < $3
+             ORDER BY moved_at LIMIT 10000",
         )
-        .bind(IngestionStatus::Failed)
         .bind(WAITING.map(IngestionStatus::as_str))
         .bind(after)
         .bind(now)
         .fetch_all(pool)
-        .await?)
+        .await?;
+        let mut closed = Vec::with_capacity(expired.len());
+        for id in expired {
+            let mut tx = pool.begin().await?;
+            let free: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(id).fetch_one(&mut *tx).await?;
+            if !free {
+                continue;
+            }
+            let moved: Option<i64> = sqlx::query_scalar(
+                "UPDATE ingestions SET status = $2, finished_at = clock_timestamp(), moved_at = clock_timestamp(),
+                     error = 'closed by the sweep: it stayed ' || status || ' past its deadline ('
+                         || to_char((moved_at + make_interval(secs => $4)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                         || CASE WHEN status = 'awaiting_upload' THEN '; its file never arrived' ELSE '' END
+                         || '): send the file again, as a new upload'
+                 WHERE id = $1 AND status = ANY($3) AND moved_at + make_interval(secs => $4) < $5
+                 RETURNING id",
+            )
+            .bind(id)
+            .bind(IngestionStatus::Failed)
+            .bind(WAITING.map(IngestionStatus::as_str))
+            .bind(after)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            closed.extend(moved);
+        }
+        Ok(closed)
     }
 }
 

@@ -263,7 +263,9 @@ impl Backend {
         output: Option<(&Zone, &str)>,
     ) -> bool {
         let settled = match error {
-            Error::Database(sqlx::Error::Database(_)) => Settled::RolledBack,
+            // PostgreSQL answered an error, or the step found its ingestion moved by someone else
+            // and stopped before its COMMIT: nothing committed.
+            Error::Database(sqlx::Error::Database(_)) | Error::Interrupted(_) => Settled::RolledBack,
             _ => self.outcome(pool, id, committed).await,
         };
         match (settled, output) {

@@ -170,6 +170,34 @@ pub async fn fail(pool: &PgPool, id: i64, reason: &str) -> Result<Moved> {
     Lifecycle::fail(pool, id, reason).await
 }
 
+/// Ends the unfinished ingestion of an object version as failed, for good, with `reason` (the
+/// workflow gave up on it); returns its id, or `None` when the version has none unfinished.
+pub async fn fail_object(pool: &PgPool, zones: &Zones, object: &RawObject, reason: &str) -> Result<Option<i64>> {
+    let etag = match &object.etag {
+        Some(etag) => unquote(etag).to_owned(),
+        None => match zones.raw.head(&object.key).await? {
+            Some(meta) => meta.e_tag.as_deref().map(unquote).unwrap_or_default().to_owned(),
+            None => String::new(),
+        },
+    };
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM ingestions WHERE object_key = $1 AND (object_etag = $2 OR status = $3)
+           AND NOT (status = ANY($4))
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&object.key)
+    .bind(&etag)
+    .bind(IngestionStatus::AwaitingUpload)
+    .bind(IngestionStatus::FINAL.map(IngestionStatus::as_str))
+    .fetch_optional(pool)
+    .await?;
+    let Some(id) = id else { return Ok(None) };
+    Ok(match Lifecycle::fail(pool, id, reason).await? {
+        Moved::Moved => Some(id),
+        Moved::Lost => None,
+    })
+}
+
 /// The first departments or jobs ingestion of `id`'s upload group that has not succeeded: id,
 /// table and status; one not final (its file not yet put, queued, between the steps, retrying)
 /// keeps the hires waiting, and one that failed for good fails them.
@@ -220,7 +248,8 @@ pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: 
         Claimed::Moved(IngestionStatus::Failed) => return Err(stored_failure(pool, id).await?),
         Claimed::Moved(_) => return stored_validation(pool, id).await,
     };
-    let result = validate_claimed(pool, zones, &claim, table, &object.key, &etag).await;
+    let mut claim = claim;
+    let result = validate_claimed(pool, zones, &mut claim, table, &object.key, &etag).await;
     claim.finish(pool, result).await
 }
 
@@ -401,13 +430,15 @@ async fn open_object(zone: &Zone, key: &str, etag: &str) -> Result<Box<dyn Read 
 async fn validate_claimed(
     pool: &PgPool,
     zones: &Zones,
-    claim: &Claim,
+    claim: &mut Claim,
     table: Table,
     key: &str,
     etag: &str,
 ) -> Result<ValidationReport> {
-    let id = claim.id;
-    let mut tx = pool.begin().await?;
+    let (id, attempt) = (claim.id, claim.attempt);
+    // On the claim's own connection, which holds the ingestion's lock: if that connection dies,
+    // so does this transaction, and a worker that takes the ingestion over never meets a live one.
+    let mut tx = claim.connection.begin().await?;
     let backend = Backend::of(&mut tx).await?;
     let mut context =
         if table == Table::HiredEmployees { load::known_references(&mut tx, None).await? } else { Context::default() };
@@ -487,7 +518,7 @@ async fn validate_claimed(
         if killed {
             sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())").execute(&mut *connection).await?;
         }
-        Lifecycle::validated(connection, claim.attempt, &report).await?;
+        Lifecycle::validated(connection, attempt, &report).await?;
         tx.commit().await.map_err(Error::from)
     };
     if let Err(error) = finished.await {

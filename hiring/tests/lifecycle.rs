@@ -167,3 +167,40 @@ async fn a_stray_quote_fails_the_ingestion_with_its_line_instead_of_rejecting_th
     let departments: i64 = sqlx::query_scalar("SELECT count(*) FROM departments").fetch_one(&pool).await.unwrap();
     assert_eq!((rejects, departments), (0, 0), "nothing of a malformed file is kept");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_sweep_locks_only_the_ingestions_it_closes(pool: PgPool) {
+    use hiring::lifecycle::{Claimed, Deadlines, Lifecycle, Step};
+    let (_dir, zones) = zones();
+    let expired = put(&pool, &zones, "jobs/1.csv", "1,Engineer\n").await;
+    let fresh = put(&pool, &zones, "jobs/2.csv", "2,Analyst\n").await;
+    let deadlines = Deadlines::DEFAULT;
+    let long_ago = chrono::Utc::now() - chrono::Duration::from_std(deadlines.sweep_after() * 2).unwrap();
+    sqlx::query("UPDATE ingestions SET moved_at = $2 WHERE id = $1")
+        .bind(expired)
+        .bind(long_ago)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Someone holds the expired row: the sweep waits for it, and meanwhile the fresh
+    // ingestion's step claims it as usual.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM ingestions WHERE id = $1 FOR UPDATE")
+        .bind(expired)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let sweep = tokio::spawn({
+        let pool = pool.clone();
+        async move { Lifecycle::sweep(&pool, chrono::Utc::now(), deadlines).await }
+    });
+    backend_waiting_for_a_lock(&pool).await;
+    let claimed = Lifecycle::claim(&pool, fresh, Step::Validate).await.expect("the fresh ingestion is not locked");
+    let Claimed::Claimed(claim) = claimed else { panic!("the fresh ingestion was claimable: {claimed:?}") };
+    let _ = claim.finish(&pool, Ok::<_, Error>(())).await;
+    holder.rollback().await.unwrap();
+    assert_eq!(sweep.await.unwrap().unwrap(), [expired], "only the expired ingestion is closed");
+    assert_eq!(status(&pool, expired).await, "failed");
+    assert_eq!(status(&pool, fresh).await, "validating");
+}

@@ -135,7 +135,7 @@ struct ModelFile {
     rows: Vec<RowSpec>,
     /// The files of its upload that are departments or jobs (a hires file waits for them).
     waits_for: Vec<usize>,
-    /// Its ingestions, oldest first: a file sent again after a final failure starts a new one.
+    /// Its ingestion (one per object version), in a list for the comparison's sake.
     ingestions: Vec<ModelIngestion>,
 }
 
@@ -212,17 +212,15 @@ impl Model {
     }
 
     fn validate(&mut self, file: usize, fault: Option<Fault>) {
-        if self.current(file).status == IngestionStatus::Failed {
-            self.files[file].ingestions.push(ModelIngestion::new(IngestionStatus::Queued));
-        }
+        // A failed ingestion stays failed: the step answers so, and sending the file again is
+        // a new file.
         let current = self.current(file).clone();
-        if current.validated {
+        if current.validated || current.status == IngestionStatus::Failed {
             return;
         }
         let table = self.files[file].table;
-        // Only the upload's own ingestion waits for its departments and jobs (the first ones of
-        // their files); a file sent again after a final failure is an upload of its own.
-        if table == Table::HiredEmployees && self.files[file].ingestions.len() == 1 {
+        // A hires file of an upload waits for its departments and jobs files.
+        if table == Table::HiredEmployees {
             let waits: Vec<IngestionStatus> =
                 self.files[file].waits_for.iter().map(|&other| self.files[other].ingestions[0].status).collect();
             if waits.contains(&IngestionStatus::Failed) {

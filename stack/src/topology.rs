@@ -1728,9 +1728,11 @@ impl<'a> StageBuilder<'a> {
 ///
 /// validate → `Loadable?` → process, or `Rejected` (nothing loadable: a data outcome, recorded
 /// on the ingestion, not a failure). Retryable errors (`hiring.Retryable`, Lambda's transient
-/// ones) are retried with exponential backoff and jitter; anything else goes to
-/// `RecordFailure`, which keeps the error in the execution's output and fails it, so the
-/// execution, its alarm and `cargo xtask status` show the cause.
+/// ones, a crashed or timed-out function) are retried with exponential backoff and jitter;
+/// anything else, or retries run out, goes to `RecordFailure`: the validate function records
+/// the failure on the object's ingestion (`failed`, for good, with the error and what to do),
+/// then `Failed` fails the execution with the step's error, so the execution, its alarm and
+/// `cargo xtask status` show the cause.
 pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, fargate: &FargateProcess) -> String {
     let retry = json!([
         {
@@ -1744,6 +1746,16 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, farga
             // about 18 minutes, about half that on average) instead of failing.
             "ErrorEquals": ["Lambda.TooManyRequestsException"],
             "IntervalSeconds": 5, "MaxAttempts": 20, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"
+        },
+        {
+            // "Unhandled errors in Lambda are reported as Lambda.Unknown", out-of-memory errors
+            // and timeouts included (Step Functions developer guide, "Handle transient Lambda
+            // service exceptions"), and Lambda does not retry a synchronous invocation itself.
+            // A crashed step left nothing committed (its ingestion is found abandoned and
+            // claimed again) or committed and left its Parquet file staged, which the replay
+            // publishes: so it runs once more before the workflow gives up.
+            "ErrorEquals": ["Lambda.Unknown"],
+            "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 2.0, "JitterStrategy": "FULL"
         }
     ]);
     // Validate only: a hires file waits for the departments or jobs file of its upload (each
@@ -1813,9 +1825,15 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, farga
                 // error connect-ecs.html names; ECS.AmazonECSException: throttling and the like.
                 // A task that stops with an error is States.TaskFailed: not retried, a load is
                 // one transaction and its failure says why. A hung task stops after 12 hours.
+                // A task that stopped with an error (States.TaskFailed: the process crashed, ran
+                // out of memory, or its step failed) runs once more: a replay of a failed
+                // ingestion answers at once, and one whose process died is claimed again.
                 "Retry": [{
                     "ErrorEquals": ["AmazonECS.Unknown", "ECS.AmazonECSException"],
                     "IntervalSeconds": 10, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL"
+                }, {
+                    "ErrorEquals": ["States.TaskFailed"],
+                    "IntervalSeconds": 30, "MaxAttempts": 1, "BackoffRate": 2.0, "JitterStrategy": "FULL"
                 }],
                 "TimeoutSeconds": PROCESS_TASK_TIMEOUT_SECONDS,
                 "Catch": catch,
@@ -1830,9 +1848,13 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, farga
             },
             "Processed": { "Type": "Succeed" },
             "ProcessFailed": {
-                "Type": "Fail",
-                "Error": "hiring.ProcessTaskFailed",
-                "Cause": "The process task exited non-zero: its logs are in the process log group (cargo xtask logs --component process)"
+                "Type": "Pass",
+                "Result": {
+                    "Error": "hiring.ProcessTaskFailed",
+                    "Cause": "The process task exited non-zero: its logs are in the process log group (cargo xtask logs --component process)"
+                },
+                "ResultPath": "$.error",
+                "Next": "RecordFailure"
             },
             "Rejected": {
                 "Type": "Succeed",
@@ -1844,11 +1866,23 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, farga
                 "Parameters": { "FunctionName": format!("${{{process}.Arn}}"), "Payload.$": "$.validation.report" },
                 "ResultSelector": { "report.$": "$.Payload" },
                 "ResultPath": "$.process",
-                "Retry": retry,
+                "Retry": retry.clone(),
                 "Catch": catch,
                 "End": true
             },
+            // The failure is recorded on the ingestion (hiring_functions::record_failure), so no
+            // ingestion stays unfinished when its execution fails; then the execution fails
+            // with the step's own error whether or not that worked.
             "RecordFailure": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": { "FunctionName": format!("${{{validate}.Arn}}"), "Payload": { "failed.$": "$" } },
+                "ResultPath": null,
+                "Retry": retry,
+                "Catch": [{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.record_error", "Next": "Failed" }],
+                "Next": "Failed"
+            },
+            "Failed": {
                 "Type": "Fail",
                 "ErrorPath": "$.error.Error",
                 "CausePath": "$.error.Cause"

@@ -381,6 +381,80 @@ where
     }
 }
 
+/// The validate function's input: an S3 event to validate, or, from the state machine's
+/// failure path (`RecordFailure`), the state of an execution that gave up, with its error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ValidateInput {
+    /// `{"failed": <the execution's state, with "error": {"Error", "Cause"}>}`.
+    Failed {
+        /// The execution's state: its event and the error it failed with.
+        failed: FailedExecution,
+    },
+    /// The raw bucket's "Object Created" event.
+    Event(ObjectCreated),
+}
+
+/// The state of an execution whose step failed for good: its input event, and the error its
+/// `Catch` put at `$.error`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FailedExecution {
+    /// The execution's input event.
+    #[serde(flatten)]
+    pub event: ObjectCreated,
+    /// The error the step failed with.
+    pub error: StatesError,
+}
+
+/// An error as Step Functions hands it to a `Catch`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatesError {
+    /// The error's name, e.g. `hiring.Fatal` or `Lambda.Unknown`.
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// What it said.
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+/// What the validate function answers: a validation report, or the failure it recorded.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ValidateOutput {
+    /// The validation report.
+    Report(ValidationReport),
+    /// The failed execution's ingestion, now `failed` (`None`: none was unfinished).
+    Recorded {
+        /// The ingestion marked failed.
+        failed: Option<i64>,
+    },
+}
+
+/// The validate function's handler (its binary runs this): validates an S3 event's object
+/// ([`validate`]), or records a failed execution on its ingestion ([`record_failure`]).
+pub async fn validate_function(function: &'static Function, input: ValidateInput) -> Result<ValidateOutput, StepError> {
+    match input {
+        ValidateInput::Event(event) => validate(function, event).await.map(ValidateOutput::Report),
+        ValidateInput::Failed { failed } => record_failure(function, failed).await,
+    }
+}
+
+/// The state machine's failure path: the execution gave up on its object (a final error, or
+/// its retries ran out), so the object's unfinished ingestion ends `failed`, for good, with the
+/// error and what to do; sending the file again starts a new ingestion.
+pub async fn record_failure(function: &'static Function, failed: FailedExecution) -> Result<ValidateOutput, StepError> {
+    let object = function.raw_object(&failed.event)?;
+    let pool = function.database().await?;
+    let cause: String = failed.error.cause.chars().take(2_000).collect();
+    let reason = format!(
+        "the workflow gave up on this file: {}: {cause}; send the file again once the cause is fixed",
+        failed.error.error
+    );
+    let recorded = pipeline::fail_object(pool, &function.zones, &object, &reason).await?;
+    tracing::warn!(key = %object.key, ingestion = ?recorded, error = %failed.error.error, "recorded the workflow's failure");
+    Ok(ValidateOutput::Recorded { failed: recorded })
+}
+
 /// The validate function, the state machine's first step. Input: the EventBridge "Object
 /// Created" event of the raw bucket. Output: the validation report, whose `loadable` the
 /// state machine's Choice state branches on and which the process function takes as input.

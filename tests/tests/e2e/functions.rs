@@ -469,20 +469,25 @@ async fn in_stepfunctions_mode_an_upload_is_queued_and_the_functions_finish_it(p
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn the_workflows_failure_path_records_the_failure_on_the_ingestion(pool: PgPool) {
     let lake = Lake::start(pool.clone()).await;
-    let event = lake.put(&format!("{RAW_PREFIX}/jobs/1.csv"), "1,Engineer\n").await;
+    let event = lake.put("jobs/1.csv", "1,Engineer\n").await;
     // The validation crashed: the ingestion is queued, and the workflow gives up on it.
     hiring::pipeline::enqueue(&pool, &lake.function.zones, "jobs/1.csv", "test").await.unwrap();
     let mut failed = event.clone();
     failed["error"] = json!({"Error": "Lambda.Unknown", "Cause": "the function timed out"});
-    let answer = hiring_functions::validate(lake.function, serde_json::from_value(json!({"failed": failed})).unwrap()).await;
+    let answer =
+        hiring_functions::validate_function(lake.function, serde_json::from_value(json!({"failed": failed})).unwrap())
+            .await;
     assert!(answer.is_ok(), "recording a failure succeeds");
     let (status, error): (String, String) =
         sqlx::query_as("SELECT status, error FROM ingestions").fetch_one(&pool).await.unwrap();
     assert_eq!(status, "failed");
     assert!(error.contains("Lambda.Unknown") && error.contains("send the file again"), "{error}");
 
-    // The same file sent again is a new ingestion, which loads.
-    let report = lake.validate(&event).await.unwrap();
-    assert_eq!(report["replayed"], false);
-    assert_eq!(ingestions(&pool).await, 2);
+    // A duplicate delivery of its event changes nothing: the ingestion stays failed, and the
+    // step says so for good; the file sent again (a new upload, a new object) loads.
+    let again = lake.validate(&event).await.unwrap_err();
+    assert_eq!(again.error_type, FATAL, "{}", again.error_message);
+    assert_eq!(ingestions(&pool).await, 1);
+    let resent = lake.put("jobs/2.csv", "1,Engineer\n").await;
+    assert_eq!(lake.validate(&resent).await.unwrap()["loadable"], true);
 }
