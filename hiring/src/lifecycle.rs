@@ -263,7 +263,11 @@ impl Lifecycle {
     }
 
     /// `running` → `succeeded` for attempt `attempt`, with the load's counts, in the load's
-    /// transaction. [`Error::Interrupted`] when it is no longer that attempt's.
+    /// transaction. [`Error::Interrupted`] when it is no longer that attempt's. The
+    /// validation's rejects file stays named (`rejects_key`) only while the load rejected as
+    /// many rows (the load's rejects replace the validation's, and only grow fewer as
+    /// references arrive): otherwise the file is the validation's record, no longer the
+    /// outcome, and the stored rejects are.
     pub(crate) async fn loaded(
         tx: &mut PgConnection,
         attempt: i32,
@@ -272,7 +276,8 @@ impl Lifecycle {
     ) -> Result<()> {
         let moved: Option<i64> = sqlx::query_scalar(
             "UPDATE ingestions SET status = $8, finished_at = clock_timestamp(), moved_at = clock_timestamp(),
-                 rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6, processed_key = $7
+                 rows = $2, inserted = $3, updated = $4, unchanged = $5, rejected = $6, processed_key = $7,
+                 rejects_key = CASE WHEN rejected = $6 THEN rejects_key END
              WHERE id = $1 AND status = $9 AND attempt = $10
              RETURNING id",
         )

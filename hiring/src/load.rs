@@ -201,25 +201,27 @@ pub(crate) async fn load_file_in_transaction<R: Read + Send + 'static>(
         // whose answer was lost may have committed, and then the file is the ingestion's.
         if backend.settle(pool, id, &error, |status| status == IngestionStatus::Succeeded, staged).await {
             tracing::warn!(ingestion = id, %error, "the load committed though its acknowledgement was lost");
-            publish_committed(written).await;
+            publish_committed(written).await?;
             return Ok(report);
         }
         return Err(error);
     }
-    publish_committed(written).await;
+    publish_committed(written).await?;
     tracing::info!(ingestion = id, %table, rows = report.rows, rejected = report.rejected, "file loaded");
     Ok(report)
 }
 
-/// Moves a committed load's Parquet file from the staging prefix to its key. A failure here
-/// leaves the file staged: the step's replay (its retry) publishes it
-/// ([`crate::processed::publish_staged`]).
-async fn publish_committed(written: Option<(&Zone, &str, &str)>) {
+/// Moves a committed load's Parquet file from the staging prefix to its key. A failure leaves
+/// the file staged and fails the step, so the workflow's retry runs it again: the replay finds
+/// the ingestion succeeded and publishes the file ([`crate::processed::publish_staged`]).
+async fn publish_committed(written: Option<(&Zone, &str, &str)>) -> Result<()> {
     if let Some((zone, key, staging)) = written
         && let Err(error) = zone.promote(staging, key).await
     {
         tracing::warn!(%error, key, "the load committed but its Parquet file is still staged: the step's retry publishes it");
+        return Err(error);
     }
+    Ok(())
 }
 
 /// A transaction's server process, kept so the outcome of a COMMIT whose answer was lost can

@@ -146,6 +146,7 @@ async fn rejects_describe_the_final_outcome_of_their_ingestion(pool: PgPool) {
     assert_eq!(reasons, [(2, "missing_field")], "the loaded row is no longer listed as rejected");
     let ingestion = hiring::ingestions::get(&pool, hires).await.unwrap();
     assert_eq!(ingestion.rejected, 1);
+    assert_eq!(ingestion.rejects_key, None, "the validation's rejects file no longer describes the outcome");
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]

@@ -38,7 +38,13 @@ pub fn private_bucket(
     if let Some(name) = name {
         map.insert("BucketName".into(), name);
     }
-    if let Value::Object(extra) = extra {
+    if let Value::Object(mut extra) = extra {
+        // `ExtraLifecycleRules`: rules added to the shared one (a bucket's own prefixes).
+        if let Some(Value::Array(rules)) = extra.remove("ExtraLifecycleRules")
+            && let Some(Value::Array(shared)) = map.get_mut("LifecycleConfiguration").and_then(|c| c.get_mut("Rules"))
+        {
+            shared.extend(rules);
+        }
         map.extend(extra);
     }
     let bucket =

@@ -493,7 +493,27 @@ impl<'a> StageBuilder<'a> {
             data_keep,
         );
         let rejects = private_bucket(&mut self.t, "RejectsBucket", cfg, None, json!({}), data_keep);
-        let processed = private_bucket(&mut self.t, "ProcessedBucket", cfg, None, json!({}), data_keep);
+        // A load's Parquet file waits under _staging/ until its load commits, then moves to its
+        // key (hiring::processed::staging_key); what a crash leaves there (a load that never
+        // committed, or one whose step and its retries all died before the move) expires after
+        // a week, and the copies the moves leave behind (a versioned bucket keeps a deleted
+        // object as a noncurrent version) after a day ("Expiring objects", S3 user guide).
+        let staged = json!({ "ExtraLifecycleRules": [
+            {
+                "Id": "expire-staged-parquet",
+                "Status": "Enabled",
+                "Prefix": "_staging/",
+                "ExpirationInDays": 7,
+                "NoncurrentVersionExpiration": { "NoncurrentDays": 1 }
+            },
+            {
+                "Id": "remove-staged-delete-markers",
+                "Status": "Enabled",
+                "Prefix": "_staging/",
+                "ExpiredObjectDeleteMarker": true
+            }
+        ] });
+        let processed = private_bucket(&mut self.t, "ProcessedBucket", cfg, None, staged, data_keep);
         let backups = private_bucket(&mut self.t, "BackupsBucket", cfg, None, json!({}), data_keep);
         let zone_urls = |bucket_of: &[(&str, &LogicalId)]| -> Vec<(String, Value)> {
             bucket_of
@@ -633,7 +653,9 @@ impl<'a> StageBuilder<'a> {
                     // A load's Parquet file is staged, then moved to its key once the load
                     // commits (hiring::processed::staging_key): CopyObject reads the source
                     // (s3:GetObject) and writes the target (s3:PutObject), and the staged copy
-                    // is deleted ("CopyObject", Amazon S3 API Reference, Permissions).
+                    // is deleted ("CopyObject", Amazon S3 API Reference). s3:ListBucket lets a
+                    // replay's HeadObject of a file not yet moved answer 404, not 403
+                    // ("HeadObject", Amazon S3 API Reference).
                     self.grant(&role_id, Access::Read, Target::Bucket(zones.processed.clone()));
                     self.grant(&role_id, Access::WriteDelete, Target::Bucket(zones.processed.clone()));
                 }
