@@ -112,3 +112,41 @@ async fn a_direct_upload_over_the_limit_names_the_presigned_flow(pool: PgPool) {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("POST /uploads") && message.contains("cargo xtask upload"), "{message}");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_hires_file_put_first_waits_for_its_upload_and_loads_when_it_comes(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let files: Vec<(&str, Vec<u8>)> = ["hired_employees", "jobs", "departments"]
+        .into_iter()
+        .map(|t| (t, std::fs::read(sample(&format!("{t}.csv"))).unwrap()))
+        .collect();
+    let announced: Vec<Value> = files.iter().map(|(t, b)| json!({ "table": t, "bytes": b.len() })).collect();
+    let (status, body) = announce(&app, json!(announced)).await;
+    assert_eq!(status, 201, "{body}");
+    let uploads = body["uploads"].as_array().unwrap();
+    let of = |table: &str| uploads.iter().find(|u| u["table"] == table).unwrap();
+    let bytes = |table: &str| files.iter().find(|(t, _)| *t == table).unwrap().1.clone();
+
+    let hires = of("hired_employees");
+    let put = app.client.put(hires["url"].as_str().unwrap()).body(bytes("hired_employees")).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    // The departments and jobs come later than the steps' retries of a busy database last
+    // (about 6 s): the hires wait for them as long as the stage's workflow wait.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let (_, waiting) = app.get_json(&format!("/ingestions/{}", hires["ingestion"])).await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    for table in ["departments", "jobs"] {
+        let put = app.client.put(of(table)["url"].as_str().unwrap()).body(bytes(table)).send().await.unwrap();
+        assert_eq!(put.status(), 200);
+        assert_eq!(wait_final(&app, of(table)["ingestion"].as_i64().unwrap()).await["status"], "succeeded");
+    }
+    let report = wait_final(&app, hires["ingestion"].as_i64().unwrap()).await;
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(app.count("hired_employees").await, 1929);
+
+    // Its URL sent again: refused, saying what to do.
+    let again = app.client.put(hires["url"].as_str().unwrap()).body(bytes("hired_employees")).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let message = again.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("POST /uploads"), "the answer says how to send a file again: {message}");
+}
