@@ -79,6 +79,10 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// `HIRING_UPLOAD_TIMEOUT_SECS`: how long `POST /upload` may take (default 900).
     pub upload_timeout: Duration,
+    /// `HIRING_WORKFLOW_WAIT_SECS`: how long a hires file waits for the departments and jobs of
+    /// its upload (default 1800); every deadline of an ingestion derives from it (the upload
+    /// URLs' life, the sweep's deadline: `hiring::lifecycle::Deadlines`).
+    pub deadlines: hiring::lifecycle::Deadlines,
     /// `HIRING_MAX_CONCURRENT_WRITES`: writes (uploads, batches, backups, restores) running at
     /// once; more answer 503 `busy` (default 8).
     pub max_concurrent_writes: usize,
@@ -130,6 +134,10 @@ impl Settings {
             bail!("HIRING_MULTIPART_PART_BYTES `{multipart_part_bytes}` is under S3's smallest part, 5 MiB (5242880)");
         }
         let upload_timeout = Duration::from_secs(number("HIRING_UPLOAD_TIMEOUT_SECS", 900)?.max(1));
+        let default_wait = hiring::lifecycle::Deadlines::DEFAULT.workflow_wait.as_secs();
+        let deadlines = hiring::lifecycle::Deadlines::new(Duration::from_secs(
+            number("HIRING_WORKFLOW_WAIT_SECS", default_wait)?.max(1),
+        ));
         let max_concurrent_writes = usize::try_from(number("HIRING_MAX_CONCURRENT_WRITES", 8)?.max(1))?;
         let cors_origins = lookup("HIRING_CORS_ORIGINS")
             .unwrap_or_default()
@@ -193,6 +201,7 @@ impl Settings {
             cors_origins,
             request_timeout,
             upload_timeout,
+            deadlines,
             max_concurrent_writes,
         })
     }

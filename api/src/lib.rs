@@ -151,7 +151,12 @@ pub async fn serve(
     } else {
         retry_abandoned(&pool).await?;
     }
-    spawn_rollup_compaction(pool.clone(), std::time::Duration::from_secs(5), Some(credentials.clone()));
+    spawn_rollup_compaction(
+        pool.clone(),
+        std::time::Duration::from_secs(5),
+        settings.deadlines,
+        Some(credentials.clone()),
+    );
     tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
     let state = AppState::new(pool, settings)?.with_credentials(credentials);
     state.metrics_cache.clone().spawn_listener(state.pool.clone());
@@ -209,21 +214,26 @@ async fn retry_abandoned(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 
 /// Closes the ingestions past their deadline (hiring::lifecycle::Lifecycle::sweep) and logs
 /// how many, with their ids.
-async fn sweep(pool: &sqlx::PgPool) -> hiring::error::Result<()> {
-    let closed =
-        hiring::lifecycle::Lifecycle::sweep(pool, chrono::Utc::now(), hiring::lifecycle::Deadlines::DEFAULT).await?;
+/// The stack's metric filter on the API's log group counts `swept` ([`SWEPT_FIELD`]) into a
+/// metric with an alarm.
+async fn sweep(pool: &sqlx::PgPool, deadlines: hiring::lifecycle::Deadlines) -> hiring::error::Result<()> {
+    let closed = hiring::lifecycle::Lifecycle::sweep(pool, chrono::Utc::now(), deadlines).await?;
     if !closed.is_empty() {
-        tracing::warn!(closed = closed.len(), ids = ?closed, "closed ingestions past their deadline as failed");
+        tracing::warn!(swept = closed.len(), ids = ?closed, "closed ingestions past their deadline as failed");
     }
     Ok(())
 }
 
+/// The field of the sweep's log line that holds how many ingestions it closed.
+pub const SWEPT_FIELD: &str = "swept";
+
 /// Folds the metrics rollup's deltas every `period` (batches append some on every call), and
-/// fails the presigned uploads whose file never came, for as long as the process runs. When
+/// sweeps the ingestions past their deadlines (`deadlines`), for as long as the process runs. When
 /// PostgreSQL refuses the credentials, they are read again (`credentials`).
 pub fn spawn_rollup_compaction(
     pool: sqlx::PgPool,
     period: std::time::Duration,
+    deadlines: hiring::lifecycle::Deadlines,
     credentials: Option<std::sync::Arc<secrets::Credentials>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -232,7 +242,7 @@ pub fn spawn_rollup_compaction(
         loop {
             ticks.tick().await;
             let done = match hiring::metrics::compact_rollup(&pool).await {
-                Ok(_) => sweep(&pool).await,
+                Ok(_) => sweep(&pool, deadlines).await,
                 Err(error) => Err(error),
             };
             if let Err(error) = done {

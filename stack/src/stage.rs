@@ -161,6 +161,12 @@ pub struct StageConfig {
     pub api_burst_limit: u32,
     /// When the backup function runs (EventBridge Scheduler expression, UTC).
     pub backup_schedule: &'static str,
+    /// How long a hires file's execution waits for the departments and jobs of its upload
+    /// (the `hiring.Waiting` retrier). Every other deadline of an ingestion derives from it
+    /// (`hiring::lifecycle::Deadlines`: upload URLs live twice as long, waiting ingestions are
+    /// swept four times as long after their last move); the API reads it as
+    /// `HIRING_WORKFLOW_WAIT_SECS`.
+    pub workflow_wait_minutes: u32,
     /// The branch the stage's pipeline deploys; `None`: no pipeline (the emulator stage).
     pub pipeline_branch: Option<&'static str>,
     /// The emulator stage: the secrets RDS and the stack would make are parameters, the data
@@ -197,6 +203,7 @@ impl StageConfig {
             api_rate_limit: 50,
             api_burst_limit: 100,
             backup_schedule: "cron(0 3 * * ? *)",
+            workflow_wait_minutes: 30,
             pipeline_branch: None,
             emulator: false,
             tags,

@@ -974,7 +974,12 @@ impl<'a> StageBuilder<'a> {
                     "StateMachineName": cfg.name("pipeline"),
                     "StateMachineType": "STANDARD",
                     "RoleArn": sfn_role.get_att("Arn"),
-                    "DefinitionString": sub(state_machine_definition(&functions.validate, &functions.process, fargate)),
+                    "DefinitionString": sub(state_machine_definition(
+                        &functions.validate,
+                        &functions.process,
+                        fargate,
+                        u64::from(cfg.workflow_wait_minutes) * 60,
+                    )),
                     "LoggingConfiguration": {
                         "Level": "ALL",
                         "IncludeExecutionData": false,
@@ -1221,6 +1226,9 @@ impl<'a> StageBuilder<'a> {
                 json!({ "Name": "HIRING_UPLOAD_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
                 json!({ "Name": "HIRING_REQUEST_TIMEOUT_SECS", "Value": GATEWAY_DEADLINE_SECS.to_string() }),
                 json!({ "Name": "HIRING_PUBLIC_METRICS", "Value": cfg.public_metrics.to_string() }),
+                // Every deadline of an ingestion derives from it (hiring::lifecycle::Deadlines):
+                // the upload URLs' life and the API's sweep.
+                json!({ "Name": "HIRING_WORKFLOW_WAIT_SECS", "Value": (u64::from(cfg.workflow_wait_minutes) * 60).to_string() }),
                 // Uploads are staged on the task's volume (see `image_task`).
                 json!({ "Name": "HIRING_DATA_DIR", "Value": API_DATA_DIR }),
                 json!({ "Name": "RUST_LOG", "Value": "info" }),
@@ -1746,6 +1754,24 @@ impl<'a> StageBuilder<'a> {
     }
 }
 
+/// The `hiring.Waiting` retrier: delays from 5 s growing by half up to 60 s, as many attempts as
+/// fit within `wait_seconds` (the stage's workflow wait).
+pub fn waiting_retrier(wait_seconds: u64) -> Value {
+    const INTERVAL: f64 = 5.0;
+    const BACKOFF: f64 = 1.5;
+    const MAX_DELAY: f64 = 60.0;
+    let (mut attempts, mut total, mut delay) = (0u64, 0.0, INTERVAL);
+    while total + delay.min(MAX_DELAY) <= wait_seconds as f64 {
+        total += delay.min(MAX_DELAY);
+        delay *= BACKOFF;
+        attempts += 1;
+    }
+    json!({
+        "ErrorEquals": ["hiring.Waiting"], "IntervalSeconds": INTERVAL as u64, "MaxAttempts": attempts.max(1),
+        "BackoffRate": BACKOFF, "MaxDelaySeconds": MAX_DELAY as u64
+    })
+}
+
 /// The pipeline's Amazon States Language definition, as `Fn::Sub` text.
 ///
 /// validate → `Loadable?` → process, or `Rejected` (nothing loadable: a data outcome, recorded
@@ -1755,7 +1781,12 @@ impl<'a> StageBuilder<'a> {
 /// the failure on the object's ingestion (`failed`, for good, with the error and what to do),
 /// then `Failed` fails the execution with the step's error, so the execution, its alarm and
 /// `cargo xtask status` show the cause.
-pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, fargate: &FargateProcess) -> String {
+pub fn state_machine_definition(
+    validate: &LogicalId,
+    process: &LogicalId,
+    fargate: &FargateProcess,
+    workflow_wait_seconds: u64,
+) -> String {
     let retry = json!([
         {
             "ErrorEquals": ["hiring.Retryable", "Lambda.ServiceException", "Lambda.AWSLambdaException",
@@ -1781,16 +1812,14 @@ pub fn state_machine_definition(validate: &LogicalId, process: &LogicalId, farga
         }
     ]);
     // Validate only: a hires file waits for the departments or jobs file of its upload (each
-    // file runs its own execution, in any order) for about an hour, a presigned URL's life (60
-    // attempts, each delay at most 60 s; no jitter needed: one waiter per upload). Within the
-    // retrier's bounds (Step Functions developer guide, "Handling errors in Step Functions
-    // workflows": MaxAttempts up to 99999999, MaxDelaySeconds below 31622401) and far inside a
-    // Standard workflow's one-year duration quota.
+    // file runs its own execution, in any order) for at most the stage's workflow wait, which
+    // is shorter than an upload URL's life (hiring::lifecycle::Deadlines); then the workflow
+    // gives up and records it. No jitter needed: one waiter per upload. Within the retrier's
+    // bounds (Step Functions developer guide, "Handling errors in Step Functions workflows":
+    // MaxAttempts up to 99999999, MaxDelaySeconds below 31622401) and far inside a Standard
+    // workflow's one-year duration quota.
     let mut validate_retry = retry.clone();
-    validate_retry.as_array_mut().expect("an array").insert(
-        1,
-        json!({ "ErrorEquals": ["hiring.Waiting"], "IntervalSeconds": 5, "MaxAttempts": 60, "BackoffRate": 1.5, "MaxDelaySeconds": 60 }),
-    );
+    validate_retry.as_array_mut().expect("an array").insert(1, waiting_retrier(workflow_wait_seconds));
     let catch = json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure" }]);
     let subnets: Vec<String> = fargate.subnets.iter().map(|id| format!("${{{id}}}")).collect();
     let definition = json!({

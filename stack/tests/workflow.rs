@@ -84,3 +84,47 @@ fn a_crashed_or_timed_out_function_is_retried_before_the_workflow_gives_up() {
         }
     }
 }
+
+/// The longest a retrier waits in all: each delay is the interval times the backoff rate to
+/// the attempt, capped at the largest delay, without jitter.
+fn longest_wait_seconds(retrier: &Value) -> f64 {
+    let (interval, rate) = (retrier["IntervalSeconds"].as_f64().unwrap(), retrier["BackoffRate"].as_f64().unwrap());
+    let cap = retrier["MaxDelaySeconds"].as_f64().unwrap_or(f64::INFINITY);
+    (0..retrier["MaxAttempts"].as_u64().unwrap()).map(|n| (interval * rate.powi(n as i32)).min(cap)).sum()
+}
+
+#[test]
+fn the_workflow_gives_up_waiting_before_the_upload_urls_expire_and_the_sweep_closes_after_both() {
+    for stage in Stage::ALL {
+        let cfg = stage.config();
+        let t = Topology::stage(&cfg).template;
+        let states = &definition(&t)["States"];
+        let waiting = states["Validate"]["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|retrier| retrier["ErrorEquals"][0] == "hiring.Waiting")
+            .expect("the validate step waits for its upload");
+        let container = &t.resource("ApiTaskDefinition").unwrap().properties["ContainerDefinitions"][0];
+        let setting: u64 = container["Environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|variable| variable["Name"] == "HIRING_WORKFLOW_WAIT_SECS")
+            .and_then(|variable| variable["Value"].as_str())
+            .expect("the API is told the stage's workflow wait")
+            .parse()
+            .unwrap();
+        assert_eq!(setting, u64::from(cfg.workflow_wait_minutes) * 60, "{stage}");
+        // What the API derives from it (hiring::lifecycle::Deadlines): URLs live twice the
+        // wait, waiting ingestions are swept four times the wait after their last move.
+        let (upload_expiry, sweep_after) = (2 * setting, 4 * setting);
+        let workflow_wait = longest_wait_seconds(waiting);
+        assert!(workflow_wait <= setting as f64, "{stage}: the workflow waits {workflow_wait} s, over {setting} s");
+        assert!(
+            workflow_wait < upload_expiry as f64 && upload_expiry < sweep_after,
+            "{stage}: workflow wait {workflow_wait} s < upload expiry {upload_expiry} s < sweep {sweep_after} s"
+        );
+        assert!(workflow_wait > setting as f64 * 0.9, "{stage}: the workflow waits nearly all of its setting");
+    }
+}

@@ -146,7 +146,7 @@ pub async fn upload(
     let stepfunctions = state.settings.pipeline == Pipeline::StepFunctions;
     let mut announced = Vec::new();
     if stepfunctions {
-        let expires_at = chrono::Utc::now() + super::uploads::URL_LIFETIME;
+        let expires_at = chrono::Utc::now() + state.settings.deadlines.upload_expiry();
         for (key, source) in keys.iter().zip(&sources) {
             announced.push(pipeline::expect(&state.pool, key, source, expires_at, None).await?);
         }

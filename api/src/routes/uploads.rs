@@ -9,7 +9,6 @@
 //! the process makes at start; the API stores the file and runs the steps itself, as the state
 //! machine would. Either way `GET /ingestions/{id}` shows the outcome.
 
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -26,8 +25,6 @@ use super::{ApiPath, ApiQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// How long a presigned URL stays valid.
-pub const URL_LIFETIME: Duration = hiring::lifecycle::Deadlines::DEFAULT.workflow_wait.saturating_mul(2);
 /// The largest object one S3 `PUT` takes (5 GiB,
 /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html); larger files are
 /// multipart uploads.
@@ -145,7 +142,8 @@ pub async fn announce(
             file.table, file.bytes
         )));
     }
-    let expires_at = Utc::now() + URL_LIFETIME;
+    let url_lifetime = state.settings.deadlines.upload_expiry();
+    let expires_at = Utc::now() + url_lifetime;
     let mut uploads = Vec::with_capacity(request.files.len());
     for file in request.files {
         let key = format!("{}/{}", file.table.name(), super::upload::new_file_name());
@@ -160,7 +158,7 @@ pub async fn announce(
             let (upload_id, parts) = state
                 .zones
                 .raw
-                .presigned_multipart(&key, file.bytes, part_bytes, URL_LIFETIME)
+                .presigned_multipart(&key, file.bytes, part_bytes, url_lifetime)
                 .await?
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the raw zone is not on S3")))?;
             let ingestion = hiring::pipeline::expect(&state.pool, &key, &source, expires_at, Some(&upload_id)).await?;
@@ -179,7 +177,7 @@ pub async fn announce(
             continue;
         }
         let ingestion = hiring::pipeline::expect(&state.pool, &key, &source, expires_at, None).await?;
-        let url = match state.zones.raw.presigned_put(&key, file.bytes, URL_LIFETIME).await? {
+        let url = match state.zones.raw.presigned_put(&key, file.bytes, url_lifetime).await? {
             Some(url) => url,
             None => {
                 let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:8080");
@@ -317,7 +315,11 @@ pub async fn put(
     if ingestion.status != IngestionStatus::AwaitingUpload {
         return Err(ApiError::Conflict {
             code: "already_uploaded",
-            message: format!("ingestion {id} is {}: its file was already put", ingestion.status),
+            message: format!(
+                "ingestion {id} is {}: its file was already put (follow GET /ingestions/{id}); to send a file again, \
+                 announce a new upload with POST /uploads",
+                ingestion.status
+            ),
         });
     }
     let key = ingestion.object_key.clone().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no key on {id}")))?;
@@ -338,23 +340,41 @@ pub async fn put(
     let file = key.clone();
     tokio::spawn(async move {
         let _permit = steps.write_permits.acquire().await;
-        // Retried as the state machine retries a step (a busy ingestion, an unreachable
-        // database), up to 5 times with growing delays.
-        for attempt in 1..=5u32 {
-            match super::upload::run_steps(steps.clone(), vec![(file.clone(), source.clone())]).await {
-                Err(error) if error.is_retryable() && attempt < 5 => {
-                    tracing::warn!(%error, ingestion = id, attempt, "a step of a presigned upload failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, ingestion = id, "the steps of a presigned upload failed");
-                    break;
-                }
-                Ok(_) => break,
-            }
-        }
+        run_until_final(steps.clone(), id, file, source).await;
     });
     Ok(Json(Stored { ingestion: id, key }))
+}
+
+/// Runs the steps of a presigned upload's file as the state machine does on AWS: a hires file
+/// waiting for the departments and jobs of its upload is retried for as long as the stage's
+/// workflow wait; other retryable errors (a busy ingestion, an unreachable database) up to 5
+/// times with growing delays. When the steps give up, the failure is recorded on the ingestion,
+/// for good, as the workflow's failure path does.
+async fn run_until_final(state: AppState, id: i64, file: String, source: String) {
+    let wait = state.settings.deadlines.workflow_wait;
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let error = match super::upload::run_steps(state.clone(), vec![(file.clone(), source.clone())]).await {
+            Ok(_) => return,
+            Err(error) => error,
+        };
+        let waiting = matches!(error, hiring::error::Error::Waiting { .. });
+        let retry = if waiting { started.elapsed() < wait } else { error.is_retryable() && attempt < 5 };
+        if retry {
+            tracing::info!(%error, ingestion = id, attempt, "a step of a presigned upload is retried");
+            let delay = std::time::Duration::from_millis(200 * 2u64.pow(attempt.min(4)));
+            tokio::time::sleep(delay.min(std::time::Duration::from_secs(2))).await;
+            continue;
+        }
+        tracing::warn!(%error, ingestion = id, "the steps of a presigned upload gave up");
+        let reason = format!("the steps gave up on this file: {error}; send the file again, as a new upload");
+        if let Err(error) = hiring::pipeline::fail(&state.pool, id, &reason).await {
+            tracing::warn!(%error, ingestion = id, "could not record the failure; the sweep closes it at its deadline");
+        }
+        return;
+    }
 }
 
 async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<(), ApiError> {
