@@ -238,6 +238,9 @@ pub fn metrics_namespace(cfg: &StageConfig) -> String {
 /// functions emit (`hiring_functions::ROWS_LOADED`, `ROWS_REJECTED`): tests/tests/lambda_emulator.rs
 /// compares them with what the built binaries print.
 pub const DASHBOARD_ROWS_LOADED: &str = "RowsLoaded";
+/// The metric counting the ingestions the API's sweep closed past their deadline, read from its
+/// log line's `swept` field (`api::SWEPT_FIELD`) by a metric filter; an alarm watches it.
+pub const SWEPT_METRIC: &str = "IngestionsSwept";
 pub const DASHBOARD_ROWS_REJECTED: &str = "RowsRejected";
 
 /// The stage's Glue database: `hiring_<stage>` (Athena names take underscores, not hyphens).
@@ -1194,6 +1197,25 @@ impl<'a> StageBuilder<'a> {
     ) -> ApiTask {
         let cfg = self.cfg;
         let api_logs = self.log_group("ApiLogGroup", json!(format!("/ecs/{}", cfg.name("api"))));
+        // Each API task sweeps the ingestions past their deadlines every few seconds and logs
+        // how many it closed ({"swept": n, …}, a JSON line): a metric filter counts them
+        // ("Creating metrics from log events using filters", CloudWatch Logs user guide).
+        self.t.add(
+            "SweptIngestionsMetricFilter",
+            Resource::new(
+                ResourceType::LogMetricFilter,
+                json!({
+                    "LogGroupName": api_logs.r#ref(),
+                    "FilterPattern": "{ $.swept > 0 }",
+                    "MetricTransformations": [{
+                        "MetricNamespace": metrics_namespace(cfg),
+                        "MetricName": SWEPT_METRIC,
+                        "MetricValue": "$.swept",
+                        "Unit": "Count"
+                    }]
+                }),
+            ),
+        );
         self.grant("ApiExecutionRole", Access::Read, Target::Secret { id: token.id.clone(), arn: token.arn.clone() });
         // Reading too: in `stepfunctions` mode the upload heads the object it put, and
         // HeadObject is authorized as s3:GetObject
@@ -1663,6 +1685,11 @@ impl<'a> StageBuilder<'a> {
                 ),
             );
         }
+        alarm(
+            "IngestionsSweptAlarm",
+            "The sweep closed ingestions that stayed unfinished past their deadline: see the API's logs (swept, ids) and each ingestion's error",
+            sum_at_least_one(&metrics_namespace(cfg), SWEPT_METRIC, json!([])),
+        );
         alarm(
             "Api5xxAlarm",
             "API Gateway answered 5xx",

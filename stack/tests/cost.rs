@@ -13,8 +13,8 @@ fn dev_costs_what_the_prices_say_by_hand() {
     // db.t4g.micro 0.016 × 730 h; 20 GB gp3 × 0.115; one x86 task of 0.25 vCPU and 0.5 GB:
     // (0.25 × 0.04048 + 0.5 × 0.004445) × 730; the load balancer (0.0225 + 0.008 LCU) × 730;
     // 4 interface endpoints × 2 subnets × 0.01 × 730; 2 secrets + RDS's managed one × 0.40;
-    // 9 alarms × 0.10; one dashboard, 3.00.
-    let by_hand = 11.68 + 2.30 + 9.010025 + 22.265 + 58.40 + 1.20 + 0.90 + 3.00;
+    // 10 alarms × 0.10; one dashboard, 3.00.
+    let by_hand = 11.68 + 2.30 + 9.010025 + 22.265 + 58.40 + 1.20 + 1.00 + 3.00;
     let (lines, computed) = total(Stage::Dev);
     assert!((computed - by_hand).abs() < 0.005, "{computed} against {by_hand}: {lines:#?}");
     assert_eq!(lines.len(), 8);
@@ -24,7 +24,7 @@ fn dev_costs_what_the_prices_say_by_hand() {
 fn prod_costs_what_the_prices_say_by_hand() {
     // db.m7g.large Multi-AZ: 2 × 0.168 × 730; 2 × 100 GB × 0.115; two arm64 tasks of 0.5 vCPU
     // and 1 GB: 2 × (0.5 × 0.03238 + 1 × 0.00356) × 730; the rest as in dev.
-    let by_hand = 245.28 + 23.0 + 28.835 + 22.265 + 58.40 + 1.20 + 0.90 + 3.00;
+    let by_hand = 245.28 + 23.0 + 28.835 + 22.265 + 58.40 + 1.20 + 1.00 + 3.00;
     let (lines, computed) = total(Stage::Prod);
     assert!((computed - by_hand).abs() < 0.005, "{computed} against {by_hand}: {lines:#?}");
 }

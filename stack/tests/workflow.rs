@@ -128,3 +128,20 @@ fn the_workflow_gives_up_waiting_before_the_upload_urls_expire_and_the_sweep_clo
         assert!(workflow_wait > setting as f64 * 0.9, "{stage}: the workflow waits nearly all of its setting");
     }
 }
+
+#[test]
+fn what_the_sweep_closes_is_counted_from_the_api_logs_and_alarmed() {
+    for stage in Stage::ALL {
+        let cfg = stage.config();
+        let t = Topology::stage(&cfg).template;
+        let filter = &t.resource("SweptIngestionsMetricFilter").expect("a metric filter").properties;
+        assert_eq!(filter["LogGroupName"], serde_json::json!({ "Ref": "ApiLogGroup" }), "{stage}");
+        // The API logs `{"swept": n, …}` (api::SWEPT_FIELD) as a JSON line.
+        assert_eq!(filter["FilterPattern"], "{ $.swept > 0 }");
+        let transformation = &filter["MetricTransformations"][0];
+        assert_eq!(transformation["MetricValue"], "$.swept");
+        let alarm = &t.resource("IngestionsSweptAlarm").expect("an alarm").properties;
+        assert_eq!(alarm["MetricName"], transformation["MetricName"], "{stage}");
+        assert_eq!(alarm["Namespace"], transformation["MetricNamespace"], "{stage}");
+    }
+}
