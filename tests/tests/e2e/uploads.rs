@@ -150,3 +150,44 @@ async fn a_hires_file_put_first_waits_for_its_upload_and_loads_when_it_comes(poo
     let message = again.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("POST /uploads"), "the answer says how to send a file again: {message}");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_retried_load_counts_its_rejects_once(pool: PgPool) {
+    let app = TestApp::start(pool.clone()).await;
+    let file = b"1,Sales\n2,\n".to_vec();
+    let (status, body) = announce(&app, json!([{ "table": "departments", "bytes": file.len() }])).await;
+    assert_eq!(status, 201, "{body}");
+    let upload = &body["uploads"][0];
+    // The load loses its connection while it waits for the table: the steps run again, and
+    // the validation they replay must not count its rejects a second time.
+    let mut locker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE departments IN ACCESS EXCLUSIVE MODE").execute(&mut *locker).await.unwrap();
+    let put = app.client.put(upload["url"].as_str().unwrap()).body(file).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid: i32 = loop {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some(pid) = waiting {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "the load never waited for the table");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&pool).await.unwrap();
+    locker.rollback().await.unwrap();
+    let report = wait_final(&app, upload["ingestion"].as_i64().unwrap()).await;
+    assert_eq!(report["status"], "succeeded", "{report}");
+
+    let response = app.client.get(app.url("/metrics")).bearer_auth(READ_TOKEN).send().await.unwrap();
+    let text = response.text().await.unwrap();
+    let rejected: Vec<&str> = text.lines().filter(|line| line.starts_with("hiring_rows_rejected_total")).collect();
+    assert_eq!(rejected, [r#"hiring_rows_rejected_total{table="departments",reason="missing_field"} 1"#], "{text}");
+    let inserted: Vec<&str> =
+        text.lines().filter(|line| line.starts_with("hiring_rows_ingested_total{table=\"departments\"")).collect();
+    assert_eq!(inserted, [r#"hiring_rows_ingested_total{table="departments",outcome="inserted"} 1"#], "{text}");
+}
