@@ -233,14 +233,21 @@ pub(crate) async fn run_steps(
             let started = std::time::Instant::now();
             let validation = pipeline::validate(pool, zones, &object, &source).await?;
             telemetry.step("validate", started);
-            for (reason, count) in &validation.reasons {
-                telemetry.rejected(validation.table, reason, count.unsigned_abs());
+            // A step run again (a retry of these steps) replays what it recorded: its rows and
+            // rejects were counted when they were first recorded.
+            if !validation.replayed {
+                for (reason, count) in &validation.reasons {
+                    telemetry.rejected(validation.table, reason, count.unsigned_abs());
+                }
             }
             let report = if validation.loadable {
                 let started = std::time::Instant::now();
-                let processed = pipeline::process(pool, zones, &validation).await?.load;
+                let processed = pipeline::process(pool, zones, &validation).await?;
                 telemetry.step("process", started);
-                processed
+                if !processed.replayed {
+                    telemetry.loaded(&processed.load);
+                }
+                processed.load
             } else {
                 LoadReport {
                     id: validation.ingestion,
@@ -252,7 +259,6 @@ pub(crate) async fn run_steps(
                     rejected: validation.rejected,
                 }
             };
-            telemetry.loaded(&report);
             reports.push(report);
         }
         Ok::<_, hiring::error::Error>(reports)

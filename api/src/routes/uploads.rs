@@ -9,7 +9,6 @@
 //! the process makes at start; the API stores the file and runs the steps itself, as the state
 //! machine would. Either way `GET /ingestions/{id}` shows the outcome.
 
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
