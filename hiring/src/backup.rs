@@ -1,7 +1,7 @@
 //! Avro backups of the tables, and restores from them.
 //!
 //! A backup is an Avro object container file (schema embedded, deflate codec) in the backups zone
-//! at `<table>/<UTC time>.avro`. It holds the whole table as one consistent snapshot, ordered by
+//! at `<table>/<UTC time>-<UUIDv7>.avro`. It holds the whole table as one consistent snapshot, ordered by
 //! id, with the data dictionary's field names: `id` int, `department` / `job` / `name` string,
 //! `datetime` long (`timestamp-micros`), `department_id` int, `job_id` int.
 //!
@@ -53,7 +53,7 @@ pub const MAX_CONFLICT_IDS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupReport {
-    /// The object's key in the backups zone, `<table>/<UTC time>.avro`.
+    /// The object's key in the backups zone, `<table>/<UTC time>-<UUIDv7>.avro`.
     pub key: String,
     /// The rows written.
     pub rows: i64,
@@ -145,7 +145,7 @@ fn schema(table: Table) -> Schema {
     Schema::parse_str(&schema_json(table)).expect("the backup schemas are valid Avro")
 }
 
-/// Writes the whole of `table` as of one snapshot to `zone` at `<table>/<UTC time>.avro`.
+/// Writes the whole of `table` as of one snapshot to `zone` at `<table>/<UTC time>-<UUIDv7>.avro`.
 #[tracing::instrument(skip(pool, zone))]
 pub async fn backup_table(pool: &PgPool, zone: &Zone, table: Table) -> Result<BackupReport> {
     backup(pool, zone, table, None).await
@@ -180,9 +180,9 @@ async fn backup(
     if let Some((_, imported)) = snapshot {
         let _ = imported.send(());
     }
-    // Microseconds keep keys distinct for successive backups, and the fixed width sorts them
-    // by time as text.
-    let key = format!("{table}/{}.avro", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+    // The time first sorts the keys by time as text; the UUIDv7 keeps two backups taken at
+    // once (two tasks, a restore's own backup) apart.
+    let key = format!("{table}/{}.avro", crate::zones::unique_name());
     // The object is written as it is encoded: BufWriter keeps up to 10 MB (a typical backup of
     // 1M hires is about that size) and switches to a multipart upload beyond, so memory does
     // not grow with the table. An aborted backup leaves no object behind.
@@ -284,7 +284,7 @@ pub async fn list_backups(zone: &Zone, table: Option<Table>) -> Result<Vec<Backu
 /// (stored hires reference departments or jobs the backup does not have).
 #[tracing::instrument(skip(pool, zone))]
 pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) -> Result<RestoreReport> {
-    // Backups are `<table>/<time>.avro`; anything else (a folder, a name the file system
+    // Backups are `<table>/<time>-<UUIDv7>.avro`; anything else (a folder, a name the file system
     // refuses) is not one, and is said so before the zone is asked.
     let shaped = key.split_once('/').is_some_and(|(folder, name)| {
         Table::from_name(folder).is_some()
@@ -296,7 +296,7 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     let location =
         Key::parse(key).ok().filter(|location| shaped && !location.as_ref().is_empty()).ok_or_else(|| {
             Error::InvalidBackup(format!(
-                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z.avro (the list of backups names them)"
+                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro (the list of backups names them)"
             ))
         })?;
     let not_found = |e: object_store::Error| match zone.error(key, e) {

@@ -112,7 +112,7 @@ pub async fn restore(
     let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::unprocessable(
             "invalid_restore",
-            format!("the body must be a JSON object such as {{\"key\":\"{table}/20261127T181500.123456Z.avro\"}}: {e}"),
+            format!("the body must be a JSON object such as {{\"key\":\"{table}/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro\"}}: {e}"),
         )
     })?;
     let cache = state.metrics_cache.clone();

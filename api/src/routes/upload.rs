@@ -62,17 +62,9 @@ pub struct UploadForm {
     hired_employees: Option<Vec<u8>>,
 }
 
-static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// A new file's name in the raw zone: time, process and a per-process counter make it unique
-/// without coordination.
+/// A new file's name in the raw zone, unique without coordination (`hiring::zones::unique_name`).
 pub(crate) fn new_file_name() -> String {
-    format!(
-        "{}-{}-{}.csv",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
-        std::process::id(),
-        UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+    format!("{}.csv", hiring::zones::unique_name())
 }
 
 struct Part {
@@ -81,7 +73,7 @@ struct Part {
     path: PathBuf,
 }
 
-/// Stores every part in the raw zone (`<table>/<UTC time>-<pid>-<n>.csv`), then runs the
+/// Stores every part in the raw zone (`<table>/<UTC time>-<UUIDv7>.csv`), then runs the
 /// pipeline on each, in dependency order (departments, jobs, hired_employees): inline, the
 /// validate and process steps run here, each file's load in its own transaction, and the answer
 /// holds the reports; with `HIRING_PIPELINE=stepfunctions` the files are recorded as queued and

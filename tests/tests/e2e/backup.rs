@@ -174,10 +174,14 @@ async fn each_table_round_trips_and_get_backups_lists_them(pool: PgPool) {
         let (status, report) = app.backup(table).await;
         assert_eq!(status, 200, "{report}");
         let key = report["key"].as_str().unwrap();
-        // <table>/YYYYMMDDTHHMMSS.ffffffZ.avro
-        let stamp = key.strip_prefix(&format!("{table}/")).and_then(|k| k.strip_suffix("Z.avro")).unwrap_or_default();
+        // <table>/YYYYMMDDTHHMMSS.ffffffZ-<UUIDv7>.avro: the time sorts them, the UUID keeps two
+        // taken at once (by two tasks, every one PID 1) apart.
+        let name = key.strip_prefix(&format!("{table}/")).and_then(|k| k.strip_suffix(".avro")).unwrap_or_default();
+        let (stamp, id) = name.split_once("Z-").unwrap_or_default();
         let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
         assert!(stamp.len() == 22 && &stamp[8..9] == "T" && &stamp[15..16] == "." && digits.len() == 20, "{key}");
+        let id: uuid::Uuid = id.parse().unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(id.get_version_num(), 7, "{key}");
         assert_eq!(report["rows"].as_u64(), Some(rows.len() as u64), "{table}");
         let on_disk = std::fs::metadata(app.backup_path(key)).expect("the backup is in the zone").len();
         assert_eq!(report["bytes"].as_u64(), Some(on_disk));
