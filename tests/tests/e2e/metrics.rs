@@ -262,3 +262,35 @@ async fn the_health_check_command_asks_the_running_server(pool: PgPool) {
         .expect_err("nothing listens there");
     assert!(error.to_string().contains("nothing answers on 127.0.0.1"), "{error}");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn departments_with_the_same_name_stay_apart_keyed_by_id(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.upload_csv("departments", "1,Sales\n2,Sales\n").await;
+    app.upload_csv("jobs", "1,Analyst\n").await;
+    app.upload_csv(
+        "hired_employees",
+        "1,Ann,2021-02-03T04:05:06Z,1,1\n2,Bo,2021-02-04T04:05:06Z,1,1\n3,Cy,2021-02-05T04:05:06Z,2,1\n",
+    )
+    .await;
+    let (status, rows) = app.get_json("/metrics/hires?year=2021").await;
+    assert_eq!(status, 200, "{rows}");
+    let rows: Vec<(i64, &str, i64, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let id = row["department_id"].as_i64().expect("each row names its department's id");
+            assert_eq!(row["job_id"], 1, "and its job's id: {row}");
+            (id, row["department"].as_str().unwrap(), row["Q1"].as_i64().unwrap(), row["Q2"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(rows, [(1, "Sales", 2, 0), (2, "Sales", 1, 0)], "two departments, never merged by name");
+    // The CSV keeps the contract's columns.
+    let csv =
+        app.client.get(app.url("/metrics/hires?year=2021&format=csv")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(csv, "department,job,Q1,Q2,Q3,Q4\nSales,Analyst,2,0,0,0\nSales,Analyst,1,0,0,0\n");
+    // The report's chart has a bar for each department.
+    let page = app.client.get(app.url("/?year=2021")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("3 hires in 2 departments"), "{page}");
+}
