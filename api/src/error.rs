@@ -147,6 +147,8 @@ impl From<hiring::error::Error> for ApiError {
                 ApiError::Conflict { code: "restore_conflict", message: error.to_string() }
             }
             Error::Busy(_) => ApiError::Conflict { code: "in_progress", message: error.to_string() },
+            Error::MalformedFile(_) => ApiError::unprocessable("malformed_file", error.to_string()),
+            Error::Failed { .. } => ApiError::Conflict { code: "ingestion_failed", message: error.to_string() },
             e if e.is_auth_failure() => ApiError::CredentialsRefused(e),
             e if e.is_retryable() => ApiError::Unavailable(e),
             e => ApiError::Internal(e.into()),

@@ -180,16 +180,19 @@ impl ReportPage {
             years.push(year);
             years.sort_unstable_by(|a, b| b.cmp(a));
         }
-        let mut per_department: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
+        // One bar per department id, labelled with its name: two departments may share one.
+        let mut per_department: BTreeMap<i32, (&str, [i64; 4])> = BTreeMap::new();
         for row in hires {
-            let quarters = per_department.entry(&row.department).or_default();
+            let (_, quarters) = per_department.entry(row.department_id).or_insert((&row.department, [0; 4]));
             for (sum, value) in quarters.iter_mut().zip([row.q1, row.q2, row.q3, row.q4]) {
                 *sum += value;
             }
         }
+        let mut per_department: Vec<(i32, (&str, [i64; 4]))> = per_department.into_iter().collect();
+        per_department.sort_by(|(a_id, (a, _)), (b_id, (b, _))| (a.as_bytes(), a_id).cmp(&(b.as_bytes(), b_id)));
         let stacked: Vec<Stack> = per_department
             .into_iter()
-            .map(|(department, quarters)| {
+            .map(|(_, (department, quarters))| {
                 let segments = ["Q1", "Q2", "Q3", "Q4"]
                     .into_iter()
                     .zip(QUARTER_COLOURS)

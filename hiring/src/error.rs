@@ -8,7 +8,11 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     /// The source file could not be read.
     #[error("could not read the source: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+    /// The file is not CSV the decoder can follow (a stray quote leaves a quoted field open):
+    /// the message names the line and what to do. No retry mends it.
+    #[error("the file is malformed: {0}")]
+    MalformedFile(String),
     /// The schema migrations could not be applied.
     #[error("could not apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -134,6 +138,18 @@ pub enum Error {
         /// How many ids are missing in all.
         count: i64,
     },
+}
+
+impl From<std::io::Error> for Error {
+    /// The decoder reports a structural error in the file as `InvalidData`: the file is
+    /// malformed, not unreadable.
+    fn from(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::InvalidData {
+            Error::MalformedFile(error.to_string())
+        } else {
+            Error::Io(error)
+        }
+    }
 }
 
 impl Error {

@@ -17,8 +17,12 @@ pub const CHANGES_CHANNEL: &str = "hiring_data_changed";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarterlyHires {
+    /// The department's id: rows are keyed by ids (two departments may share a name).
+    pub department_id: i32,
     /// The department's name.
     pub department: String,
+    /// The job's id.
+    pub job_id: i32,
     /// The job's name.
     pub job: String,
     /// Hires in January to March.
@@ -55,7 +59,7 @@ pub struct DepartmentHires {
 /// comparing the UTF-8 bytes is the same order (byte order is code point order) and takes
 /// microseconds.
 pub async fn hires_by_quarter(pool: &PgPool, year: i32) -> Result<Vec<QuarterlyHires>> {
-    let mut rows: Vec<(i32, i32, QuarterlyHires)> = sqlx::query_as::<_, PairHires>(
+    let mut rows: Vec<QuarterlyHires> = sqlx::query_as(
         r#"SELECT d.id AS department_id, j.id AS job_id, d.department, j.job, r.q1, r.q2, r.q3, r.q4
            FROM (
                SELECT department_id, job_id, sum(q1) AS q1, sum(q2) AS q2, sum(q3) AS q3, sum(q4) AS q4
@@ -68,28 +72,17 @@ pub async fn hires_by_quarter(pool: &PgPool, year: i32) -> Result<Vec<QuarterlyH
     )
     .bind(year)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| (row.department_id, row.job_id, row.hires))
-    .collect();
-    rows.sort_unstable_by(|(a_department, a_job, a), (b_department, b_job, b)| {
-        (a.department.as_bytes(), a.job.as_bytes(), a_department, a_job).cmp(&(
+    .await?;
+    // Names in byte order, the ids breaking ties between equal names.
+    rows.sort_unstable_by(|a, b| {
+        (a.department.as_bytes(), a.job.as_bytes(), a.department_id, a.job_id).cmp(&(
             b.department.as_bytes(),
             b.job.as_bytes(),
-            b_department,
-            b_job,
+            b.department_id,
+            b.job_id,
         ))
     });
-    Ok(rows.into_iter().map(|(_, _, hires)| hires).collect())
-}
-
-/// A row of [`hires_by_quarter`]'s query: the pair's ids break ties between equal names.
-#[derive(sqlx::FromRow)]
-struct PairHires {
-    department_id: i32,
-    job_id: i32,
-    #[sqlx(flatten)]
-    hires: QuarterlyHires,
+    Ok(rows)
 }
 
 /// The departments whose hires in `year` exceed the mean (the year's hires divided by the

@@ -406,6 +406,14 @@ impl Zones {
     }
 }
 
+/// A name for a new object, unique without coordination between processes and tasks: its UTC
+/// time to the microsecond (so names sort by time as text), then a UUIDv7, e.g.
+/// `20261204T180253.123456Z-0193a1b2-…`. Process ids and counters are not enough: every Fargate
+/// task is PID 1.
+pub fn unique_name() -> String {
+    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::now_v7())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,12 +491,4 @@ mod tests {
         let local = Zone::local(&std::env::temp_dir().join("hiring-presign-test")).unwrap();
         assert!(local.presigned_put("x", 1, Duration::from_secs(1)).await.unwrap().is_none());
     }
-}
-
-/// A name for a new object, unique without coordination between processes and tasks: its UTC
-/// time to the microsecond (so names sort by time as text), then a UUIDv7, e.g.
-/// `20261204T180253.123456Z-0193a1b2-…`. Process ids and counters are not enough: every Fargate
-/// task is PID 1.
-pub fn unique_name() -> String {
-    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::now_v7())
 }

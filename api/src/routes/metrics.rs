@@ -146,11 +146,18 @@ fn respond<T: Serialize>(rows: &[T], columns: &[&str], csv: bool) -> Result<Resp
     if !csv {
         return Ok(Json(rows).into_response());
     }
+    // The CSV has the contract's columns, taken from each row by name (the JSON also carries
+    // the ids the rows are keyed by).
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-    writer
-        .write_record(columns)
-        .and_then(|()| rows.iter().try_for_each(|row| writer.serialize(row)))
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    writer.write_record(columns).map_err(|e| ApiError::Internal(e.into()))?;
+    for row in rows {
+        let row = serde_json::to_value(row).map_err(|e| ApiError::Internal(e.into()))?;
+        let cells = columns.iter().map(|column| match &row[*column] {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        });
+        writer.write_record(cells).map_err(|e| ApiError::Internal(e.into()))?;
+    }
     let serialized = writer.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
     let body = neutralized(&serialized).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], body).into_response())

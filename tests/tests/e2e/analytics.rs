@@ -88,7 +88,7 @@ async fn check_against_the_api(app: &TestApp, year: i32) {
         rows.as_array()
             .expect("rows")
             .iter()
-            .map(|r| json!({"department": r["department"], "job": r["job"], "Q1": r["q1"], "Q2": r["q2"], "Q3": r["q3"], "Q4": r["q4"]}))
+            .map(|r| json!({"department_id": r["department_id"], "department": r["department"], "job_id": r["job_id"], "job": r["job"], "Q1": r["q1"], "Q2": r["q2"], "Q3": r["q3"], "Q4": r["q4"]}))
             .collect()
     };
     assert!(!hires.as_array().unwrap().is_empty(), "the API has hires in {year}");

@@ -8,8 +8,8 @@ use crate::helpers::TestApp;
 /// Hires by quarter computed straight from `hired_employees` with half-open UTC ranges,
 /// independently of the rollup the API reads.
 async fn expected_hires(pool: &PgPool, year: i32) -> Vec<Value> {
-    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
-        r#"SELECT d.department, j.job,
+    let rows: Vec<(i32, String, i32, String, i64, i64, i64, i64)> = sqlx::query_as(
+        r#"SELECT d.id, d.department, j.id, j.job,
                   count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 1, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 4, 1, 0, 0, 0, 'UTC')),
                   count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 4, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 7, 1, 0, 0, 0, 'UTC')),
                   count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 7, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 10, 1, 0, 0, 0, 'UTC')),
@@ -23,7 +23,9 @@ async fn expected_hires(pool: &PgPool, year: i32) -> Vec<Value> {
     .await
     .unwrap();
     rows.into_iter()
-        .map(|(d, j, q1, q2, q3, q4)| json!({"department": d, "job": j, "Q1": q1, "Q2": q2, "Q3": q3, "Q4": q4}))
+        .map(|(d_id, d, j_id, j, q1, q2, q3, q4)| {
+            json!({"department_id": d_id, "department": d, "job_id": j_id, "job": j, "Q1": q1, "Q2": q2, "Q3": q3, "Q4": q4})
+        })
         .collect()
 }
 
@@ -77,9 +79,15 @@ async fn years_are_half_open_utc_ranges_and_offsets_convert(pool: PgPool) {
     let csv = "1,A,2021-12-31T23:59:59Z,1,1\n2,B,2022-01-01T00:00:00Z,1,1\n3,C,2021-12-31T20:00:00-05:00,1,1\n4,D,2021-03-31T23:59:59.999999Z,1,1\n5,E,2021-04-01T00:00:00,1,1\n";
     app.upload_csv("hired_employees", csv).await;
     let (_, y2021) = app.get_json("/metrics/hires?year=2021").await;
-    assert_eq!(y2021, json!([{"department": "Sales", "job": "Analyst", "Q1": 1, "Q2": 1, "Q3": 0, "Q4": 1}]));
+    assert_eq!(
+        y2021,
+        json!([{"department_id": 1, "department": "Sales", "job_id": 1, "job": "Analyst", "Q1": 1, "Q2": 1, "Q3": 0, "Q4": 1}])
+    );
     let (_, y2022) = app.get_json("/metrics/hires?year=2022").await;
-    assert_eq!(y2022, json!([{"department": "Sales", "job": "Analyst", "Q1": 2, "Q2": 0, "Q3": 0, "Q4": 0}]));
+    assert_eq!(
+        y2022,
+        json!([{"department_id": 1, "department": "Sales", "job_id": 1, "job": "Analyst", "Q1": 2, "Q2": 0, "Q3": 0, "Q4": 0}])
+    );
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
@@ -106,7 +114,10 @@ async fn metrics_follow_updates_and_are_empty_for_a_year_without_hires(pool: PgP
     app.upload_csv("hired_employees", "1,A,2021-05-01T00:00:00Z,1,1\n").await;
     app.upload_csv("hired_employees", "1,A,2021-11-01T00:00:00Z,2,1\n").await;
     let (_, body) = app.get_json("/metrics/hires").await;
-    assert_eq!(body, json!([{"department": "Support", "job": "Analyst", "Q1": 0, "Q2": 0, "Q3": 0, "Q4": 1}]));
+    assert_eq!(
+        body,
+        json!([{"department_id": 2, "department": "Support", "job_id": 1, "job": "Analyst", "Q1": 0, "Q2": 0, "Q3": 0, "Q4": 1}])
+    );
     assert_eq!(app.get_json("/metrics/hires?year=1999").await, (200, json!([])));
     assert_eq!(app.get_json("/metrics/departments?year=1999").await, (200, json!([])));
     let (status, body) = app.get_json("/metrics/hires?year=abc").await;
