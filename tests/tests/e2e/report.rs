@@ -195,3 +195,32 @@ async fn names_are_escaped_in_the_page(pool: PgPool) {
     assert!(page.contains("alert(1)"), "the name is on the page: {page}");
     assert!(!page.contains("<script>") && !page.contains("</script> &"), "names are HTML-escaped: {page}");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn the_public_report_shows_aggregates_only_and_serves_them_from_the_cache(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_sample().await;
+    let page = |token: Option<&'static str>| {
+        let mut request = app.client.get(app.url("/?year=2021"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let public = page(None).await;
+    assert!(public.contains("id=\"hires-chart\""), "the aggregates are public");
+    assert!(
+        !public.contains("id=\"ingestions\"") && !public.contains("/ingestions/"),
+        "no ingestion metadata: {public}"
+    );
+    let private = page(Some(crate::helpers::READ_TOKEN)).await;
+    assert!(private.contains("id=\"ingestions\""), "a read token sees the latest loads");
+
+    // The aggregates come from the metrics cache: the rollup emptied behind the API's back (no
+    // change notification) does not show until the cache is told.
+    let sentence =
+        |page: &str| page[page.find(" hires in ").unwrap() - 8..page.find(" departments;").unwrap()].to_owned();
+    let before = sentence(&public);
+    sqlx::query("DELETE FROM hires_rollup").execute(&app.pool).await.unwrap();
+    assert_eq!(sentence(&page(None).await), before, "served from the cache");
+}
