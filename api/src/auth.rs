@@ -137,6 +137,16 @@ pub enum Need {
     Metrics,
 }
 
+/// Whether the request presents a valid read or write token (the public report shows more to
+/// a reader who does).
+pub fn presents_a_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|presented| state.settings.tokens.scope_of(presented.trim()).is_some())
+}
+
 /// Lets a request through when its bearer token has what `need` asks: 401 without a token or
 /// with a wrong one, 403 with a token of too narrow a scope or when the server has no token of
 /// that scope (a server without write tokens runs read-only).

@@ -38,8 +38,8 @@ pub struct ReportData {
     pub above: Vec<DepartmentHires>,
     /// The year's totals (for the mean).
     pub totals: YearTotals,
-    /// The latest ingestions, newest first.
-    pub ingestions: Vec<Ingestion>,
+    /// The latest ingestions, newest first; `None` on the public report (aggregates only).
+    pub ingestions: Option<Vec<Ingestion>>,
     /// Their rejects by reason.
     pub counts: Vec<RejectCount>,
     /// Departments in the table.
@@ -70,6 +70,8 @@ pub struct ReportPage {
     pub legend: Vec<(&'static str, &'static str)>,
     /// True when no data at all is loaded (no ingestions and no departments).
     pub empty_database: bool,
+    /// The public report (no token): aggregates only, no ingestion metadata.
+    pub public: bool,
 }
 
 /// A horizontal bar chart.
@@ -175,6 +177,8 @@ impl ReportPage {
     /// Lays the page out.
     pub fn new(data: ReportData) -> ReportPage {
         let ReportData { year, mut years, hires, above, totals, ingestions, counts, departments } = data;
+        let public = ingestions.is_none();
+        let ingestions = ingestions.unwrap_or_default();
         let (hires, above, counts) = (&hires[..], &above[..], &counts[..]);
         if !years.contains(&year) {
             years.push(year);
@@ -258,6 +262,7 @@ impl ReportPage {
             mean: format!("{mean:.1}"),
             ingestions,
             empty_database,
+            public,
             legend: ["Q1", "Q2", "Q3", "Q4"].into_iter().zip(QUARTER_COLOURS).collect(),
         }
     }

@@ -22,7 +22,8 @@ pub struct ReportQuery {
 const LATEST_INGESTIONS: i64 = 12;
 
 /// The report for a year: hires by department stacked by quarter, the department × job table,
-/// the departments above the mean with the mean drawn, and the latest loads with their rejects.
+/// the departments above the mean with the mean drawn, and, to a reader with a read token, the
+/// latest loads with their rejects (a public report shows aggregates only).
 #[utoipa::path(
     get,
     path = "/",
@@ -34,21 +35,43 @@ const LATEST_INGESTIONS: i64 = 12;
         (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
     )
 )]
-pub async fn report(State(state): State<AppState>, Query(query): Query<ReportQuery>) -> Result<Html<String>, ApiError> {
+pub async fn report(
+    State(state): State<AppState>,
+    Query(query): Query<ReportQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<Html<String>, ApiError> {
     let pool = &state.pool;
-    let years = hiring::metrics::years(pool).await?;
+    let cache = &state.metrics_cache;
+    // The aggregates come from the metrics cache, as the metric endpoints' do (keyed alike, so
+    // one computation serves both); the latest loads only to a reader with a token.
+    let years = cache.get_or_compute("years", 0, false, hiring::metrics::years(pool)).await?;
     let year = match query.year.as_deref() {
         Some(text) => super::metrics::parse_year(text)?,
         None if years.is_empty() || years.contains(&2021) => 2021,
         None => years[0],
     };
-    let hires = hiring::metrics::hires_by_quarter(pool, year).await?;
-    let above = hiring::metrics::departments_above_mean(pool, year).await?;
-    let totals = hiring::metrics::year_totals(pool, year).await?;
-    let ingestions = hiring::ingestions::latest(pool, LATEST_INGESTIONS).await?;
-    let ids: Vec<i64> = ingestions.iter().map(|i| i.id).collect();
-    let counts = hiring::ingestions::reject_counts(pool, &ids).await?;
+    let hires = cache.get_or_compute("hires", year, false, hiring::metrics::hires_by_quarter(pool, year)).await?;
+    let above =
+        cache.get_or_compute("departments", year, false, hiring::metrics::departments_above_mean(pool, year)).await?;
+    let totals = *cache.get_or_compute("totals", year, false, hiring::metrics::year_totals(pool, year)).await?;
+    let (ingestions, counts) = if crate::auth::presents_a_token(&state, &headers) {
+        let ingestions = hiring::ingestions::latest(pool, LATEST_INGESTIONS).await?;
+        let ids: Vec<i64> = ingestions.iter().map(|i| i.id).collect();
+        let counts = hiring::ingestions::reject_counts(pool, &ids).await?;
+        (Some(ingestions), counts)
+    } else {
+        (None, Vec::new())
+    };
     let departments = totals.departments;
-    let page = ReportPage::new(ReportData { year, years, hires, above, totals, ingestions, counts, departments });
+    let page = ReportPage::new(ReportData {
+        year,
+        years: years.as_ref().clone(),
+        hires: hires.as_ref().clone(),
+        above: above.as_ref().clone(),
+        totals,
+        ingestions,
+        counts,
+        departments,
+    });
     Ok(Html(page.render().map_err(|e| ApiError::Internal(e.into()))?))
 }

@@ -8,7 +8,9 @@ use crate::helpers::TestApp;
 /// Hires by quarter computed straight from `hired_employees` with half-open UTC ranges,
 /// independently of the rollup the API reads.
 async fn expected_hires(pool: &PgPool, year: i32) -> Vec<Value> {
-    let rows: Vec<(i32, String, i32, String, i64, i64, i64, i64)> = sqlx::query_as(
+    // department id and name, job id and name, Q1..Q4.
+    type PairRow = (i32, String, i32, String, i64, i64, i64, i64);
+    let rows: Vec<PairRow> = sqlx::query_as(
         r#"SELECT d.id, d.department, j.id, j.job,
                   count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 1, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 4, 1, 0, 0, 0, 'UTC')),
                   count(*) FILTER (WHERE h.datetime >= make_timestamptz($1, 4, 1, 0, 0, 0, 'UTC') AND h.datetime < make_timestamptz($1, 7, 1, 0, 0, 0, 'UTC')),

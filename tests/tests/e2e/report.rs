@@ -137,8 +137,21 @@ async fn the_report_of_the_sample_year_renders_in_chromium(pool: PgPool) {
         assert!(end > mean_x, "every bar reaches past the mean line");
     }
 
-    // The data-quality panel: the three loads, the hires' rejects by reason with a link to them.
-    let panel = &dom[dom.find("id=\"ingestions\"").expect("the quality panel")..];
+    // The data-quality panel, shown to a reader with a token (the browser above sent none: the
+    // public report has aggregates only): the three loads, the hires' rejects by reason with a
+    // link to them.
+    assert!(!dom.contains("id=\"ingestions\""), "the public report shows no ingestion metadata");
+    let private = app
+        .client
+        .get(app.url("/?year=2021"))
+        .bearer_auth(crate::helpers::READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let panel = &private[private.find("id=\"ingestions\"").expect("the quality panel")..];
     let panel = &panel[..panel.find("</table>").unwrap()];
     assert_eq!(panel.matches("<tr>").count(), 4, "three ingestions and the header");
     let (rejects_by_reason,): (i64,) =
