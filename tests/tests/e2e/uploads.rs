@@ -191,3 +191,45 @@ async fn a_retried_load_counts_its_rejects_once(pool: PgPool) {
         text.lines().filter(|line| line.starts_with("hiring_rows_ingested_total{table=\"departments\"")).collect();
     assert_eq!(inserted, [r#"hiring_rows_ingested_total{table="departments",outcome="inserted"} 1"#], "{text}");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn one_announced_file_is_one_whole_put(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.upload_csv("departments", "1,Sales\n2,Support\n").await;
+    let first = b"1,Analyst\n2,Manager\n".to_vec();
+    let second = b"3,Engineer\n4,Tester\n".to_vec();
+    assert_eq!(first.len(), second.len(), "two different files of the announced size");
+    let (status, body) = announce(&app, json!([{ "table": "jobs", "bytes": first.len() }])).await;
+    assert_eq!(status, 201, "{body}");
+    let (id, url) = (body["uploads"][0]["ingestion"].as_i64().unwrap(), body["uploads"][0]["url"].as_str().unwrap());
+
+    // A body shorter than announced is refused, and nothing is kept.
+    let short = app.client.put(url).body(first[..5].to_vec()).send().await.unwrap();
+    assert_eq!(short.status(), 400, "{}", short.text().await.unwrap());
+    let (_, waiting) = app.get_json(&format!("/ingestions/{id}")).await;
+    assert_eq!(waiting["status"], "awaiting_upload", "{waiting}");
+
+    // Two whole PUTs at once: one is taken, the other refused; the file loaded is one of them.
+    let (a, b) =
+        tokio::join!(app.client.put(url).body(first.clone()).send(), app.client.put(url).body(second.clone()).send());
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "the first complete PUT wins");
+    let report = wait_final(&app, id).await;
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let jobs: Vec<(i32, String)> =
+        sqlx::query_as("SELECT id, job FROM jobs ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    let one_of = |body: &[u8]| -> Vec<(i32, String)> {
+        String::from_utf8_lossy(body)
+            .lines()
+            .map(|line| {
+                let (id, job) = line.split_once(',').unwrap();
+                (id.parse().unwrap(), job.to_owned())
+            })
+            .collect()
+    };
+    assert!(jobs == one_of(&first) || jobs == one_of(&second), "one whole file, never a mix: {jobs:?}");
+    // Later PUTs are refused, pointing at a new upload.
+    let again = app.client.put(url).body(first).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+}
