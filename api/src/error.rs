@@ -147,6 +147,9 @@ impl From<hiring::error::Error> for ApiError {
                 ApiError::Conflict { code: "restore_conflict", message: error.to_string() }
             }
             Error::Busy(_) => ApiError::Conflict { code: "in_progress", message: error.to_string() },
+            Error::DuplicateUpload { .. } => {
+                ApiError::Conflict { code: "already_uploaded", message: error.to_string() }
+            }
             Error::MalformedFile(_) => ApiError::unprocessable("malformed_file", error.to_string()),
             Error::Failed { .. } => ApiError::Conflict { code: "ingestion_failed", message: error.to_string() },
             e if e.is_auth_failure() => ApiError::CredentialsRefused(e),

@@ -22,3 +22,12 @@ UPDATE ingestions SET moved_at = coalesce(finished_at, started_at), attempt = CA
 -- The sweep reads the waiting states by their last move.
 CREATE INDEX ingestions_waiting ON ingestions (moved_at)
     WHERE status IN ('awaiting_upload', 'queued', 'validated', 'retrying');
+
+-- A presigned upload's file is taken once: the first complete PUT marks the announced
+-- ingestion received (a guarded move, still awaiting_upload until the pipeline meets the
+-- object); every later PUT is refused. `announced` tells an announced key's duplicate S3
+-- event (another version of the same key) from a new file.
+ALTER TABLE ingestions
+    ADD COLUMN received_at timestamptz,
+    ADD COLUMN announced boolean NOT NULL DEFAULT false;
+UPDATE ingestions SET announced = true WHERE status = 'awaiting_upload' OR upload_id IS NOT NULL;

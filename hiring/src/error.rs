@@ -106,6 +106,18 @@ pub enum Error {
     /// The load was interrupted (the decoder thread panicked or was cancelled).
     #[error("the load was interrupted: {0}")]
     Interrupted(String),
+    /// Another version of an announced (presigned) upload's object: its first file was taken,
+    /// and this one is not ingested (the client put the same URL twice).
+    #[error(
+        "object `{key}` is the file of ingestion {ingestion}, announced for one file, which already arrived: this \
+         second version is not ingested; to send a file again, announce a new upload with POST /uploads"
+    )]
+    DuplicateUpload {
+        /// The object's key.
+        key: String,
+        /// The announced ingestion.
+        ingestion: i64,
+    },
     /// The ingestion failed for good (see `GET /ingestions/{id}`); no step runs on it again.
     #[error("ingestion {id} failed: {reason}")]
     Failed {

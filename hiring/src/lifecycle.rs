@@ -132,8 +132,8 @@ impl Lifecycle {
         upload_id: Option<&str>,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at, upload_id)
-             VALUES ($1, 'file', $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at, upload_id, announced)
+             VALUES ($1, 'file', $2, $3, $4, $5, $6, true) RETURNING id",
         )
         .bind(table.name())
         .bind(source)
@@ -143,6 +143,36 @@ impl Lifecycle {
         .bind(upload_id)
         .fetch_one(pool)
         .await?)
+    }
+
+    /// The first complete PUT of an announced file takes it: `awaiting_upload`, not yet
+    /// received → received (still `awaiting_upload` until the pipeline meets the object).
+    /// [`Moved::Lost`] for every later PUT, or when the ingestion is no longer awaiting.
+    pub async fn receive(pool: &PgPool, id: i64) -> Result<Moved> {
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE ingestions SET received_at = clock_timestamp(), moved_at = clock_timestamp()
+             WHERE id = $1 AND status = $2 AND received_at IS NULL
+             RETURNING id",
+        )
+        .bind(id)
+        .bind(IngestionStatus::AwaitingUpload)
+        .fetch_optional(pool)
+        .await?;
+        Ok(if moved.is_some() { Moved::Moved } else { Moved::Lost })
+    }
+
+    /// Undoes [`Lifecycle::receive`] when the received file could not be stored, so the client
+    /// may put it again.
+    pub async fn unreceive(pool: &PgPool, id: i64) -> Result<Moved> {
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE ingestions SET received_at = NULL WHERE id = $1 AND status = $2 AND received_at IS NOT NULL
+             RETURNING id",
+        )
+        .bind(id)
+        .bind(IngestionStatus::AwaitingUpload)
+        .fetch_optional(pool)
+        .await?;
+        Ok(if moved.is_some() { Moved::Moved } else { Moved::Lost })
     }
 
     /// `awaiting_upload` → `failed`: the files of an upload could not be stored. Returns how
@@ -190,6 +220,19 @@ impl Lifecycle {
             // A concurrent step recorded the same version first: the insert below finds its row.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
             Err(e) => return Err(e.into()),
+        }
+        // Another version of an announced file (its URL put twice on S3): one announced file,
+        // one ingestion.
+        let announced: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM ingestions WHERE object_key = $1 AND announced AND object_etag IS DISTINCT FROM $2
+             ORDER BY id LIMIT 1",
+        )
+        .bind(key)
+        .bind(etag)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(ingestion) = announced {
+            return Err(Error::DuplicateUpload { key: key.to_owned(), ingestion });
         }
         Ok(sqlx::query_as(
             "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)

@@ -294,6 +294,7 @@ pub struct Stored {
     responses(
         (status = 200, description = "Stored; the steps run, follow GET /ingestions/{id}", body = Stored),
         (status = 403, description = "The signature is wrong or the URL expired", body = crate::openapi::ErrorBody),
+        (status = 400, description = "The body is shorter than the size announced", body = crate::openapi::ErrorBody),
         (status = 409, description = "The file of this upload was already put", body = crate::openapi::ErrorBody),
         (status = 413, description = "More bytes than announced", body = crate::openapi::ErrorBody),
     )
@@ -324,14 +325,29 @@ pub async fn put(
     let key = ingestion.object_key.clone().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no key on {id}")))?;
     let staging = state.settings.data_dir.join("staging");
     tokio::fs::create_dir_all(&staging).await.map_err(|e| ApiError::Internal(e.into()))?;
-    let path = staging.join(format!("{id}.csv"));
-    let written = receive(body, &path, signed.bytes).await;
-    let stored = match written {
-        Ok(()) => state.zones.raw.put_file(&key, &path).await.map_err(ApiError::from),
-        Err(error) => Err(error),
-    };
-    let _ = tokio::fs::remove_file(&path).await;
-    stored?;
+    // A file of this request's own, removed on every path: a failure, a refusal, or the request
+    // dropped at its deadline (the temporary file goes with this future).
+    let staged = tempfile::Builder::new()
+        .prefix(&format!("{id}-"))
+        .suffix(".csv")
+        .tempfile_in(&staging)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    receive(body, staged.path(), signed.bytes).await?;
+    // The first complete PUT takes the file; any other is refused.
+    if hiring::lifecycle::Lifecycle::receive(&state.pool, id).await? == hiring::lifecycle::Moved::Lost {
+        return Err(ApiError::Conflict {
+            code: "already_uploaded",
+            message: format!(
+                "ingestion {id} already has its file (follow GET /ingestions/{id}); to send a file again, announce a \
+                 new upload with POST /uploads"
+            ),
+        });
+    }
+    if let Err(error) = state.zones.raw.put_file(&key, staged.path()).await {
+        let _ = hiring::lifecycle::Lifecycle::unreceive(&state.pool, id).await;
+        return Err(error.into());
+    }
+    drop(staged);
     // No event follows a put into a local zone: the steps run here, holding a write permit
     // as long as they work.
     let steps = state.clone();
@@ -389,6 +405,15 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<(), A
             )));
         }
         file.write_all(&chunk).await.map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    if written < limit {
+        return Err(ApiError::bad_request(
+            "incomplete_body",
+            format!(
+                "the body holds {written} bytes but the upload announced {limit}: put the whole file (or announce its \
+                 real size with POST /uploads)"
+            ),
+        ));
     }
     file.flush().await.map_err(|e| ApiError::Internal(e.into()))?;
     Ok(())

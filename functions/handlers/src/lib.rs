@@ -50,6 +50,8 @@ pub struct StepError {
     pub refused_credentials: bool,
     /// True when a hires file waits for another file of its upload ([`WAITING`]).
     pub waiting: bool,
+    /// The announced ingestion when the object is another version of its file.
+    pub duplicate_of: Option<i64>,
     /// What went wrong and what to do.
     pub message: String,
 }
@@ -57,12 +59,24 @@ pub struct StepError {
 impl StepError {
     /// A failure retrying cannot fix.
     pub fn fatal(message: impl Into<String>) -> Self {
-        StepError { retryable: false, refused_credentials: false, waiting: false, message: message.into() }
+        StepError {
+            retryable: false,
+            refused_credentials: false,
+            waiting: false,
+            duplicate_of: None,
+            message: message.into(),
+        }
     }
 
     /// A failure a later attempt may not meet.
     pub fn retryable(message: impl Into<String>) -> Self {
-        StepError { retryable: true, refused_credentials: false, waiting: false, message: message.into() }
+        StepError {
+            retryable: true,
+            refused_credentials: false,
+            waiting: false,
+            duplicate_of: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -72,6 +86,10 @@ impl From<hiring::error::Error> for StepError {
             retryable: error.is_retryable(),
             refused_credentials: error.is_auth_failure(),
             waiting: matches!(error, hiring::error::Error::Waiting { .. }),
+            duplicate_of: match &error {
+                hiring::error::Error::DuplicateUpload { ingestion, .. } => Some(*ingestion),
+                _ => None,
+            },
             message: error.to_string(),
         }
     }
@@ -79,7 +97,13 @@ impl From<hiring::error::Error> for StepError {
 
 impl From<secrets::ReadError> for StepError {
     fn from(error: secrets::ReadError) -> Self {
-        StepError { retryable: error.retryable, refused_credentials: false, waiting: false, message: error.message }
+        StepError {
+            retryable: error.retryable,
+            refused_credentials: false,
+            waiting: false,
+            duplicate_of: None,
+            message: error.message,
+        }
     }
 }
 
@@ -423,6 +447,14 @@ pub struct StatesError {
 pub enum ValidateOutput {
     /// The validation report.
     Report(ValidationReport),
+    /// Another version of an announced upload's object, ignored: `loadable` false sends the
+    /// execution to its end without a load.
+    Duplicate {
+        /// The announced ingestion, which has its file.
+        duplicate_of: i64,
+        /// Always false.
+        loadable: bool,
+    },
     /// The failed execution's ingestion, now `failed` (`None`: none was unfinished).
     Recorded {
         /// The ingestion marked failed.
@@ -434,7 +466,16 @@ pub enum ValidateOutput {
 /// ([`validate`]), or records a failed execution on its ingestion ([`record_failure`]).
 pub async fn validate_function(function: &'static Function, input: ValidateInput) -> Result<ValidateOutput, StepError> {
     match input {
-        ValidateInput::Event(event) => validate(function, event).await.map(ValidateOutput::Report),
+        ValidateInput::Event(event) => match validate(function, event).await {
+            Ok(report) => Ok(ValidateOutput::Report(report)),
+            // A second Object Created event for an announced upload (its URL put twice): not
+            // ingested; the execution ends without loading anything.
+            Err(StepError { duplicate_of: Some(ingestion), message, .. }) => {
+                tracing::warn!(ingestion, "{message}");
+                Ok(ValidateOutput::Duplicate { duplicate_of: ingestion, loadable: false })
+            }
+            Err(error) => Err(error),
+        },
         ValidateInput::Failed { failed } => record_failure(function, failed).await,
     }
 }

@@ -491,3 +491,18 @@ async fn the_workflows_failure_path_records_the_failure_on_the_ingestion(pool: P
     let resent = lake.put("jobs/2.csv", "1,Engineer\n").await;
     assert_eq!(lake.validate(&resent).await.unwrap()["loadable"], true);
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_second_version_of_an_announced_upload_is_ignored_as_a_duplicate(pool: PgPool) {
+    let lake = Lake::start(pool.clone()).await;
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let id = hiring::pipeline::expect(&pool, "jobs/announced.csv", "test", expires, None).await.unwrap();
+    let first = lake.put("jobs/announced.csv", "1,Engineer\n").await;
+    assert_eq!(lake.validate(&first).await.unwrap()["ingestion"], id);
+    // The same presigned URL put again on S3: another version, another Object Created event.
+    let second = lake.put("jobs/announced.csv", "2,Analyst\n").await;
+    let input = serde_json::from_value(second).unwrap();
+    let answer = answer(hiring_functions::validate_function(lake.function, input).await).unwrap();
+    assert_eq!(answer, json!({"duplicate_of": id, "loadable": false}), "ignored, and the execution ends");
+    assert_eq!(ingestions(&pool).await, 1, "one announced file, one ingestion");
+}

@@ -64,13 +64,14 @@ async fn the_sample_goes_through_presigned_urls_in_dependency_order(pool: PgPool
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_tampered_expired_or_oversized_put_is_refused(pool: PgPool) {
     let app = TestApp::start(pool).await;
-    let (_, body) = announce(&app, json!([{ "table": "jobs", "bytes": 20 }])).await;
+    // "1,Analyst\n": the file put in the end, exactly the size announced.
+    let (_, body) = announce(&app, json!([{ "table": "jobs", "bytes": 10 }])).await;
     let upload = &body["uploads"][0];
     let url = upload["url"].as_str().unwrap().to_owned();
     let id = upload["ingestion"].as_i64().unwrap();
     let put = |url: String, bytes: &'static str| app.client.put(url).body(bytes).send();
 
-    let more_bytes = url.replace("bytes=20", "bytes=2000");
+    let more_bytes = url.replace("bytes=10", "bytes=2000");
     assert_eq!(put(more_bytes, "1,Analyst\n").await.unwrap().status(), 403, "a changed size breaks the signature");
     let other = url.replace(&format!("/uploads/{id}?"), &format!("/uploads/{}?", id + 1));
     assert_eq!(put(other, "1,Analyst\n").await.unwrap().status(), 403, "another ingestion's URL");
