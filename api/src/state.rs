@@ -35,7 +35,10 @@ impl AppState {
     /// State over a pool and settings; opens the zones the settings name.
     pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
         let zones = Arc::new(settings.open_zones()?);
-        let write_permits = Arc::new(WritePermits::new(settings.max_concurrent_writes));
+        // Permits follow the pool: each write holds one connection at a time (a step's claim
+        // carries its transaction), and one connection stays for the reads.
+        let usable = usize::try_from(settings.db_max_connections).unwrap_or(usize::MAX).saturating_sub(1).max(1);
+        let write_permits = Arc::new(WritePermits::new(settings.max_concurrent_writes.min(usable)));
         Ok(AppState {
             pool,
             settings: Arc::new(settings),

@@ -14,6 +14,7 @@ mod helpers;
 mod load;
 mod metrics;
 mod openapi;
+mod pool;
 mod processed;
 mod report;
 mod rules;
