@@ -89,9 +89,8 @@ async fn a_batch_row_holding_a_huge_array_is_a_reject_in_bounded_memory(pool: Pg
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_single_huge_csv_record_is_one_reject_in_bounded_memory(pool: PgPool) {
     let (server, client, _dir) = started(&pool).await;
-    let mut record = b"1,\"".to_vec();
+    let mut record = b"1,".to_vec();
     record.resize(96 << 20, b'a');
-    record.push(b'"');
     let mut file = record.clone();
     file.extend_from_slice(b"\r\n2,Support\n");
     let response = server.upload(&client, "departments", file).await.unwrap();
@@ -116,6 +115,22 @@ async fn a_single_huge_csv_record_is_one_reject_in_bounded_memory(pool: PgPool) 
     let names: Vec<(i32, String)> =
         sqlx::query_as("SELECT id, department FROM departments").fetch_all(&pool).await.unwrap();
     assert_eq!(names, [(2, "Support".to_owned())], "the record after the huge one is read where it starts");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_quoted_field_open_past_its_bound_fails_the_file_in_bounded_memory(pool: PgPool) {
+    let (server, client, _dir) = started(&pool).await;
+    let mut file = b"1,\"".to_vec();
+    file.resize(96 << 20, b'a');
+    file.extend_from_slice(b"\"\r\n2,Support\n");
+    let response = server.upload(&client, "departments", file).await.unwrap();
+    assert_bounded(&server, "a 96 MiB quoted field");
+    assert_eq!(response.status(), 422);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "malformed_file", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("line 1"), "{answer}");
+    let departments: i64 = sqlx::query_scalar("SELECT count(*) FROM departments").fetch_one(&pool).await.unwrap();
+    assert_eq!(departments, 0, "nothing of a malformed file is loaded");
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]

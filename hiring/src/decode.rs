@@ -23,6 +23,11 @@ use crate::validate::{MAX_TEXT_BYTES, Row, parse_row};
 /// `field_too_long` without being held.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
+/// The longest a quoted field may stay open: past it, the quote is taken for a stray one (the
+/// rest of the file would be one field) and the file is malformed. A closed field over
+/// [`MAX_RECORD_BYTES`] is one `field_too_long` reject.
+pub const MAX_QUOTED_BYTES: u64 = 1024 * 1024;
+
 /// The most fields of a record kept; more are only counted (no table has more than five).
 const MAX_FIELDS: usize = 6;
 
@@ -123,7 +128,7 @@ impl<R: Read> Decoder<R> {
             // A quoted field still open past the record limit, or at the end of the input, is a
             // stray quote: everything after it would be one field. The file is malformed, not
             // one row of it.
-            if self.quoting.open() && (at_end || self.raw.bytes > MAX_RECORD_BYTES as u64) {
+            if self.quoting.open() && (at_end || self.raw.bytes > MAX_QUOTED_BYTES) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
