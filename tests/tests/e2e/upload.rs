@@ -259,3 +259,37 @@ async fn health_is_ok_with_the_database_and_503_without_it(pool: PgPool) {
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "database_unavailable");
 }
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn an_upload_dropped_at_its_deadline_leaves_no_staged_file(pool: PgPool) {
+    let app = crate::helpers::TestApp::start_with(pool, |settings| {
+        settings.upload_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // The file comes slowly: its first rows, then nothing until past the deadline.
+    let chunks = futures_util::stream::unfold(0u8, |step| async move {
+        match step {
+            0 => Some((Ok::<_, std::io::Error>(b"1,Sales\n".to_vec()), 1)),
+            1 => {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                Some((Ok(b"2,Support\n".to_vec()), 2))
+            }
+            _ => None,
+        }
+    });
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("departments.csv");
+    let form = reqwest::multipart::Form::new().part("departments", part);
+    let response = app.client.post(app.url("/upload")).bearer_auth(crate::helpers::TOKEN).multipart(form).send().await;
+    let status = response.map(|r| r.status().as_u16()).unwrap_or(0);
+    assert!(status == 503 || status == 0, "the upload timed out: {status}");
+    let staged: Vec<std::path::PathBuf> = walk(&app.data_dir.path().join("raw"));
+    assert!(staged.is_empty(), "nothing staged is left behind: {staged:?}");
+}
+
+fn walk(directory: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(directory) else { return Vec::new() };
+    entries
+        .flatten()
+        .flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] })
+        .collect()
+}
