@@ -102,13 +102,10 @@ pub async fn upload(
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let mut parts: Vec<Part> = Vec::new();
-    let received = receive(&state.settings.data_dir, &mut multipart, &mut parts).await;
-    if let Err(error) = received {
-        for part in &parts {
-            let _ = tokio::fs::remove_file(&part.path).await;
-        }
-        return Err(error);
-    }
+    // Every staged file goes on every path (a refusal, a failure, the request dropped at its
+    // deadline while it is received) unless it became the object of a recorded ingestion.
+    let mut staged = StagedFiles::default();
+    receive(&state.settings.data_dir, &mut multipart, &mut parts, &mut staged).await?;
     if parts.is_empty() {
         return Err(ApiError::bad_request(
             "no_file",
@@ -181,6 +178,10 @@ pub async fn upload(
     let mut ids = Vec::with_capacity(keys.len());
     for (key, source) in keys.iter().zip(&sources) {
         ids.push(pipeline::enqueue(&state.pool, &state.zones, key, source).await?);
+    }
+    if !remote_raw {
+        // The staged files are the local raw zone's objects of these ingestions.
+        staged.keep();
     }
     if let Some(Extension(started)) = started {
         started.ingestions(ids.iter().copied());
@@ -265,7 +266,32 @@ pub(crate) async fn run_steps(
     reports
 }
 
-async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Part>) -> Result<(), ApiError> {
+/// Files staged by an upload, removed when it is dropped unless kept.
+#[derive(Default)]
+struct StagedFiles {
+    paths: Vec<PathBuf>,
+}
+
+impl StagedFiles {
+    fn keep(&mut self) {
+        self.paths.clear();
+    }
+}
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn receive(
+    data_dir: &Path,
+    multipart: &mut Multipart,
+    parts: &mut Vec<Part>,
+    staged: &mut StagedFiles,
+) -> Result<(), ApiError> {
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let field_name = field.name().unwrap_or_default().to_owned();
         let file_name = hiring::reject::storable(field.file_name().unwrap_or_default()).into_owned();
@@ -287,6 +313,7 @@ async fn receive(data_dir: &Path, multipart: &mut Multipart, parts: &mut Vec<Par
         let directory = data_dir.join("raw").join(table.name());
         tokio::fs::create_dir_all(&directory).await.map_err(|e| internal(e, &directory))?;
         let path = directory.join(new_file_name());
+        staged.paths.push(path.clone());
         let mut file = tokio::fs::File::create(&path).await.map_err(|e| internal(e, &path))?;
         parts.push(Part {
             table,
