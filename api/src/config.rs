@@ -79,6 +79,9 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// `HIRING_UPLOAD_TIMEOUT_SECS`: how long `POST /upload` may take (default 900).
     pub upload_timeout: Duration,
+    /// `HIRING_HEADER_READ_TIMEOUT_SECS` and `HIRING_MAX_CONNECTIONS`: how long a client may take
+    /// over its request headers, and how many connections may be open (see [`crate::serve`]).
+    pub connection_limits: crate::serve::ConnectionLimits,
     /// `HIRING_WORKFLOW_WAIT_SECS`: how long a hires file waits for the departments and jobs of
     /// its upload (default 1800); every deadline of an ingestion derives from it (the upload
     /// URLs' life, the sweep's deadline: `hiring::lifecycle::Deadlines`).
@@ -134,6 +137,15 @@ impl Settings {
             bail!("HIRING_MULTIPART_PART_BYTES `{multipart_part_bytes}` is under S3's smallest part, 5 MiB (5242880)");
         }
         let upload_timeout = Duration::from_secs(number("HIRING_UPLOAD_TIMEOUT_SECS", 900)?.max(1));
+        let defaults = crate::serve::ConnectionLimits::default();
+        let connection_limits = crate::serve::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(
+                number("HIRING_HEADER_READ_TIMEOUT_SECS", defaults.header_read_timeout.as_secs())?.max(1),
+            ),
+            max_connections: usize::try_from(
+                number("HIRING_MAX_CONNECTIONS", defaults.max_connections as u64)?.max(1),
+            )?,
+        };
         let default_wait = hiring::lifecycle::Deadlines::DEFAULT.workflow_wait.as_secs();
         let deadlines = hiring::lifecycle::Deadlines::new(Duration::from_secs(
             number("HIRING_WORKFLOW_WAIT_SECS", default_wait)?.max(1),
@@ -201,6 +213,7 @@ impl Settings {
             cors_origins,
             request_timeout,
             upload_timeout,
+            connection_limits,
             deadlines,
             max_concurrent_writes,
         })

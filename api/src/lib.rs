@@ -12,6 +12,7 @@ pub mod guard;
 pub mod openapi;
 pub mod report;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod telemetry;
 
@@ -160,7 +161,8 @@ pub async fn serve(
     tracing::info!(address = %listener.local_addr()?, "hiring-api listening");
     let state = AppState::new(pool, settings)?.with_credentials(credentials);
     state.metrics_cache.clone().spawn_listener(state.pool.clone());
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("the server stopped with an error")
+    let limits = state.settings.connection_limits;
+    serve::serve(listener, app(state), limits, shutdown).await.context("the server stopped with an error")
 }
 
 /// Applies the migrations, waiting up to 30 s for the database to come up, then marks failed

@@ -7,6 +7,7 @@ mod analytics;
 mod auth;
 mod backup;
 mod batch;
+mod connections;
 mod functions;
 mod hardening;
 mod hardening2;
