@@ -168,3 +168,83 @@ async fn a_file_of_long_rejected_rows_is_held_and_paged_by_bytes(pool: PgPool) {
     assert_eq!(page[0]["raw_bytes"].as_u64(), Some(row.len() as u64));
     assert_eq!(page[0]["raw_sha256"].as_str().unwrap(), hiring::reject::hex(&sha2::Sha256::digest(row.as_bytes())));
 }
+
+/// An Avro object container file of departments, built by hand so its blocks can lie: the
+/// header (magic, schema, codec, sync marker), then each `(count, declared size, data)` block.
+fn avro_file(codec: &str, blocks: &[(i64, i64, &[u8])]) -> Vec<u8> {
+    fn long(out: &mut Vec<u8>, n: i64) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        long(out, b.len() as i64);
+        out.extend_from_slice(b);
+    }
+    let marker = [7u8; 16];
+    let mut file = b"Obj\x01".to_vec();
+    long(&mut file, 2);
+    bytes(&mut file, b"avro.schema");
+    bytes(&mut file, hiring::backup::schema_json(hiring::table::Table::Departments).as_bytes());
+    bytes(&mut file, b"avro.codec");
+    bytes(&mut file, codec.as_bytes());
+    long(&mut file, 0);
+    file.extend_from_slice(&marker);
+    for (count, size, data) in blocks {
+        long(&mut file, *count);
+        long(&mut file, *size);
+        file.extend_from_slice(data);
+        file.extend_from_slice(&marker);
+    }
+    file
+}
+
+/// Puts `file` in the server's backups zone and asks for a restore of departments from it.
+async fn restore(server: &Server, client: &reqwest::Client, data_dir: &std::path::Path, file: &[u8]) -> serde_json::Value {
+    let name = "20261205T000000.000000Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro";
+    let folder = data_dir.join("backups").join("departments");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(name), file).unwrap();
+    let response = client
+        .post(format!("{}/restore/departments", server.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"key": format!("departments/{name}")}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_backup", "{answer}");
+    answer
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn an_avro_block_claiming_more_than_its_file_holds_is_refused_in_bounded_memory(pool: PgPool) {
+    let (server, client, data_dir) = started(&pool).await;
+    // 2^29 bytes declared, 16 present: the file is a few hundred bytes.
+    let file = avro_file("null", &[(1, 1 << 29, &[0u8; 16])]);
+    assert!(file.len() < 600, "{} bytes", file.len());
+    let answer = restore(&server, &client, data_dir.path(), &file).await;
+    assert_bounded(&server, "a block declaring 512 MiB in a file of 500 bytes");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("block") && message.contains("536870912"), "{message}");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_deflate_bomb_in_a_backup_is_refused_in_bounded_memory(pool: PgPool) {
+    let (server, client, data_dir) = started(&pool).await;
+    // About 200 KB of deflate that inflates to 200 MiB of zeros.
+    let bomb = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 200 << 20], 10);
+    assert!(bomb.len() < 250_000, "{} bytes", bomb.len());
+    let file = avro_file("deflate", &[(1, bomb.len() as i64, &bomb)]);
+    let answer = restore(&server, &client, data_dir.path(), &file).await;
+    assert_bounded(&server, "a 200 KB deflate bomb");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("block") && message.contains("inflates"), "{message}");
+    let departments: i64 = sqlx::query_scalar("SELECT count(*) FROM departments").fetch_one(&pool).await.unwrap();
+    assert_eq!(departments, 0);
+}
