@@ -169,41 +169,26 @@ async fn a_file_of_long_rejected_rows_is_held_and_paged_by_bytes(pool: PgPool) {
     assert_eq!(page[0]["raw_sha256"].as_str().unwrap(), hiring::reject::hex(&sha2::Sha256::digest(row.as_bytes())));
 }
 
-/// An Avro object container file of departments, built by hand so its blocks can lie: the
-/// header (magic, schema, codec, sync marker), then each `(count, declared size, data)` block.
+/// An Avro object container file of departments whose blocks may lie about their size.
 fn avro_file(codec: &str, blocks: &[(i64, i64, &[u8])]) -> Vec<u8> {
-    fn long(out: &mut Vec<u8>, n: i64) {
-        let mut z = ((n << 1) ^ (n >> 63)) as u64;
-        while z >= 0x80 {
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
-    }
-    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-        long(out, b.len() as i64);
-        out.extend_from_slice(b);
-    }
+    use hiring::avro_blocks::{write_block, write_header};
     let marker = [7u8; 16];
-    let mut file = b"Obj\x01".to_vec();
-    long(&mut file, 2);
-    bytes(&mut file, b"avro.schema");
-    bytes(&mut file, hiring::backup::schema_json(hiring::table::Table::Departments).as_bytes());
-    bytes(&mut file, b"avro.codec");
-    bytes(&mut file, codec.as_bytes());
-    long(&mut file, 0);
-    file.extend_from_slice(&marker);
-    for (count, size, data) in blocks {
-        long(&mut file, *count);
-        long(&mut file, *size);
-        file.extend_from_slice(data);
-        file.extend_from_slice(&marker);
+    let schema = hiring::backup::schema_json(hiring::table::Table::Departments);
+    let mut file = Vec::new();
+    write_header(&mut file, &[(b"avro.schema", schema.as_bytes()), (b"avro.codec", codec.as_bytes())], &marker);
+    for (count, declared, data) in blocks {
+        write_block(&mut file, *count, *declared, data, &marker);
     }
     file
 }
 
 /// Puts `file` in the server's backups zone and asks for a restore of departments from it.
-async fn restore(server: &Server, client: &reqwest::Client, data_dir: &std::path::Path, file: &[u8]) -> serde_json::Value {
+async fn restore(
+    server: &Server,
+    client: &reqwest::Client,
+    data_dir: &std::path::Path,
+    file: &[u8],
+) -> serde_json::Value {
     let name = "20261205T000000.000000Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro";
     let folder = data_dir.join("backups").join("departments");
     std::fs::create_dir_all(&folder).unwrap();
@@ -222,13 +207,44 @@ async fn restore(server: &Server, client: &reqwest::Client, data_dir: &std::path
     answer
 }
 
+/// The hand-built Avro files the tests below and `cargo xtask bench` restore, committed so the
+/// bench reads the same bytes (`HIRING_BLESS=1` writes them again).
+const AVRO_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/avro");
+
+/// A block declaring 2^29 bytes with 16 present: the file is a few hundred bytes.
+fn claiming_512_mib() -> Vec<u8> {
+    avro_file("null", &[(1, 1 << 29, &[0u8; 16])])
+}
+
+/// About 200 KB of deflate that inflates to 200 MiB of zeros.
+fn deflate_bomb() -> Vec<u8> {
+    let bomb = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 200 << 20], 10);
+    avro_file("deflate", &[(1, bomb.len() as i64, &bomb)])
+}
+
+#[test]
+fn the_committed_avro_fixtures_are_the_files_built_here() {
+    for (name, file, most) in
+        [("block-claims-512-mib.avro", claiming_512_mib(), 600), ("deflate-bomb.avro", deflate_bomb(), 250_000)]
+    {
+        assert!(file.len() < most, "{name}: {} bytes", file.len());
+        let path = std::path::Path::new(AVRO_FIXTURES).join(name);
+        if std::env::var_os("HIRING_BLESS").is_some() {
+            std::fs::create_dir_all(AVRO_FIXTURES).unwrap();
+            std::fs::write(&path, &file).unwrap();
+        }
+        assert!(std::fs::read(&path).unwrap() == file, "{name} differs: run with HIRING_BLESS=1 to write it again");
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(AVRO_FIXTURES).join(name)).unwrap()
+}
+
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn an_avro_block_claiming_more_than_its_file_holds_is_refused_in_bounded_memory(pool: PgPool) {
     let (server, client, data_dir) = started(&pool).await;
-    // 2^29 bytes declared, 16 present: the file is a few hundred bytes.
-    let file = avro_file("null", &[(1, 1 << 29, &[0u8; 16])]);
-    assert!(file.len() < 600, "{} bytes", file.len());
-    let answer = restore(&server, &client, data_dir.path(), &file).await;
+    let answer = restore(&server, &client, data_dir.path(), &fixture("block-claims-512-mib.avro")).await;
     assert_bounded(&server, "a block declaring 512 MiB in a file of 500 bytes");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(message.contains("block") && message.contains("536870912"), "{message}");
@@ -237,11 +253,7 @@ async fn an_avro_block_claiming_more_than_its_file_holds_is_refused_in_bounded_m
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_deflate_bomb_in_a_backup_is_refused_in_bounded_memory(pool: PgPool) {
     let (server, client, data_dir) = started(&pool).await;
-    // About 200 KB of deflate that inflates to 200 MiB of zeros.
-    let bomb = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 200 << 20], 10);
-    assert!(bomb.len() < 250_000, "{} bytes", bomb.len());
-    let file = avro_file("deflate", &[(1, bomb.len() as i64, &bomb)]);
-    let answer = restore(&server, &client, data_dir.path(), &file).await;
+    let answer = restore(&server, &client, data_dir.path(), &fixture("deflate-bomb.avro")).await;
     assert_bounded(&server, "a 200 KB deflate bomb");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(message.contains("block") && message.contains("inflates"), "{message}");

@@ -12,7 +12,8 @@
 //!
 //! Memory stays bounded on both paths: a backup streams rows from PostgreSQL into the Avro
 //! writer and hands each finished block to the zone (a multipart upload past 10 MB), and a
-//! restore streams the object through the Avro reader into chunks of [`CHUNK_ROWS`] rows.
+//! restore streams the object through the Avro reader into chunks of [`CHUNK_ROWS`] rows, one
+//! block of at most [`crate::avro_blocks::MAX_BLOCK_BYTES`] at a time, whatever the file claims.
 
 use std::io::Read;
 
@@ -29,6 +30,7 @@ use sqlx::{PgConnection, PgPool, Row as _};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::avro_blocks::{BoundedBlocks, Refusal};
 use crate::error::{Error, Result};
 use crate::load::Rollup;
 use crate::pump::{Chunks, Pump};
@@ -304,7 +306,7 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
         other => other,
     };
     // An unknown key is answered at once, without waiting for the locks.
-    zone.store().head(&location).await.map_err(not_found)?;
+    let size = zone.store().head(&location).await.map_err(not_found)?.size;
 
     let mut tx = pool.begin().await?;
     // A restore replaces the whole table, so it locks like a file load: the table exclusively
@@ -357,7 +359,7 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     });
 
     let decoding = move |chunks: Chunks<Vec<u8>>| {
-        decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, context, chunks)
+        decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, size, context, chunks)
     };
     // The table is emptied when the first valid chunk arrives, so a file that is not even Avro
     // never costs a DELETE (which would be rolled back anyway).
@@ -464,16 +466,28 @@ async fn refuse_orphans(tx: &mut PgConnection, table: Table) -> Result<()> {
 /// valid rows in chunks, already in COPY's binary format (encoded here, while PostgreSQL takes
 /// the previous chunk); returns the number of rows and, for hires, their rollup counts. The
 /// first problem ends it.
-fn decode(table: Table, input: impl Read, mut context: Context, chunks: Chunks<Vec<u8>>) -> Result<(i64, Rollup)> {
-    let reader = Reader::new(input)
-        .map_err(|e| Error::InvalidBackup(format!("the object is not an Avro object container file: {e}")))?;
+fn decode(
+    table: Table,
+    input: impl Read,
+    size: u64,
+    mut context: Context,
+    chunks: Chunks<Vec<u8>>,
+) -> Result<(i64, Rollup)> {
+    // The reader sees the file through the bounds: no block past its file's size or the block
+    // limit, deflate inflated here into at most that limit (see `avro_blocks`).
+    let refusal = Refusal::default();
+    let refused = |e: apache_avro::Error, context: String| {
+        Error::InvalidBackup(refusal.borrow().clone().unwrap_or_else(|| format!("{context}: {e}")))
+    };
+    let reader = Reader::new(BoundedBlocks::new(input, size, refusal.clone()))
+        .map_err(|e| refused(e, "the object is not an Avro object container file".into()))?;
     check_schema(table, reader.writer_schema())?;
     let mut chunk = Columns::with_capacity(CHUNK_ROWS);
     let mut rows = 0i64;
     let mut rollup = Rollup::default();
     for value in reader {
         rows += 1;
-        let value = value.map_err(|e| Error::InvalidBackup(format!("record {rows} cannot be read: {e}")))?;
+        let value = value.map_err(|e| refused(e, format!("record {rows} cannot be read")))?;
         let id = match &value {
             Value::Record(fields) => fields.first().and_then(|(_, id)| match id {
                 Value::Int(id) => Some(*id),
@@ -659,7 +673,9 @@ mod tests {
         let bytes = writer.into_inner().unwrap();
         let (sender, mut receiver) = mpsc::channel(8);
         let error =
-            decode(Table::Departments, bytes.as_slice(), Context::default(), Chunks(sender)).unwrap_err().to_string();
+            decode(Table::Departments, bytes.as_slice(), bytes.len() as u64, Context::default(), Chunks(sender))
+                .unwrap_err()
+                .to_string();
         assert_eq!(error, "invalid backup: record 2 (id 2): missing_field: department is required but empty");
         assert!(receiver.try_recv().is_err(), "nothing is sent before the whole chunk is valid");
     }

@@ -7,6 +7,7 @@
 //! This crate knows nothing of HTTP, Lambda or CloudFormation; the API and the pipeline
 //! functions call into it.
 
+pub mod avro_blocks;
 pub mod backup;
 pub mod batch;
 pub mod decode;

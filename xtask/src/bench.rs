@@ -545,11 +545,16 @@ async fn worst_inputs(
         Ok(())
     })?;
 
-    let inputs: [(&'static str, &Path, &str); 4] = [
+    // Backups that lie about their blocks, as the API's memory tests restore them.
+    let avro = devenv::project_root().join("api/tests/fixtures/avro");
+    let (claiming, bomb) = (avro.join("block-claims-512-mib.avro"), avro.join("deflate-bomb.avro"));
+    let inputs: [(&'static str, &Path, &str); 6] = [
         ("POST /batch: 16 MiB array of numbers", &numbers, "batch"),
         ("POST /batch: one row with a 16 MiB array", &nested, "batch"),
         ("POST /upload: one 256 MiB CSV record", &long_record, "departments"),
         ("POST /upload: 40,000 rejects of 8 KiB", &long_rejects, "hired_employees"),
+        ("POST /restore: a 282-byte backup whose block claims 512 MiB", &claiming, "restore"),
+        ("POST /restore: a 200 KB deflate bomb (200 MiB inflated)", &bomb, "restore"),
     ];
     let mut measured = Vec::new();
     for (name, path, target) in inputs {
@@ -558,7 +563,15 @@ async fn worst_inputs(
         let server = Server::start(binary, database_url, &bench_dir.join("server-data")).await?;
         let bytes = std::fs::metadata(path)?.len();
         let started = Instant::now();
-        let request = if target == "batch" {
+        let request = if target == "restore" {
+            let name = "20261205T000000.000000Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro";
+            let folder = bench_dir.join("server-data/backups/departments");
+            std::fs::create_dir_all(&folder)?;
+            std::fs::copy(path, folder.join(name))?;
+            client
+                .post(server.url("/restore/departments"))
+                .json(&serde_json::json!({"key": format!("departments/{name}")}))
+        } else if target == "batch" {
             client
                 .post(server.url("/batch/hired_employees"))
                 .header("content-type", "application/json")
