@@ -74,6 +74,16 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
                 .layer(DefaultBodyLimit::max(MAX_RESTORE_BODY_BYTES))
                 .layer(deadline(request_timeout)),
         )
+        .routes(
+            routes!(routes::backups::backup_set)
+                .layer(DefaultBodyLimit::max(MAX_OTHER_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
+        .routes(
+            routes!(routes::backups::restore_set)
+                .layer(DefaultBodyLimit::max(MAX_RESTORE_BODY_BYTES))
+                .layer(deadline(request_timeout)),
+        )
         // The token is checked first, so callers without it never take a write permit.
         .route_layer(from_fn_with_state(state.clone(), guard::write_permit))
         .route_layer(from_fn_with_state((state.clone(), Need::Write), auth::require));
@@ -81,6 +91,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let reads = OpenApiRouter::new()
         .routes(routes!(routes::prometheus::metrics))
         .routes(routes!(routes::backups::list))
+        .routes(routes!(routes::backups::list_sets))
         .routes(routes!(routes::ingestions::ingestion))
         .routes(routes!(routes::ingestions::rejects))
         .route_layer(from_fn_with_state((state.clone(), Need::Read), auth::require));

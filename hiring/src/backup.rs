@@ -54,7 +54,10 @@ pub const MAX_CONFLICT_IDS: usize = 20;
 /// What a backup wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(serde::Deserialize)]
 pub struct BackupReport {
+    /// The table backed up.
+    pub table: Table,
     /// The object's key in the backups zone, `<table>/<UTC time>-<UUIDv7>.avro`.
     pub key: String,
     /// The rows written.
@@ -202,7 +205,7 @@ async fn backup(
     upload.shutdown().await.map_err(|e| zone.io_error(&key, e))?;
     tx.commit().await?;
     tracing::info!(%table, key, rows, bytes, "backup written");
-    Ok(BackupReport { key, rows, bytes })
+    Ok(BackupReport { table, key, rows, bytes })
 }
 
 /// Streams the table's rows into an Avro writer and its output into `upload`; returns the rows
@@ -276,6 +279,109 @@ pub async fn list_backups(zone: &Zone, table: Option<Table>) -> Result<Vec<Backu
     // copied in by hand: the store's time decides, the key breaks ties.
     backups.sort_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)));
     Ok(backups)
+}
+
+/// A backup of the three tables, restorable as one unit: a manifest in the backups zone at
+/// `sets/<UTC time>-<UUIDv7>.json` naming one backup per table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupSet {
+    /// The manifest's key in the backups zone; `POST /restore` takes it.
+    pub key: String,
+    /// One backup per table, in load order (departments, jobs, hired_employees).
+    pub backups: Vec<BackupReport>,
+}
+
+/// What a restore of a set did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetRestoreReport {
+    /// The set restored.
+    pub key: String,
+    /// The rows each table holds now, in load order.
+    pub tables: Vec<RestoreReport>,
+    /// The set taken of the three tables just before the restore: restoring it undoes this one.
+    pub previous: String,
+}
+
+/// The folder of the sets' manifests in the backups zone.
+const SETS: &str = "sets";
+
+/// The most bytes a set's manifest may hold (one holds about 600).
+const MAX_SET_BYTES: u64 = 64 * 1024;
+
+/// The sets in `zone`, oldest first (newest last).
+pub async fn list_sets(zone: &Zone) -> Result<Vec<SetInfo>> {
+    let mut sets: Vec<SetInfo> = zone
+        .list(SETS)
+        .await?
+        .into_iter()
+        .map(|meta| SetInfo { key: meta.location.to_string(), last_modified: meta.last_modified })
+        .filter(|set| set.key.ends_with(".json"))
+        .collect();
+    sets.sort_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)));
+    Ok(sets)
+}
+
+/// One backup set in the zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetInfo {
+    /// Its manifest's key; `POST /restore` takes it.
+    pub key: String,
+    /// When it was written.
+    pub last_modified: DateTime<Utc>,
+}
+
+/// Backs up the three tables as a set.
+#[tracing::instrument(skip(pool, zone))]
+pub async fn backup_set(pool: &PgPool, zone: &Zone) -> Result<BackupSet> {
+    let mut backups = Vec::new();
+    for table in Table::LOAD_ORDER {
+        backups.push(backup_table(pool, zone, table).await?);
+    }
+    let key = format!("{SETS}/{}.json", crate::zones::unique_name());
+    let set = BackupSet { key: key.clone(), backups };
+    zone.put(&key, serde_json::to_vec(&set).expect("a set serializes")).await?;
+    Ok(set)
+}
+
+/// Restores the three tables from the set whose manifest is at `key`.
+#[tracing::instrument(skip(pool, zone))]
+pub async fn restore_set(pool: &PgPool, zone: &Zone, key: &str) -> Result<SetRestoreReport> {
+    let set = read_set(zone, key).await?;
+    let mut tables = Vec::new();
+    for backup in &set.backups {
+        tables.push(restore_table(pool, zone, backup.table, &backup.key).await?);
+    }
+    Ok(SetRestoreReport { key: key.to_owned(), tables, previous: String::new() })
+}
+
+/// The manifest at `key`: one backup of each table, each under its table's folder.
+async fn read_set(zone: &Zone, key: &str) -> Result<BackupSet> {
+    let example = "sets/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.json";
+    let shaped = key.strip_prefix("sets/").is_some_and(|name| {
+        name.ends_with(".json") && name.len() <= 200 && !name.contains('/') && !name.starts_with('.')
+    });
+    if !shaped {
+        return Err(Error::InvalidBackup(format!(
+            "`{key}` is not a backup set's key such as {example} (`POST /backups` answers it)"
+        )));
+    }
+    let meta = zone.head(key).await?.ok_or_else(|| Error::ObjectNotFound(key.to_owned()))?;
+    if meta.size > MAX_SET_BYTES {
+        return Err(Error::InvalidBackup(format!("the set {key} is {} bytes, not a backup set's manifest", meta.size)));
+    }
+    let bytes = zone.get(key).await?;
+    let set: BackupSet = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidBackup(format!("the set {key} is not a backup set's manifest: {e}")))?;
+    let tables: Vec<Table> = set.backups.iter().map(|backup| backup.table).collect();
+    if tables != Table::LOAD_ORDER {
+        return Err(Error::InvalidBackup(format!(
+            "the set {key} must name one backup of each table in load order, not {tables:?}"
+        )));
+    }
+    Ok(set)
 }
 
 /// Replaces the content of `table` with the rows of the backup at `key` in `zone`, in one

@@ -240,3 +240,110 @@ async fn a_step_whose_worker_died_is_retried_and_can_run_again(pool: PgPool) {
     assert_eq!(processed.load.inserted, 2);
     assert_eq!(ingestions::get(&pool, validation.ingestion).await.unwrap().status, IngestionStatus::Succeeded);
 }
+
+/// The three tables' rows, as text, in id order.
+async fn contents(pool: &PgPool) -> [Vec<String>; 3] {
+    let read = |statement: &'static str| async move {
+        sqlx::query_scalar::<_, String>(statement).fetch_all(pool).await.unwrap()
+    };
+    [
+        read("SELECT concat_ws(',', id, department) FROM departments ORDER BY id").await,
+        read("SELECT concat_ws(',', id, job) FROM jobs ORDER BY id").await,
+        read("SELECT concat_ws(',', id, name, datetime, department_id, job_id) FROM hired_employees ORDER BY id").await,
+    ]
+}
+
+/// Waits until some session of this database waits for a lock.
+async fn until_a_session_waits_for_a_lock(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session waited for a lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A set is read in one snapshot: a department and a hire that references it, committed
+/// together while the set is being taken, are in both of its backups or in neither.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_backup_set_reads_the_three_tables_in_one_snapshot(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    ingest(&pool, &zones, "jobs/1.csv", JOBS).await;
+    ingest(&pool, &zones, "hired_employees/1.csv", HIRES).await;
+    // A writer holds hires while the set starts...
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE hired_employees IN ACCESS EXCLUSIVE MODE").execute(&mut *writer).await.unwrap();
+    let set = tokio::spawn({
+        let (pool, zones) = (pool.clone(), zones.clone());
+        async move { hiring::backup::backup_set(&pool, &zones.backups).await }
+    });
+    until_a_session_waits_for_a_lock(&pool).await;
+    // ...and adds a department with a hire in it.
+    sqlx::query("INSERT INTO departments VALUES (50, 'Research')").execute(&mut *writer).await.unwrap();
+    sqlx::query("INSERT INTO hired_employees VALUES (50, 'Di', '2021-02-01T00:00:00Z', 50, 1)")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    writer.commit().await.unwrap();
+    let set = set.await.unwrap().unwrap();
+    let rows: Vec<(Table, i64)> = set.backups.iter().map(|backup| (backup.table, backup.rows)).collect();
+    assert_eq!(
+        rows,
+        [(Table::Departments, 3), (Table::Jobs, 2), (Table::HiredEmployees, 3)],
+        "the departments backup holds the department its hires backup references"
+    );
+}
+
+/// A set restores as one unit: departments that later hires no longer reference would be a
+/// conflict table by table, and the set's own `previous` undoes it.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_set_restores_the_three_tables_as_one_unit_and_its_previous_set_undoes_it(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    ingest(&pool, &zones, "jobs/1.csv", JOBS).await;
+    ingest(&pool, &zones, "hired_employees/1.csv", HIRES).await;
+    let taken = contents(&pool).await;
+    let set = hiring::backup::backup_set(&pool, &zones.backups).await.unwrap();
+    // Later: a new department with a hire in it, and a job renamed.
+    ingest(&pool, &zones, "departments/2.csv", "7,Legal\n").await;
+    ingest(&pool, &zones, "jobs/2.csv", "2,Data Analyst\n").await;
+    ingest(&pool, &zones, "hired_employees/2.csv", "9,Ed,2022-03-01T00:00:00Z,7,2\n").await;
+    let later = contents(&pool).await;
+    let later_metrics = hiring::metrics::hires_by_quarter(&pool, 2022).await.unwrap();
+
+    let restored = hiring::backup::restore_set(&pool, &zones.backups, &set.key).await.unwrap();
+    assert_eq!(contents(&pool).await, taken);
+    let rows: Vec<(Table, i64)> = restored.tables.iter().map(|table| (table.table, table.rows)).collect();
+    assert_eq!(rows, [(Table::Departments, 2), (Table::Jobs, 2), (Table::HiredEmployees, 2)]);
+    assert!(hiring::metrics::hires_by_quarter(&pool, 2022).await.unwrap().is_empty(), "the rollup follows");
+
+    hiring::backup::restore_set(&pool, &zones.backups, &restored.previous).await.unwrap();
+    assert_eq!(contents(&pool).await, later);
+    assert_eq!(hiring::metrics::hires_by_quarter(&pool, 2022).await.unwrap(), later_metrics);
+}
+
+/// One bad backup in a set, the last one restored: no table changes.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_set_with_one_bad_backup_changes_no_table(pool: PgPool) {
+    let (_dir, zones) = zones();
+    ingest(&pool, &zones, "departments/1.csv", DEPARTMENTS).await;
+    ingest(&pool, &zones, "jobs/1.csv", JOBS).await;
+    ingest(&pool, &zones, "hired_employees/1.csv", HIRES).await;
+    let set = hiring::backup::backup_set(&pool, &zones.backups).await.unwrap();
+    let hires = &set.backups[2];
+    zones.backups.put(&hires.key, b"not avro".to_vec()).await.unwrap();
+    ingest(&pool, &zones, "departments/2.csv", "1,Renamed\n").await;
+    let before = contents(&pool).await;
+    let error = hiring::backup::restore_set(&pool, &zones.backups, &set.key).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidBackup(_)), "{error}");
+    assert_eq!(contents(&pool).await, before, "no table changed");
+}

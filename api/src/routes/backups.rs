@@ -1,10 +1,11 @@
 //! `POST /backups/{table}`, `GET /backups` and `POST /restore/{table}`: Avro backups of the
-//! tables in the backups zone, and restores from them.
+//! tables in the backups zone, and restores from them; `POST /backups`, `GET /backups/sets` and
+//! `POST /restore`: the same for the three tables as one set.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
-use hiring::backup::{BackupInfo, BackupReport, RestoreReport};
+use hiring::backup::{BackupInfo, BackupReport, BackupSet, RestoreReport, SetInfo, SetRestoreReport};
 use serde::Deserialize;
 
 use super::{ApiPath, ApiQuery};
@@ -120,6 +121,84 @@ pub async fn restore(
     let restored = tokio::spawn(async move {
         let _permit = permit;
         hiring::backup::restore_table(&state.pool, &state.zones.backups, table, &request.key).await
+    });
+    let report = restored.await.map_err(|e| ApiError::Internal(e.into()))??;
+    cache.invalidate();
+    Ok(Json(report))
+}
+
+/// Backs up the three tables as one set, read in one snapshot: restoring the set with
+/// `POST /restore` puts back the three tables exactly as they were together.
+#[utoipa::path(
+    post,
+    path = "/backups",
+    tag = "backups",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The set written: its manifest's key and the three backups", body = hiring::backup::BackupSet),
+        (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server runs read-only (no HIRING_API_TOKEN)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable, the server is busy with other writes, or the request timed out; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn backup_set(
+    State(state): State<AppState>,
+    Extension(permit): Extension<WritePermit>,
+) -> Result<Json<BackupSet>, ApiError> {
+    let written = tokio::spawn(async move {
+        let _permit = permit;
+        hiring::backup::backup_set(&state.pool, &state.zones.backups).await
+    });
+    Ok(Json(written.await.map_err(|e| ApiError::Internal(e.into()))??))
+}
+
+/// Lists the backup sets, oldest first.
+#[utoipa::path(
+    get,
+    path = "/backups/sets",
+    tag = "backups",
+    responses(
+        (status = 200, description = "The sets, oldest first", body = Vec<hiring::backup::SetInfo>),
+        (status = 503, description = "The backups zone is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn list_sets(State(state): State<AppState>) -> Result<Json<Vec<SetInfo>>, ApiError> {
+    Ok(Json(hiring::backup::list_sets(&state.zones.backups).await?))
+}
+
+/// Replaces the three tables' content with a set's rows as one unit, all or nothing, after
+/// backing the three up as a set: the answer's `previous` names that set.
+#[utoipa::path(
+    post,
+    path = "/restore",
+    tag = "backups",
+    security(("bearer" = [])),
+    request_body(content = RestoreRequest, description = "The set to restore, by its manifest's key"),
+    responses(
+        (status = 200, description = "The three tables now hold the set's rows", body = hiring::backup::SetRestoreReport),
+        (status = 404, description = "No such set, or a backup it names is gone", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 4 KiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The body, the manifest or a backup is not valid", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server runs read-only (no HIRING_API_TOKEN)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable, the server is busy with other writes, or the request timed out; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn restore_set(
+    State(state): State<AppState>,
+    Extension(permit): Extension<WritePermit>,
+    body: Bytes,
+) -> Result<Json<SetRestoreReport>, ApiError> {
+    let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_restore",
+            format!("the body must be a JSON object such as {{\"key\":\"sets/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.json\"}}: {e}"),
+        )
+    })?;
+    let cache = state.metrics_cache.clone();
+    let restored = tokio::spawn(async move {
+        let _permit = permit;
+        hiring::backup::restore_set(&state.pool, &state.zones.backups, &request.key).await
     });
     let report = restored.await.map_err(|e| ApiError::Internal(e.into()))??;
     cache.invalidate();

@@ -21,9 +21,8 @@
 
 use std::time::Duration;
 
-use hiring::backup::BackupReport;
+use hiring::backup::BackupSet;
 use hiring::pipeline::{self, ProcessReport, RawObject, ValidationReport};
-use hiring::table::Table;
 use hiring::zones::{ZoneName, Zones};
 use lambda_runtime::Diagnostic;
 use secrets::{Credentials, DatabaseAccess};
@@ -529,32 +528,10 @@ pub async fn process(function: &'static Function, validation: ValidationReport) 
     Ok(report)
 }
 
-/// The backup function's output: one backup per table, in dependency order.
-#[derive(Debug, Serialize)]
-pub struct Backups {
-    /// The backups written.
-    pub backups: Vec<TableBackup>,
-}
-
-/// One table's backup.
-#[derive(Debug, Serialize)]
-pub struct TableBackup {
-    /// The table.
-    pub table: Table,
-    /// Its backup's key, rows and bytes.
-    #[serde(flatten)]
-    pub backup: BackupReport,
-}
-
-/// The backup function, run on a schedule (EventBridge Scheduler): backs up every table to the
-/// backups zone as Avro (`<table>/<UTC timestamp>.avro`, see `hiring::backup`). Its input is
-/// ignored.
-pub async fn backup(function: &'static Function, _event: serde_json::Value) -> Result<Backups, StepError> {
+/// The backup function, run on a schedule (EventBridge Scheduler): backs up the three tables as
+/// one set (`hiring::backup::backup_set`: read in one snapshot, a manifest at `sets/…json`
+/// naming one Avro backup per table, restorable as a unit). Its input is ignored.
+pub async fn backup(function: &'static Function, _event: serde_json::Value) -> Result<BackupSet, StepError> {
     let pool = function.database().await?;
-    let mut backups = Vec::new();
-    for table in Table::LOAD_ORDER {
-        let backup = hiring::backup::backup_table(pool, &function.zones.backups, table).await?;
-        backups.push(TableBackup { table, backup });
-    }
-    Ok(Backups { backups })
+    Ok(hiring::backup::backup_set(pool, &function.zones.backups).await?)
 }
