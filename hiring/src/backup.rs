@@ -165,26 +165,45 @@ async fn backup(
     table: Table,
     snapshot: Option<(String, oneshot::Sender<()>)>,
 ) -> Result<BackupReport> {
-    let schema = schema(table);
+    let mut tx = reading(pool, &[table], snapshot).await?;
+    let report = backup_in(&mut tx, zone, table).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// A read-only transaction of one snapshot that holds `tables` (ACCESS SHARE), as of
+/// `snapshot` when given (see [`backup`]).
+async fn reading(
+    pool: &PgPool,
+    tables: &[Table],
+    snapshot: Option<(String, oneshot::Sender<()>)>,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
     let mut tx = pool.begin().await?;
-    // One snapshot for the whole read, and no chance of writing anything by mistake. (A single
-    // SELECT already reads one snapshot; this keeps it so if the backup ever reads more.)
+    // One snapshot for every read, and no chance of writing anything by mistake.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
     if let Some((id, _)) = &snapshot {
         // Must come before the transaction's first query (PostgreSQL, SET TRANSACTION); the id
         // is PostgreSQL's own, quoted anyway.
         sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", id.replace('\'', "''"))).execute(&mut *tx).await?;
     }
-    // The table is locked before the first query takes the snapshot ("a REPEATABLE READ ...
+    // The tables are locked before the first query takes the snapshot ("a REPEATABLE READ ...
     // transaction's view of data will be frozen when its first SELECT ... begins", PostgreSQL,
     // LOCK): a restore of hires empties the table with TRUNCATE, which is not MVCC-safe (a
     // snapshot taken before its commit would read the table as empty), and this lock waits for
     // such a restore to commit, so the snapshot comes after it. A restore's own backup takes the
-    // lock before the restore truncates, and the restore waits for it.
-    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS SHARE MODE")).execute(&mut *tx).await?;
+    // lock before the restore truncates, and the restore waits for it. A set locks its three
+    // tables at once, so a write to several of them is in all of its backups or in none.
+    let names: Vec<&str> = tables.iter().map(|table| table.name()).collect();
+    sqlx::query(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", "))).execute(&mut *tx).await?;
     if let Some((_, imported)) = snapshot {
         let _ = imported.send(());
     }
+    Ok(tx)
+}
+
+/// Writes `table` as `tx` reads it to `zone` at `<table>/<UTC time>-<UUIDv7>.avro`.
+async fn backup_in(tx: &mut PgConnection, zone: &Zone, table: Table) -> Result<BackupReport> {
+    let schema = schema(table);
     // The time first sorts the keys by time as text; the UUIDv7 keeps two backups taken at
     // once (two tasks, a restore's own backup) apart.
     let key = format!("{table}/{}.avro", crate::zones::unique_name());
@@ -192,7 +211,7 @@ async fn backup(
     // 1M hires is about that size) and switches to a multipart upload beyond, so memory does
     // not grow with the table. An aborted backup leaves no object behind.
     let mut upload = BufWriter::new(zone.store().clone(), Key::from(key.as_str()));
-    let written = write_rows(&mut tx, table, &schema, &mut upload, zone, &key).await;
+    let written = write_rows(tx, table, &schema, &mut upload, zone, &key).await;
     let (rows, bytes) = match written {
         Ok(counts) => counts,
         Err(error) => {
@@ -203,7 +222,6 @@ async fn backup(
         }
     };
     upload.shutdown().await.map_err(|e| zone.io_error(&key, e))?;
-    tx.commit().await?;
     tracing::info!(%table, key, rows, bytes, "backup written");
     Ok(BackupReport { table, key, rows, bytes })
 }
@@ -333,28 +351,95 @@ pub struct SetInfo {
     pub last_modified: DateTime<Utc>,
 }
 
-/// Backs up the three tables as a set.
+/// Backs up the three tables as a set: one transaction reads them in one snapshot, taken once it
+/// holds all three (so a load that writes several tables is in every backup or in none), and
+/// the manifest is written once the three backups are stored.
 #[tracing::instrument(skip(pool, zone))]
 pub async fn backup_set(pool: &PgPool, zone: &Zone) -> Result<BackupSet> {
+    set(pool, zone, None).await
+}
+
+/// [`backup_set`], as of `snapshot` when given (see [`backup`]).
+async fn set(pool: &PgPool, zone: &Zone, snapshot: Option<(String, oneshot::Sender<()>)>) -> Result<BackupSet> {
+    let mut tx = reading(pool, &Table::LOAD_ORDER, snapshot).await?;
     let mut backups = Vec::new();
     for table in Table::LOAD_ORDER {
-        backups.push(backup_table(pool, zone, table).await?);
+        backups.push(backup_in(&mut tx, zone, table).await?);
     }
+    tx.commit().await?;
     let key = format!("{SETS}/{}.json", crate::zones::unique_name());
     let set = BackupSet { key: key.clone(), backups };
     zone.put(&key, serde_json::to_vec(&set).expect("a set serializes")).await?;
+    tracing::info!(key, "backup set written");
     Ok(set)
 }
 
-/// Restores the three tables from the set whose manifest is at `key`.
+/// Replaces the three tables' content with the set whose manifest is at `key`, in one
+/// transaction: all of it or nothing. Like [`restore_table`], it first takes a set of the three
+/// as the restore finds them (the answer's `previous`), and checks every row on the way in;
+/// hires are checked against the departments and jobs of the set.
 #[tracing::instrument(skip(pool, zone))]
 pub async fn restore_set(pool: &PgPool, zone: &Zone, key: &str) -> Result<SetRestoreReport> {
-    let set = read_set(zone, key).await?;
-    let mut tables = Vec::new();
-    for backup in &set.backups {
-        tables.push(restore_table(pool, zone, backup.table, &backup.key).await?);
+    let manifest = read_set(zone, key).await?;
+    // Every backup is found, and its size read, before any lock is taken.
+    let mut sources = Vec::new();
+    for backup in &manifest.backups {
+        sources.push((backup.table, backup.key.clone(), locate(zone, backup.table, &backup.key).await?));
     }
-    Ok(SetRestoreReport { key: key.to_owned(), tables, previous: String::new() })
+
+    let mut tx = pool.begin().await?;
+    // Every writer of the three tables waits: the tables' advisory locks, exclusively, in the
+    // loads' order (dimensions first), so no load deadlocks with a restore.
+    for table in Table::LOAD_ORDER {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(table.lock_key()).execute(&mut *tx).await?;
+    }
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx).await?;
+    let (imported, on_import) = oneshot::channel();
+    let previous = tokio::spawn({
+        let (pool, zone) = (pool.clone(), zone.clone());
+        async move { set(&pool, &zone, Some((snapshot, imported))).await }
+    });
+    if on_import.await.is_err() {
+        return Err(previous_set(previous).await.err().unwrap_or_else(|| {
+            Error::Interrupted("the backup set taken before the restore ended without reading the tables".into())
+        }));
+    }
+    // Hires first: they reference the others. (TRUNCATE waits for the set above to be read.)
+    for table in [Table::HiredEmployees, Table::Jobs, Table::Departments] {
+        empty(&mut tx, table).await?;
+    }
+    let mut tables = Vec::new();
+    let mut rollup = Rollup::default();
+    for (table, backup, (location, size)) in sources {
+        let context = match table {
+            Table::HiredEmployees => crate::load::known_references(&mut tx, None).await?,
+            Table::Departments | Table::Jobs => Context::default(),
+        };
+        let (rows, counts) = copy_backup(&mut tx, zone, table, &backup, location, size, context, false).await?;
+        if table == Table::HiredEmployees {
+            rollup = counts;
+        }
+        tables.push(RestoreReport { table, key: backup, rows, previous: String::new() });
+    }
+    rollup.replace(&mut tx).await?;
+    let previous = previous_set(previous).await?;
+    for (report, before) in tables.iter_mut().zip(&previous.backups) {
+        report.previous = before.key.clone();
+    }
+    for table in Table::LOAD_ORDER {
+        crate::metrics::announce_change(&mut tx, table).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(key, previous = previous.key, "backup set restored");
+    Ok(SetRestoreReport { key: key.to_owned(), tables, previous: previous.key })
+}
+
+/// The outcome of the set taken for a restore.
+async fn previous_set(set: tokio::task::JoinHandle<Result<BackupSet>>) -> Result<BackupSet> {
+    match set.await {
+        Ok(set) => set,
+        Err(error) => Err(Error::Interrupted(format!("the backup set taken before the restore failed: {error}"))),
+    }
 }
 
 /// The manifest at `key`: one backup of each table, each under its table's folder.
@@ -392,27 +477,8 @@ async fn read_set(zone: &Zone, key: &str) -> Result<BackupSet> {
 /// (stored hires reference departments or jobs the backup does not have).
 #[tracing::instrument(skip(pool, zone))]
 pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) -> Result<RestoreReport> {
-    // Backups are `<table>/<time>-<UUIDv7>.avro`; anything else (a folder, a name the file system
-    // refuses) is not one, and is said so before the zone is asked.
-    let shaped = key.split_once('/').is_some_and(|(folder, name)| {
-        Table::from_name(folder).is_some()
-            && name.ends_with(".avro")
-            && name.len() <= 200
-            && !name.contains('/')
-            && !name.starts_with('.')
-    });
-    let location =
-        Key::parse(key).ok().filter(|location| shaped && !location.as_ref().is_empty()).ok_or_else(|| {
-            Error::InvalidBackup(format!(
-                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro (the list of backups names them)"
-            ))
-        })?;
-    let not_found = |e: object_store::Error| match zone.error(key, e) {
-        Error::ObjectNotFound(_) => Error::ObjectNotFound(key.to_owned()),
-        other => other,
-    };
     // An unknown key is answered at once, without waiting for the locks.
-    let size = zone.store().head(&location).await.map_err(not_found)?.size;
+    let (location, size) = locate(zone, table, key).await?;
 
     let mut tx = pool.begin().await?;
     // A restore replaces the whole table, so it locks like a file load: the table exclusively
@@ -439,9 +505,68 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
             Error::Interrupted("the backup taken before the restore ended without reading the table".into())
         }));
     }
+    let (rows, rollup) = copy_backup(&mut tx, zone, table, key, location, size, context, true).await?;
+    match table {
+        Table::Departments | Table::Jobs => refuse_orphans(&mut tx, table).await?,
+        // The rollup's deltas describe the rows just deleted: it becomes the restored rows'
+        // counts, summed while they were decoded (hires_rollup_refresh() reading the table
+        // again took 2.3 s at 1M hires; issue 17).
+        Table::HiredEmployees => rollup.replace(&mut tx).await?,
+    }
+    let previous = previous_backup(previous).await?;
+    crate::metrics::announce_change(&mut tx, table).await?;
+    tx.commit().await?;
+    tracing::info!(%table, key, rows, "table restored");
+    Ok(RestoreReport { table, key: key.to_owned(), rows, previous })
+}
+
+/// The location and size of the backup of `table` at `key`, which must be shaped as a backup's
+/// key and exist.
+async fn locate(zone: &Zone, table: Table, key: &str) -> Result<(Key, u64)> {
+    // Backups are `<table>/<time>-<UUIDv7>.avro`; anything else (a folder, a name the file system
+    // refuses) is not one, and is said so before the zone is asked.
+    let shaped = key.split_once('/').is_some_and(|(folder, name)| {
+        Table::from_name(folder).is_some()
+            && name.ends_with(".avro")
+            && name.len() <= 200
+            && !name.contains('/')
+            && !name.starts_with('.')
+    });
+    let location =
+        Key::parse(key).ok().filter(|location| shaped && !location.as_ref().is_empty()).ok_or_else(|| {
+            Error::InvalidBackup(format!(
+                "`{key}` is not a backup key such as {table}/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro (the list of backups names them)"
+            ))
+        })?;
+    let size = zone.store().head(&location).await.map_err(|e| not_found(zone, key, e))?.size;
+    Ok((location, size))
+}
+
+fn not_found(zone: &Zone, key: &str, error: object_store::Error) -> Error {
+    match zone.error(key, error) {
+        Error::ObjectNotFound(_) => Error::ObjectNotFound(key.to_owned()),
+        other => other,
+    }
+}
+
+/// Streams the backup at `location` (`size` bytes) through the checks into `table` by COPY;
+/// returns the rows and, for hires, their rollup counts. With `empty_on_first_chunk`, the table
+/// is emptied when the first valid chunk arrives (so a file that is not even Avro never costs a
+/// DELETE, which would be rolled back anyway), or at the end; otherwise the caller emptied it.
+#[allow(clippy::too_many_arguments)]
+async fn copy_backup(
+    tx: &mut PgConnection,
+    zone: &Zone,
+    table: Table,
+    key: &str,
+    location: Key,
+    size: u64,
+    context: Context,
+    empty_on_first_chunk: bool,
+) -> Result<(i64, Rollup)> {
     // Read only once the locks are held: a download left idle while a long load finishes could
     // time out.
-    let object = zone.store().get(&location).await.map_err(not_found)?;
+    let object = zone.store().get(&location).await.map_err(|e| not_found(zone, key, e))?;
     // The object's bytes flow to the decoding thread through a small channel, so only a few
     // chunks of the file are in memory at once.
     let (bytes_sender, bytes_receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
@@ -467,19 +592,17 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
     let decoding = move |chunks: Chunks<Vec<u8>>| {
         decode(table, ChannelReader { chunks: bytes_receiver, current: Bytes::new() }, size, context, chunks)
     };
-    // The table is emptied when the first valid chunk arrives, so a file that is not even Avro
-    // never costs a DELETE (which would be rolled back anyway).
-    let mut emptied = false;
+    let mut emptied = !empty_on_first_chunk;
     let mut pump = Pump::start(decoding);
     let restored = async {
         while let Some(chunk) = pump.next().await {
             let written = async {
                 if !emptied {
-                    empty(&mut tx, table).await?;
+                    empty(&mut *tx, table).await?;
                     emptied = true;
                 }
                 // COPY into the emptied table: the loads' writer, as fast as PostgreSQL takes rows.
-                crate::load::copy_in(&mut tx, table, &chunk).await
+                crate::load::copy_in(&mut *tx, table, &chunk).await
             };
             if let Err(error) = written.await {
                 return pump.fail(error).await;
@@ -487,7 +610,7 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
         }
         pump.finish().await
     };
-    let (rows, rollup) = match restored.await {
+    let decoded = match restored.await {
         Ok(decoded) => decoded,
         Err(error) => {
             // A read that failed in the store is not the file's fault: report that instead.
@@ -498,25 +621,9 @@ pub async fn restore_table(pool: &PgPool, zone: &Zone, table: Table, key: &str) 
         }
     };
     if !emptied {
-        empty(&mut tx, table).await?;
+        empty(tx, table).await?;
     }
-    match table {
-        Table::Departments | Table::Jobs => refuse_orphans(&mut tx, table).await?,
-        // The rollup's deltas describe the rows just deleted: it becomes the restored rows'
-        // counts, summed while they were decoded (hires_rollup_refresh() reading the table
-        // again took 2.3 s at 1M hires; issue 17).
-        Table::HiredEmployees => rollup.replace(&mut tx).await?,
-    }
-    let previous = previous_backup(previous).await?;
-    // Delivered only if the restore commits; every API instance then drops its metric cache.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(crate::metrics::CHANGES_CHANNEL)
-        .bind(table.name())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    tracing::info!(%table, key, rows, "table restored");
-    Ok(RestoreReport { table, key: key.to_owned(), rows, previous })
+    Ok(decoded)
 }
 
 /// Empties `table` in the restore's transaction. Hires are truncated: copied into the table its

@@ -737,12 +737,7 @@ async fn finish_ingestion(
 ) -> Result<()> {
     Lifecycle::loaded(tx, attempt, report, processed_key).await?;
     if report.inserted + report.updated > 0 {
-        // Delivered to listeners only if and when this transaction commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::metrics::CHANGES_CHANNEL)
-            .bind(report.table.name())
-            .execute(&mut *tx)
-            .await?;
+        crate::metrics::announce_change(tx, report.table).await?;
     }
     Ok(())
 }

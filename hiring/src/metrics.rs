@@ -13,6 +13,13 @@ use crate::error::Result;
 /// readers holding derived results (caches) know to drop them.
 pub const CHANGES_CHANNEL: &str = "hiring_data_changed";
 
+/// Tells every API instance (on [`CHANGES_CHANNEL`]) that `table` changed, once and only if the
+/// transaction `tx` commits; each then drops its cached metrics.
+pub async fn announce_change(tx: &mut sqlx::PgConnection, table: crate::table::Table) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(table.name()).execute(tx).await?;
+    Ok(())
+}
+
 /// Hires of one (department, job) pair in one year, by quarter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

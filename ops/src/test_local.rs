@@ -1318,6 +1318,11 @@ async fn check_results(
     let backups = keys(resources["BackupsBucket"].clone()).await?;
     let avro = backups.iter().filter(|k| k.ends_with(".avro")).count();
     ensure!(avro >= SAMPLES.len(), "the backups bucket holds {avro} AVRO files after a backup: {backups:?} ({backup})");
+    let set = backup["key"].as_str().unwrap_or_default();
+    ensure!(
+        set.starts_with("sets/") && backups.iter().any(|k| k == set),
+        "the backup's set manifest `{set}` is not in the backups bucket: {backups:?}"
+    );
     Ok(format!(
         "{SAMPLE_HIRE_REJECTS} hire rejects listed, 7 departments above the mean in 2021 (Support 216), {rows} department×job rows, {} Parquet files, {avro} AVRO backups",
         parquet.len()

@@ -451,3 +451,65 @@ async fn a_restore_can_be_undone_with_the_backup_it_takes_first(pool: PgPool) {
     assert_eq!((status, undone["rows"].as_i64()), (200, Some(3)), "{undone}");
     assert_eq!(app.count("jobs").await, 3, "the restore was undone");
 }
+
+/// `POST /backups` takes the three tables as one set, `GET /backups/sets` lists it, and
+/// `POST /restore` puts the three back as one unit, with the metrics of that time; its
+/// `previous` set undoes it.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_backup_set_restores_the_three_tables_and_their_metrics_as_one_unit(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    app.load_sample().await;
+    let response = app.client.post(app.url("/backups")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let set: Value = response.json().await.unwrap();
+    let key = set["key"].as_str().expect("the set's key").to_owned();
+    assert!(key.starts_with("sets/") && key.ends_with(".json"), "{key}");
+    let backed_up = all_rows(&app.pool).await;
+    let tables: Vec<(&str, usize)> = set["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|backup| (backup["table"].as_str().unwrap(), backup["rows"].as_u64().unwrap() as usize))
+        .collect();
+    assert_eq!(tables, TABLES.iter().copied().zip(backed_up.iter().map(Vec::len)).collect::<Vec<_>>());
+    let metrics = app.metrics().await;
+    let (status, sets) = app.get_json("/backups/sets").await;
+    assert_eq!((status, sets[0]["key"].as_str()), (200, Some(key.as_str())), "{sets}");
+
+    // A department that did not exist, with hires in it: restoring departments alone would be
+    // a conflict.
+    app.upload_csv("departments", "50,New Department\n").await;
+    let (status, body) = app.batch("hired_employees", &json!([hire(5000, "New", "2021-02-01T10:00:00Z", 50, 1)])).await;
+    assert_eq!((status, body["inserted"].as_i64()), (200, Some(1)), "{body}");
+    let changed = all_rows(&app.pool).await;
+    let changed_metrics = app.metrics().await;
+    assert_ne!(changed_metrics, metrics);
+
+    let restore = |key: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/restore"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"key": key}))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = restore(key.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(all_rows(&app.pool).await, backed_up);
+    assert_eq!(app.metrics().await, metrics, "the metrics of the set's time, not a cached answer");
+    let (status, body) = restore(body["previous"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(all_rows(&app.pool).await, changed);
+    assert_eq!(app.metrics().await, changed_metrics);
+
+    let (status, body) = restore("sets/none.json".into()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, body) = restore("departments/x.avro".into()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_backup")), "{body}");
+}

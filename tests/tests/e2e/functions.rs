@@ -345,7 +345,7 @@ async fn the_function_reads_the_database_user_from_the_managed_secret(pool: PgPo
 }
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
-async fn the_backup_function_backs_up_every_table(pool: PgPool) {
+async fn the_backup_function_backs_up_the_three_tables_as_one_set(pool: PgPool) {
     let lake = Lake::start(pool.clone()).await;
     for table in ["departments", "jobs", "hired_employees"] {
         let validation = lake.validate(&lake.put(&format!("{table}.csv"), sample_bytes(table)).await).await.unwrap();
@@ -360,6 +360,9 @@ async fn the_backup_function_backs_up_every_table(pool: PgPool) {
     for backup in backups {
         assert!(keys.contains(&backup["key"].as_str().unwrap().to_owned()), "{keys:?}");
     }
+    // One set, restorable as a unit: its manifest names the three backups.
+    let set = output["key"].as_str().expect("the set's key");
+    assert!(keys.contains(&set.to_owned()), "{keys:?}");
 }
 
 /// The API in `stepfunctions` mode on the lake's buckets: uploads are queued, and the test
