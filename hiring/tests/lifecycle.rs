@@ -205,3 +205,53 @@ async fn a_sweep_locks_only_the_ingestions_it_closes(pool: PgPool) {
     assert_eq!(status(&pool, expired).await, "failed");
     assert_eq!(status(&pool, fresh).await, "validating");
 }
+
+async fn rows(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap()
+}
+
+/// The files of one `POST /upload` with the state machine are stored one by one, and each
+/// stored file's event starts a step at once: until every file is stored, its step waits; when a
+/// later file cannot be stored, the upload is abandoned and nothing of it is loaded.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_stored_file_of_an_upload_waits_for_the_rest_and_loads_nothing_once_the_upload_is_abandoned(pool: PgPool) {
+    let (_dir, zones) = zones();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let departments = pipeline::expect_held(&pool, "departments/1.csv", "test", expires).await.unwrap();
+    let jobs = pipeline::expect_held(&pool, "jobs/1.csv", "test", expires).await.unwrap();
+    pipeline::group(&pool, &[departments, jobs]).await.unwrap();
+    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+
+    let early = pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await;
+    let early = early.expect_err("the first file's step runs before the second file is stored");
+    assert!(early.is_retryable(), "{early}");
+    assert!(early.to_string().contains("still being stored"), "{early}");
+
+    // The jobs file cannot be stored: the API abandons the upload, then removes the first file.
+    pipeline::abandon(&pool, &[departments, jobs], "the upload failed before its files were stored").await.unwrap();
+    let late = pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await.unwrap_err();
+    assert!(!late.is_retryable(), "{late}");
+    assert!(late.to_string().contains("the upload failed before its files were stored"), "{late}");
+    assert_eq!((status(&pool, departments).await, status(&pool, jobs).await), ("failed".into(), "failed".into()));
+    assert_eq!(rows(&pool, "departments").await, 0, "nothing of an abandoned upload is loaded");
+}
+
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_stored_file_of_an_upload_loads_once_every_file_is_stored(pool: PgPool) {
+    let (_dir, zones) = zones();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let departments = pipeline::expect_held(&pool, "departments/1.csv", "test", expires).await.unwrap();
+    let jobs = pipeline::expect_held(&pool, "jobs/1.csv", "test", expires).await.unwrap();
+    pipeline::group(&pool, &[departments, jobs]).await.unwrap();
+    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+    assert!(pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await.unwrap_err().is_retryable());
+    zones.raw.put("jobs/1.csv", b"1,Engineer\n".to_vec()).await.unwrap();
+    pipeline::release(&pool, &[departments, jobs]).await.unwrap();
+
+    for key in ["departments/1.csv", "jobs/1.csv"] {
+        let validation = pipeline::validate(&pool, &zones, &object(key), "test").await.unwrap();
+        pipeline::process(&pool, &zones, &validation).await.unwrap();
+    }
+    assert_eq!((rows(&pool, "departments").await, rows(&pool, "jobs").await), (1, 1));
+    assert_eq!((status(&pool, departments).await, status(&pool, jobs).await), ("succeeded".into(), "succeeded".into()));
+}

@@ -129,15 +129,17 @@ pub async fn upload(
         .zip(&keys)
         .map(|(part, key)| format!("upload:{} ({}/{key})", part.file_name, state.zones.raw.url()))
         .collect();
-    // With the state machine, each stored file's event starts an execution, and nothing orders
-    // them: the files are announced first, as one group, so the hires file's validation waits
-    // for the departments and jobs of the same upload (hiring::pipeline::validate).
+    // With the state machine, each stored file's event starts an execution at once, and
+    // nothing orders them: the files are announced first, as one group, so the hires file's
+    // validation waits for the departments and jobs of the same upload
+    // (hiring::pipeline::validate), and held, so no step loads a file of the upload until every
+    // file of it is stored (released below) or the upload is abandoned.
     let stepfunctions = state.settings.pipeline == Pipeline::StepFunctions;
     let mut announced = Vec::new();
     if stepfunctions {
         let expires_at = chrono::Utc::now() + state.settings.deadlines.upload_expiry();
         for (key, source) in keys.iter().zip(&sources) {
-            announced.push(pipeline::expect(&state.pool, key, source, expires_at, None).await?);
+            announced.push(pipeline::expect_held(&state.pool, key, source, expires_at).await?);
         }
         pipeline::group(&state.pool, &announced).await?;
     }
@@ -172,6 +174,7 @@ pub async fn upload(
         }
     }
     stored?;
+    pipeline::release(&state.pool, &announced).await?;
 
     // Recorded (queued) before any step runs, so a client whose request times out is told the
     // ingestions that go on; the validate step (here or the state machine's) continues each.
