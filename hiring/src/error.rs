@@ -91,6 +91,13 @@ pub enum Error {
         /// Its status.
         status: String,
     },
+    /// A file of an upload whose other files the API is still storing: no step loads it until
+    /// every file is stored (then it is released) or the upload fails (then it fails too).
+    #[error(
+        "ingestion {0} belongs to an upload whose other files are still being stored; retry once they are (the \
+         upload then releases it, or fails it)"
+    )]
+    Held(i64),
     /// The validation found no row to load.
     #[error("ingestion {0} has nothing to load: every row was rejected (see its rejects)")]
     NotLoadable(i64),
@@ -180,7 +187,7 @@ impl Error {
                         | sqlx::Error::WorkerCrashed
                 )
             )
-            || matches!(self, Error::Busy(_) | Error::Waiting { .. })
+            || matches!(self, Error::Busy(_) | Error::Waiting { .. } | Error::Held(_))
             || self.is_auth_failure()
             || matches!(self, Error::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"))
     }

@@ -101,6 +101,19 @@ pub enum Claimed {
     Moved(IngestionStatus),
 }
 
+/// The ingestion of an object version the pipeline met ([`Lifecycle::arrive`]).
+#[derive(Debug, sqlx::FromRow)]
+pub struct Arrived {
+    /// Its id.
+    pub id: i64,
+    /// Its state now.
+    pub status: IngestionStatus,
+    /// The validation's report, once validated (a replayed step answers it again).
+    pub validation: Option<Json<ValidationReport>>,
+    /// Whether its upload is still storing its other files ([`Lifecycle::announce`]).
+    pub held: bool,
+}
+
 /// What a guarded move found.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +134,10 @@ const WAITING: [IngestionStatus; 4] =
     [IngestionStatus::AwaitingUpload, IngestionStatus::Queued, IngestionStatus::Validated, IngestionStatus::Retrying];
 
 impl Lifecycle {
-    /// Records a file a client is about to put into the raw zone at `key` (a presigned upload):
-    /// `awaiting_upload`.
+    /// Records a file about to be put into the raw zone at `key`: `awaiting_upload`. A file a
+    /// client puts itself (a presigned upload) is free to load once it arrives; a file the API
+    /// stores as one of several of an upload is `held`: no step claims it until
+    /// [`Lifecycle::release`].
     pub async fn announce(
         pool: &PgPool,
         table: Table,
@@ -130,10 +145,11 @@ impl Lifecycle {
         source: &str,
         expires_at: DateTime<Utc>,
         upload_id: Option<&str>,
+        held: bool,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at, upload_id, announced)
-             VALUES ($1, 'file', $2, $3, $4, $5, $6, true) RETURNING id",
+            "INSERT INTO ingestions (table_name, kind, source, status, object_key, upload_expires_at, upload_id, announced, held)
+             VALUES ($1, 'file', $2, $3, $4, $5, $6, true, $7) RETURNING id",
         )
         .bind(table.name())
         .bind(source)
@@ -141,8 +157,18 @@ impl Lifecycle {
         .bind(key)
         .bind(expires_at)
         .bind(upload_id)
+        .bind(held)
         .fetch_one(pool)
         .await?)
+    }
+
+    /// Every file of a held upload is stored: its steps may claim the ingestions `ids` now.
+    pub async fn release(pool: &PgPool, ids: &[i64]) -> Result<u64> {
+        Ok(sqlx::query("UPDATE ingestions SET held = false, moved_at = clock_timestamp() WHERE id = ANY($1) AND held")
+            .bind(ids)
+            .execute(pool)
+            .await?
+            .rows_affected())
     }
 
     /// The first complete PUT of an announced file takes it: `awaiting_upload`, not yet
@@ -175,17 +201,18 @@ impl Lifecycle {
         Ok(if moved.is_some() { Moved::Moved } else { Moved::Lost })
     }
 
-    /// `awaiting_upload` → `failed`: the files of an upload could not be stored. Returns how
-    /// many moved.
+    /// `awaiting_upload` (or `queued` and still held: its file was stored, but not the
+    /// others) → `failed`: the files of an upload could not be stored. Returns how many moved.
     pub async fn abandon_announced(pool: &PgPool, ids: &[i64], reason: &str) -> Result<u64> {
         Ok(sqlx::query(
             "UPDATE ingestions SET status = $3, finished_at = clock_timestamp(), moved_at = clock_timestamp(), error = $2
-             WHERE id = ANY($1) AND status = $4",
+             WHERE id = ANY($1) AND (status = $4 OR (held AND status = $5))",
         )
         .bind(ids)
         .bind(reason)
         .bind(IngestionStatus::Failed)
         .bind(IngestionStatus::AwaitingUpload)
+        .bind(IngestionStatus::Queued)
         .execute(pool)
         .await?
         .rows_affected())
@@ -195,18 +222,12 @@ impl Lifecycle {
     /// `awaiting_upload` → `queued`; else the ingestion of this version is found (whatever its
     /// state: a duplicate event of a failed one finds it failed), or recorded `queued`. Sending
     /// a file again after a final failure is a new upload, a new object, a new ingestion.
-    pub async fn arrive(
-        pool: &PgPool,
-        table: Table,
-        key: &str,
-        etag: &str,
-        source: &str,
-    ) -> Result<(i64, IngestionStatus, Option<Json<ValidationReport>>)> {
+    pub async fn arrive(pool: &PgPool, table: Table, key: &str, etag: &str, source: &str) -> Result<Arrived> {
         let announced = sqlx::query_as(
             "UPDATE ingestions SET status = $3, object_etag = $2, upload_expires_at = NULL, moved_at = clock_timestamp()
              WHERE id = (SELECT id FROM ingestions WHERE object_key = $1 AND status = $4 ORDER BY id LIMIT 1)
                AND status = $4
-             RETURNING id, status, validation",
+             RETURNING id, status, validation, held",
         )
         .bind(key)
         .bind(etag)
@@ -238,7 +259,7 @@ impl Lifecycle {
             "INSERT INTO ingestions (table_name, kind, source, status, object_key, object_etag)
              VALUES ($1, 'file', $2, $5, $3, $4)
              ON CONFLICT (object_key, object_etag) DO UPDATE SET object_key = EXCLUDED.object_key
-             RETURNING id, status, validation",
+             RETURNING id, status, validation, held",
         )
         .bind(table.name())
         .bind(source)
@@ -264,7 +285,7 @@ impl Lifecycle {
         let claimed: std::result::Result<Option<i32>, sqlx::Error> = sqlx::query_scalar(
             "UPDATE ingestions SET status = $2, attempt = attempt + 1, error = NULL, finished_at = NULL,
                  moved_at = clock_timestamp()
-             WHERE id = $1 AND (status = ANY($3) OR (status = $4 AND (validation IS NULL) = $5))
+             WHERE id = $1 AND (status = ANY($3) OR (status = $4 AND (validation IS NULL) = $5)) AND NOT held
              RETURNING attempt",
         )
         .bind(id)

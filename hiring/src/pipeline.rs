@@ -114,8 +114,7 @@ pub fn table_of_key(key: &str) -> Result<Table> {
 pub async fn enqueue(pool: &PgPool, zones: &Zones, key: &str, source: &str) -> Result<i64> {
     let table = table_of_key(key)?;
     let etag = current_etag(&zones.raw, key, None).await?;
-    let (id, _, _) = Lifecycle::arrive(pool, table, key, &etag, source).await?;
-    Ok(id)
+    Ok(Lifecycle::arrive(pool, table, key, &etag, source).await?.id)
 }
 
 /// Records a file a client is about to put into the raw zone at `key` itself (a presigned
@@ -128,17 +127,19 @@ pub async fn expect(
     expires_at: DateTime<Utc>,
     upload_id: Option<&str>,
 ) -> Result<i64> {
-    Lifecycle::announce(pool, table_of_key(key)?, key, source, expires_at, upload_id).await
+    Lifecycle::announce(pool, table_of_key(key)?, key, source, expires_at, upload_id, false).await
 }
 
 /// Records a file the API itself is about to store at `key` as part of one upload of several
 /// (`POST /upload` with the state machine): like [`expect`], and held until [`release`].
 pub async fn expect_held(pool: &PgPool, key: &str, source: &str, expires_at: DateTime<Utc>) -> Result<i64> {
-    expect(pool, key, source, expires_at, None).await
+    Lifecycle::announce(pool, table_of_key(key)?, key, source, expires_at, None, true).await
 }
 
-/// Releases the held ingestions `ids` once every file of their upload is stored.
-pub async fn release(_pool: &PgPool, _ids: &[i64]) -> Result<()> {
+/// Releases the held ingestions `ids` once every file of their upload is stored: their steps
+/// (waiting with [`Error::Held`]) go on at their next attempt.
+pub async fn release(pool: &PgPool, ids: &[i64]) -> Result<()> {
+    Lifecycle::release(pool, ids).await?;
     Ok(())
 }
 
@@ -233,12 +234,16 @@ async fn unfinished_dimension(pool: &PgPool, id: i64) -> Result<Option<(i64, Str
 pub async fn validate(pool: &PgPool, zones: &Zones, object: &RawObject, source: &str) -> Result<ValidationReport> {
     let table = table_of_key(&object.key)?;
     let etag = current_etag(&zones.raw, &object.key, object.etag.as_deref()).await?;
-    let (id, status, validation) = Lifecycle::arrive(pool, table, &object.key, &etag, source).await?;
-    if let Some(Json(report)) = validation {
+    let arrived = Lifecycle::arrive(pool, table, &object.key, &etag, source).await?;
+    let (id, status) = (arrived.id, arrived.status);
+    if let Some(Json(report)) = arrived.validation {
         return Ok(ValidationReport { replayed: true, ..report });
     }
     if status == IngestionStatus::Failed {
         return Err(stored_failure(pool, id).await?);
+    }
+    if arrived.held {
+        return Err(Error::Held(id));
     }
     if table == Table::HiredEmployees
         && let Some((earlier, table, status)) = unfinished_dimension(pool, id).await?

@@ -84,7 +84,7 @@ impl From<hiring::error::Error> for StepError {
         StepError {
             retryable: error.is_retryable(),
             refused_credentials: error.is_auth_failure(),
-            waiting: matches!(error, hiring::error::Error::Waiting { .. }),
+            waiting: matches!(error, hiring::error::Error::Waiting { .. } | hiring::error::Error::Held(_)),
             duplicate_of: match &error {
                 hiring::error::Error::DuplicateUpload { ingestion, .. } => Some(*ingestion),
                 _ => None,
