@@ -255,3 +255,35 @@ async fn a_stored_file_of_an_upload_loads_once_every_file_is_stored(pool: PgPool
     assert_eq!((rows(&pool, "departments").await, rows(&pool, "jobs").await), (1, 1));
     assert_eq!((status(&pool, departments).await, status(&pool, jobs).await), ("succeeded".into(), "succeeded".into()));
 }
+
+/// A step whose task is cancelled (its future dropped mid-step) leaves its claim without
+/// finishing it: the lock it held must not stay with a pooled connection, or every later claim
+/// of the ingestion, from any worker, would find it busy for as long as that connection lives.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_claim_dropped_without_finishing_frees_its_ingestion_for_the_next_worker(pool: PgPool) {
+    use hiring::lifecycle::{Claimed, Lifecycle, Step};
+    let (_dir, zones) = zones();
+    let id = put(&pool, &zones, "departments/1.csv", "1,Sales\n").await;
+    // Each worker has a pool of its own, as another process would, with the default idle
+    // timeout of the API's and the functions' pools (10 minutes).
+    let worker = || async {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(pool.connect_options().as_ref().clone())
+            .await
+            .unwrap()
+    };
+    let (first, other) = (worker().await, worker().await);
+    let Claimed::Claimed(claim) = Lifecycle::claim(&first, id, Step::Validate).await.unwrap() else {
+        panic!("the first claim takes the ingestion")
+    };
+    drop(claim);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Lifecycle::claim(&other, id, Step::Validate).await {
+            Ok(Claimed::Claimed(_)) => break,
+            Err(Error::Busy(_)) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("the dropped claim still holds ingestion {id}: {other:?}"),
+        }
+    }
+}
