@@ -295,9 +295,13 @@ impl Lifecycle {
         .bind(step == Step::Validate)
         .fetch_optional(&mut *connection)
         .await;
-        let claim = Claim { id, step, attempt: 0, connection };
+        let claim = Claim { id, step, attempt: 0, connection: Some(connection) };
         match claimed {
-            Ok(Some(attempt)) => Ok(Claimed::Claimed(Claim { attempt, ..claim })),
+            Ok(Some(attempt)) => {
+                let mut claim = claim;
+                claim.attempt = attempt;
+                Ok(Claimed::Claimed(claim))
+            }
             Ok(None) => {
                 claim.release().await;
                 let status = sqlx::query_scalar("SELECT status FROM ingestions WHERE id = $1")
@@ -529,11 +533,28 @@ pub struct Claim {
     step: Step,
     /// The attempt this claim made: the step's own moves are guarded on it.
     pub attempt: i32,
-    /// The connection holding the lock.
-    pub connection: PoolConnection<Postgres>,
+    /// The connection holding the lock; taken when the claim ends.
+    connection: Option<PoolConnection<Postgres>>,
+}
+
+impl Drop for Claim {
+    /// A claim dropped before [`Claim::finish`] (its step's task cancelled): the connection that
+    /// holds the session lock is closed, not returned to the pool, so the lock goes with it and
+    /// the next claim finds the ingestion's worker dead (→ claimable again).
+    fn drop(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            tracing::warn!(ingestion = self.id, "a step ended without finishing its claim; its connection is closed");
+            connection.close_on_drop();
+        }
+    }
 }
 
 impl Claim {
+    /// The connection holding the claim's lock, for the step's own transaction.
+    pub fn connection(&mut self) -> &mut PoolConnection<Postgres> {
+        self.connection.as_mut().expect("a claim holds its connection until it ends")
+    }
+
     /// Ends the step: on failure the ingestion moves `working` → `retrying` (a retryable error:
     /// the workflow runs the step again) or `failed` (final), guarded on this attempt; then the
     /// lock is released. An injected crash (`crate::faults`) ends the connection instead, as a
@@ -541,7 +562,10 @@ impl Claim {
     pub async fn finish<T>(self, pool: &PgPool, result: Result<T>) -> Result<T> {
         match &result {
             Err(Error::Crashed) => {
-                crate::faults::crash(pool, self.connection).await;
+                let mut claim = self;
+                if let Some(connection) = claim.connection.take() {
+                    crate::faults::crash(pool, connection).await;
+                }
                 return result;
             }
             Err(error) => {
@@ -570,8 +594,8 @@ impl Claim {
         result
     }
 
-    async fn release(self) {
-        let mut connection = self.connection;
+    async fn release(mut self) {
+        let Some(mut connection) = self.connection.take() else { return };
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.id).execute(&mut *connection).await;
         if unlocked.is_err() {
             // Never return a connection that may still hold the lock to the pool.

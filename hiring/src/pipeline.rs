@@ -326,7 +326,7 @@ async fn process_claimed(
     let (id, attempt) = (claim.id, claim.attempt);
     load::load_file_in_transaction(
         pool,
-        &mut claim.connection,
+        claim.connection(),
         id,
         attempt,
         validation.table,
@@ -454,7 +454,7 @@ async fn validate_claimed(
     let (id, attempt) = (claim.id, claim.attempt);
     // On the claim's own connection, which holds the ingestion's lock: if that connection dies,
     // so does this transaction, and a worker that takes the ingestion over never meets a live one.
-    let mut tx = claim.connection.begin().await?;
+    let mut tx = claim.connection().begin().await?;
     let backend = Backend::of(&mut tx).await?;
     let mut context =
         if table == Table::HiredEmployees { load::known_references(&mut tx, None).await? } else { Context::default() };
