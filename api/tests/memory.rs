@@ -1,4 +1,4 @@
-//! One client must not exhaust the server (issue 16, item 7): the worst inputs the API's limits
+//! One client must not exhaust the server: the worst inputs the API's limits
 //! allow, each sent to a `hiring-api` process of its own, whose peak resident memory (VmHWM) is
 //! then read. Before the bounds, each of these cost the server more than its body: a batch body
 //! was parsed whole before its rows were counted, a CSV record had no size cap (held twice),
@@ -259,4 +259,21 @@ async fn a_deflate_bomb_in_a_backup_is_refused_in_bounded_memory(pool: PgPool) {
     assert!(message.contains("block") && message.contains("inflates"), "{message}");
     let departments: i64 = sqlx::query_scalar("SELECT count(*) FROM departments").fetch_one(&pool).await.unwrap();
     assert_eq!(departments, 0);
+}
+
+/// Millions of empty metadata pairs in a backup's header: two bytes each in the file, but an
+/// entry each in any map built from them. Refused by their number, in bounded memory.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_backup_header_of_millions_of_metadata_pairs_is_refused_in_bounded_memory(pool: PgPool) {
+    use hiring::avro_blocks::write_header;
+    let (server, client, data_dir) = started(&pool).await;
+    let schema = hiring::backup::schema_json(hiring::table::Table::Departments);
+    let mut metadata: Vec<(&[u8], &[u8])> = vec![(b"avro.schema", schema.as_bytes()), (b"avro.codec", b"null")];
+    metadata.extend(std::iter::repeat_n((&b""[..], &b""[..]), 4_000_000));
+    let mut file = Vec::new();
+    write_header(&mut file, &metadata, &[7u8; 16]);
+    let answer = restore(&server, &client, data_dir.path(), &file).await;
+    assert_bounded(&server, "a header of 4M empty metadata pairs");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("metadata"), "{message}");
 }

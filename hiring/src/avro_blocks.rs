@@ -317,4 +317,18 @@ mod tests {
         assert!(error.contains("does not end with the file's sync marker"), "{error}");
         assert!(read_all(b"PAR1").unwrap_err().contains("not an Avro object container file"));
     }
+
+    #[test]
+    fn an_empty_block_between_two_others_ends_nothing() {
+        let schema = r#"{"type":"record","name":"r","fields":[{"name":"id","type":"int"}]}"#;
+        let marker = [9u8; 16];
+        let mut file = Vec::new();
+        write_header(&mut file, &[(b"avro.schema", schema.as_bytes()), (b"avro.codec", b"null")], &marker);
+        // ids are zigzag varints: 1 → 2, 2 → 4, …
+        write_block(&mut file, 2, 2, &[2, 4], &marker);
+        write_block(&mut file, 0, 0, &[], &marker);
+        write_block(&mut file, 2, 2, &[6, 8], &marker);
+        let ids: Vec<Value> = read_all(&file).unwrap();
+        assert_eq!(ids.len(), 4, "{ids:?}");
+    }
 }

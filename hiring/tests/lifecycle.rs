@@ -287,3 +287,29 @@ async fn a_claim_dropped_without_finishing_frees_its_ingestion_for_the_next_work
         }
     }
 }
+
+/// A held file whose workflow gave up waiting (its retrier ran out while the upload's other
+/// files were still being stored) is failed: the upload then fails whole, and its other files
+/// are not loaded.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn an_upload_whose_held_file_failed_is_not_released_in_part(pool: PgPool) {
+    let (_dir, zones) = zones();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let departments = pipeline::expect_held(&pool, "departments/1.csv", "test", expires).await.unwrap();
+    let jobs = pipeline::expect_held(&pool, "jobs/1.csv", "test", expires).await.unwrap();
+    pipeline::group(&pool, &[departments, jobs]).await.unwrap();
+    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+    assert!(matches!(
+        pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await,
+        Err(Error::Held(_))
+    ));
+    pipeline::fail_object(&pool, &zones, &object("departments/1.csv"), "the workflow gave up waiting").await.unwrap();
+    zones.raw.put("jobs/1.csv", b"1,Engineer\n".to_vec()).await.unwrap();
+
+    let refused = pipeline::release(&pool, &[departments, jobs]).await.unwrap_err();
+    assert!(refused.to_string().contains(&format!("ingestion {departments}")), "{refused}");
+    let late = pipeline::validate(&pool, &zones, &object("jobs/1.csv"), "test").await.unwrap_err();
+    assert!(!late.is_retryable(), "{late}");
+    assert_eq!((status(&pool, departments).await, status(&pool, jobs).await), ("failed".into(), "failed".into()));
+    assert_eq!(rows(&pool, "jobs").await, 0, "no file of a failed upload is loaded");
+}
