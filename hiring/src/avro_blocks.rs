@@ -22,6 +22,10 @@ pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 /// The most bytes the header's metadata (the schema, the codec, user metadata) may hold.
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
+/// The most metadata entries a header may hold: writers put a handful (schema, codec, a few of
+/// their own), and each entry costs a map entry in the reader whatever its size.
+const MAX_METADATA_ENTRIES: usize = 256;
+
 const MAGIC: &[u8; 4] = b"Obj\x01";
 
 /// Why a file was refused; shared with the caller because the Avro reader reports a failed read
@@ -128,8 +132,16 @@ impl<R: Read> BoundedBlocks<R> {
                 count = count.checked_neg().ok_or_else(|| self.refuse("the header's metadata is malformed".into()))?;
                 self.required_long("the size of the header's metadata")?;
             }
+            if count as u64 > (MAX_METADATA_ENTRIES - entries.len()) as u64 {
+                return Err(self.refuse(format!(
+                    "the header declares more than the {MAX_METADATA_ENTRIES} metadata entries a backup may hold"
+                )));
+            }
             for _ in 0..count {
                 let key = self.bytes(MAX_HEADER_BYTES, "metadata key")?;
+                if key.is_empty() {
+                    return Err(self.refuse("the header holds a metadata entry with an empty key".into()));
+                }
                 let value = self.bytes(MAX_HEADER_BYTES, "metadata value")?;
                 held += key.len() + value.len();
                 if held > MAX_HEADER_BYTES {
@@ -207,7 +219,11 @@ impl<R: Read> BoundedBlocks<R> {
         }
         self.output.clear();
         self.read = 0;
-        write_block(&mut self.output, count, data.len() as i64, &data, &marker);
+        // An empty block is valid Avro, but the reader takes a block of no records for the end
+        // of the file: it is not passed on, so the blocks after it are read.
+        if count > 0 {
+            write_block(&mut self.output, count, data.len() as i64, &data, &marker);
+        }
         Ok(())
     }
 }
@@ -220,6 +236,9 @@ impl<R: Read> Read for BoundedBlocks<R> {
             }
             if self.started {
                 self.block()?;
+                while self.output.is_empty() && !self.ended {
+                    self.block()?;
+                }
             } else {
                 self.started = true;
                 self.header()?;

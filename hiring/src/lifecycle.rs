@@ -162,13 +162,49 @@ impl Lifecycle {
         .await?)
     }
 
-    /// Every file of a held upload is stored: its steps may claim the ingestions `ids` now.
-    pub async fn release(pool: &PgPool, ids: &[i64]) -> Result<u64> {
-        Ok(sqlx::query("UPDATE ingestions SET held = false, moved_at = clock_timestamp() WHERE id = ANY($1) AND held")
-            .bind(ids)
-            .execute(pool)
-            .await?
-            .rows_affected())
+    /// Every file of a held upload is stored: its steps may claim the ingestions `ids` now, all
+    /// of them or none. When one of them already failed (its workflow gave up waiting, or the
+    /// sweep closed it), none is released: the others fail with a reason naming it, and its id
+    /// is returned.
+    pub async fn release(pool: &PgPool, ids: &[i64]) -> Result<Option<i64>> {
+        let mut tx = pool.begin().await?;
+        // The rows are locked first, so no step or sweep moves one between the check and the move.
+        let failed: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM (SELECT id, status FROM ingestions WHERE id = ANY($1) ORDER BY id FOR UPDATE) upload
+             WHERE status = $2 ORDER BY id LIMIT 1",
+        )
+        .bind(ids)
+        .bind(IngestionStatus::Failed)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match failed {
+            None => {
+                sqlx::query(
+                    "UPDATE ingestions SET held = false, moved_at = clock_timestamp() WHERE id = ANY($1) AND held",
+                )
+                .bind(ids)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(failed) => {
+                sqlx::query(
+                    "UPDATE ingestions SET status = $3, finished_at = clock_timestamp(), moved_at = clock_timestamp(), error = $2
+                     WHERE id = ANY($1) AND held AND status IN ($4, $5)",
+                )
+                .bind(ids)
+                .bind(format!(
+                    "ingestion {failed} of the same upload failed before every file was stored, and an upload loads whole \
+                     or not at all: send the files again, as a new upload"
+                ))
+                .bind(IngestionStatus::Failed)
+                .bind(IngestionStatus::AwaitingUpload)
+                .bind(IngestionStatus::Queued)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(failed)
     }
 
     /// The first complete PUT of an announced file takes it: `awaiting_upload`, not yet
@@ -276,10 +312,14 @@ impl Lifecycle {
     /// step) to the working state, with a new attempt number. [`Error::Busy`] while another
     /// worker holds it.
     pub async fn claim(pool: &PgPool, id: i64, step: Step) -> Result<Claimed> {
-        let mut connection = pool.acquire().await?;
+        // In the claim from the start: if this future is dropped while it waits below, the
+        // connection (which may hold the lock by then) is closed, never pooled (see Drop).
+        let mut claim = Claim { id, step, attempt: 0, connection: Some(pool.acquire().await?) };
         let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(id).fetch_one(&mut *connection).await?;
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(id).fetch_one(&mut **claim.connection()).await?;
         if !locked {
+            // Nothing to release: hand the connection back as it is.
+            drop(claim.connection.take());
             return Err(Error::Busy(id));
         }
         let claimed: std::result::Result<Option<i32>, sqlx::Error> = sqlx::query_scalar(
@@ -293,12 +333,10 @@ impl Lifecycle {
         .bind([step.waiting().as_str(), step.working().as_str()])
         .bind(IngestionStatus::Retrying)
         .bind(step == Step::Validate)
-        .fetch_optional(&mut *connection)
+        .fetch_optional(&mut **claim.connection())
         .await;
-        let claim = Claim { id, step, attempt: 0, connection: Some(connection) };
         match claimed {
             Ok(Some(attempt)) => {
-                let mut claim = claim;
                 claim.attempt = attempt;
                 Ok(Claimed::Claimed(claim))
             }
@@ -595,8 +633,11 @@ impl Claim {
     }
 
     async fn release(mut self) {
-        let Some(mut connection) = self.connection.take() else { return };
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.id).execute(&mut *connection).await;
+        // The connection stays in the claim until the lock is released: dropped while it waits,
+        // the claim closes it (see Drop).
+        let Some(connection) = self.connection.as_mut() else { return };
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.id).execute(&mut **connection).await;
+        let Some(connection) = self.connection.take() else { return };
         if unlocked.is_err() {
             // Never return a connection that may still hold the lock to the pool.
             connection.detach();

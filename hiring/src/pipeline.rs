@@ -137,10 +137,13 @@ pub async fn expect_held(pool: &PgPool, key: &str, source: &str, expires_at: Dat
 }
 
 /// Releases the held ingestions `ids` once every file of their upload is stored: their steps
-/// (waiting with [`Error::Held`]) go on at their next attempt.
+/// (waiting with [`Error::Held`]) go on at their next attempt. When one of them already failed,
+/// none is released, the others fail too, and the failed one's stored failure is answered.
 pub async fn release(pool: &PgPool, ids: &[i64]) -> Result<()> {
-    Lifecycle::release(pool, ids).await?;
-    Ok(())
+    match Lifecycle::release(pool, ids).await? {
+        None => Ok(()),
+        Some(failed) => Err(stored_failure(pool, failed).await?),
+    }
 }
 
 /// The key and multipart upload id of an announced ingestion still awaiting its file; `None`
