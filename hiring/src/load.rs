@@ -225,7 +225,7 @@ async fn publish_committed(written: Option<(&Zone, &str, &str)>) -> Result<()> {
 }
 
 /// A transaction's server process, kept so the outcome of a COMMIT whose answer was lost can
-/// be settled (issue 16, item 3): the connection broke after the COMMIT was sent, so PostgreSQL
+/// be settled: the connection broke after the COMMIT was sent, so PostgreSQL
 /// may or may not have committed, and outputs written for the transaction (a Parquet file, a
 /// rejects file) must not be removed if it did.
 #[derive(Debug, Clone, Copy)]
@@ -589,7 +589,7 @@ const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// type's binary value (`integer`: 4 bytes big-endian; `text`: its UTF-8 bytes;
 /// `timestamp with time zone`: 8-byte big-endian microseconds since 2000-01-01 UTC), then the
 /// trailer. PostgreSQL then parses no text: at 1M hires the server's COPY took 0.95–1.03 s in
-/// binary against 1.28–1.72 s for the same rows as text (issue 17). Texts hold no NUL (the
+/// binary against 1.28–1.72 s for the same rows as text. Texts hold no NUL (the
 /// validation rejects it) and are valid UTF-8, which PostgreSQL still checks.
 pub(crate) fn copy_binary(rows: &Columns) -> Vec<u8> {
     let text_bytes: usize = rows.texts.iter().map(String::len).sum();

@@ -124,7 +124,7 @@ async fn as_application_role(pool: &PgPool) -> PgPool {
         .expect("a pool acting as hiring_app")
 }
 
-/// A restore of hires truncates the table (issue 17): the application role may, and the
+/// A restore of hires truncates the table: the application role may, and the
 /// restore's own backup still reads the rows it replaces.
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn the_application_role_restores_hires_and_its_backup_keeps_the_replaced_rows(pool: PgPool) {

@@ -206,7 +206,7 @@ async fn deploy_status_and_diff_of_the_local_stage_on_the_emulator() {
     assert!(!out.contains("ServiceError"), "a short message, not the SDK's dump: {out}");
 }
 
-/// An operator with no AWS credentials (issue 18, item 5): every AWS command stops at once, in
+/// An operator with no AWS credentials: every AWS command stops at once, in
 /// one line naming what to set, whatever RUST_BACKTRACE says, and `deploy` builds nothing first.
 /// The credentials chain runs for real, down to the instance metadata service, which is pointed
 /// at a closed port on this machine (tests talk only to 127.0.0.1).
@@ -314,7 +314,7 @@ async fn put_logs(moto: &Moto, group: &str, stream: &str, lines: &[&str]) {
 }
 
 /// `cargo xtask logs` over the deployed stage's log groups (found through the stack), against
-/// moto's CloudWatch Logs (issue 18, item 4).
+/// moto's CloudWatch Logs.
 async fn logs_of_the_deployed_stage(
     moto: &Moto,
     resources: &aws_sdk_cloudformation::operation::describe_stack_resources::DescribeStackResourcesOutput,

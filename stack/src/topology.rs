@@ -39,7 +39,7 @@ pub struct Topology {
 pub const FUNCTIONS: [(&str, &str, &str); 3] = [
     ("Validate", "validate", "Checks a raw CSV object, stores its rejects, records the validation report"),
     ("Process", "process", "Loads a validated object into PostgreSQL and writes it to the processed zone as Parquet"),
-    ("Backup", "backup", "Backs up every table to the backups zone as AVRO"),
+    ("Backup", "backup", "Backs up the three tables as one set, read in one snapshot, to the backups zone as AVRO"),
 ];
 
 /// The template parameter holding a function's code key (`functions/<name>/<sha256>.zip`).
@@ -725,7 +725,7 @@ impl<'a> StageBuilder<'a> {
         Functions { validate, process, backup }
     }
 
-    /// Analytics over the processed zone (issue 18, item 3): a Glue database with one table per
+    /// Analytics over the processed zone: a Glue database with one table per
     /// zone folder (Parquet, partition projection on `ingest_date`, so no crawler and no
     /// partitions to add), an Athena workgroup whose results go to a bucket of their own, and
     /// `AnalystRole`, which anyone in the account allowed to assume it uses to query: it may run
@@ -882,7 +882,7 @@ impl<'a> StageBuilder<'a> {
         )
     }
 
-    /// The process step as a Fargate task (issue 18): the API image, whose
+    /// The process step as a Fargate task: the API image, whose
     /// [`PROCESS_BINARY`] is the process function's own binary, run once on the validation
     /// report in `HIRING_STEP_INPUT` (`hiring_functions::STEP_INPUT`), with the process
     /// function's grants, network and database settings. No time limit, and 20 GiB of task
@@ -1085,7 +1085,7 @@ impl<'a> StageBuilder<'a> {
                 ResourceType::SchedulerSchedule,
                 json!({
                     "Name": cfg.name("backup"),
-                    "Description": "Backs up every table to the backups bucket as AVRO",
+                    "Description": "Backs up the three tables as one set (one snapshot) to the backups bucket as AVRO",
                     "ScheduleExpression": cfg.backup_schedule,
                     "ScheduleExpressionTimezone": "UTC",
                     "FlexibleTimeWindow": { "Mode": "OFF" },

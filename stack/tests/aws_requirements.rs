@@ -1,8 +1,9 @@
-//! The defects a review of the templates against AWS's documentation found (issue 14), one
-//! test each, on the synthesized templates. What the emulator can also show (IAM denials) is
-//! shown again by `cargo xtask test-local` with IAM enforced; these pin the templates'
-//! side of each fix, including what moto cannot evaluate (CodeBuild, CodePipeline, ECR
-//! lifecycle, Fargate volumes).
+//! What AWS's documentation requires of the templates, one requirement per test, on the
+//! synthesized templates: the API task's scratch volume, the grants each role needs for the calls
+//! it makes, the delivery pipeline's CodeBuild and ECR settings, names, retention and trust. What
+//! the emulator can also show (IAM denials) is shown again by `cargo xtask test-local` with IAM
+//! enforced; these pin what moto cannot evaluate (CodeBuild, CodePipeline, ECR lifecycle,
+//! Fargate volumes).
 
 use serde_json::Value;
 use stack::template::{ResourceType, Template};
@@ -39,7 +40,7 @@ fn container(t: &Template) -> Value {
 }
 
 #[test]
-fn defect_1_the_api_task_has_a_writable_scratch_volume_where_uploads_are_staged() {
+fn the_api_task_has_a_writable_scratch_volume_where_uploads_are_staged() {
     for s in Stage::ALL {
         let t = stage(s);
         let task = &t.resource("ApiTaskDefinition").unwrap().properties;
@@ -68,7 +69,7 @@ fn defect_1_the_api_task_has_a_writable_scratch_volume_where_uploads_are_staged(
 }
 
 #[test]
-fn defect_2_the_api_task_role_can_head_the_raw_object_it_wrote() {
+fn the_api_task_role_can_head_the_raw_object_it_wrote() {
     let t = stage(Stage::Prod);
     assert!(allows(&t, "ApiTaskRole", "s3:PutObject", "RawBucket.Arn}/*"));
     // HeadObject is authorized as s3:GetObject.
@@ -76,7 +77,7 @@ fn defect_2_the_api_task_role_can_head_the_raw_object_it_wrote() {
 }
 
 #[test]
-fn defect_3_publish_may_describe_the_repository_and_its_images() {
+fn publish_may_describe_the_repository_and_its_images() {
     for s in [Stage::Dev, Stage::Staging, Stage::Prod] {
         let t = pipeline(s);
         for action in ["ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:PutImage"] {
@@ -89,7 +90,7 @@ fn defect_3_publish_may_describe_the_repository_and_its_images() {
 }
 
 #[test]
-fn defect_4_publish_can_diff_the_stage_stack_and_both_builds_can_remove_an_empty_review_stack() {
+fn publish_can_diff_the_stage_stack_and_both_builds_can_remove_an_empty_review_stack() {
     for s in [Stage::Dev, Stage::Prod] {
         let t = pipeline(s);
         let stage_stack = format!("stack/{}/", s.stack_name());
@@ -108,7 +109,7 @@ fn defect_4_publish_can_diff_the_stage_stack_and_both_builds_can_remove_an_empty
 }
 
 #[test]
-fn defect_5_the_source_action_can_write_its_artifact_through_either_connection_namespace() {
+fn the_source_action_can_write_its_artifact_through_either_connection_namespace() {
     let t = pipeline(Stage::Prod);
     for action in ["codestar-connections:UseConnection", "codeconnections:UseConnection"] {
         assert!(allows(&t, "PipelineRole", action, "SourceConnection"), "PipelineRole lacks {action}");
@@ -119,7 +120,7 @@ fn defect_5_the_source_action_can_write_its_artifact_through_either_connection_n
 }
 
 #[test]
-fn defect_6_arm64_packages_come_from_the_ports_mirror() {
+fn arm64_packages_come_from_the_ports_mirror() {
     let publish = std::fs::read_to_string(repo_file("codepipeline/publish.yml")).unwrap();
     assert!(
         !publish.contains("dpkg --add-architecture arm64 && apt-get update"),
@@ -164,7 +165,7 @@ fn defect_6_arm64_packages_come_from_the_ports_mirror() {
 }
 
 #[test]
-fn defect_7_ecr_keeps_the_images_every_stage_references() {
+fn ecr_keeps_the_images_every_stage_references() {
     let t = stack::bootstrap::template();
     let text = t.resource("ApiRepository").unwrap().properties["LifecyclePolicy"]["LifecyclePolicyText"]
         .as_str()
@@ -195,7 +196,7 @@ fn defect_7_ecr_keeps_the_images_every_stage_references() {
 }
 
 #[test]
-fn defect_8_codebuild_roles_have_the_artifact_bucket_permissions_codebuild_needs() {
+fn codebuild_roles_have_the_artifact_bucket_permissions_codebuild_needs() {
     let t = pipeline(Stage::Prod);
     for role in ["TestBuildRole", "PublishBuildRole", "DeployBuildRole"] {
         for action in ["s3:GetBucketAcl", "s3:GetBucketLocation"] {
@@ -206,7 +207,7 @@ fn defect_8_codebuild_roles_have_the_artifact_bucket_permissions_codebuild_needs
 }
 
 #[test]
-fn defect_9_functions_may_delete_the_partial_outputs_they_clean_up() {
+fn functions_may_delete_the_partial_outputs_they_clean_up() {
     let t = stage(Stage::Prod);
     // validate removes a partial rejects file, process a partial Parquet file (hiring::pipeline).
     assert!(allows(&t, "ValidateRole", "s3:DeleteObject", "RejectsBucket.Arn}/*"));
@@ -215,7 +216,7 @@ fn defect_9_functions_may_delete_the_partial_outputs_they_clean_up() {
 }
 
 #[test]
-fn defect_10_builds_cache_and_the_toolchain_is_pinned() {
+fn builds_cache_and_the_toolchain_is_pinned() {
     let t = pipeline(Stage::Prod);
     for project in ["TestProject", "PublishProject", "DeployProject"] {
         let cache = &t.resource(project).unwrap().properties["Cache"];
@@ -227,7 +228,7 @@ fn defect_10_builds_cache_and_the_toolchain_is_pinned() {
 }
 
 #[test]
-fn defect_11_postgres_pins_the_major_version_only() {
+fn postgres_pins_the_major_version_only() {
     for s in Stage::ALL {
         let t = stage(s);
         let version = t.resource("Database").unwrap().properties["EngineVersion"].as_str().unwrap().to_owned();
@@ -236,7 +237,7 @@ fn defect_11_postgres_pins_the_major_version_only() {
 }
 
 #[test]
-fn defect_12_no_secret_has_a_fixed_name() {
+fn no_secret_has_a_fixed_name() {
     for s in Stage::ALL {
         for synthesized in stack::synth(s) {
             for (id, r) in &synthesized.template.resources {
@@ -249,7 +250,7 @@ fn defect_12_no_secret_has_a_fixed_name() {
 }
 
 #[test]
-fn defect_13_failed_deliveries_are_kept_alarms_reach_someone_and_service_trust_is_scoped() {
+fn failed_deliveries_are_kept_alarms_reach_someone_and_service_trust_is_scoped() {
     let t = stage(Stage::Prod);
     let rule = &t.resource("PipelineRule").unwrap().properties;
     assert!(rule["Targets"][0]["DeadLetterConfig"]["Arn"].is_object(), "the rule's target has no DLQ");

@@ -1,4 +1,4 @@
-//! The connection budget (issue 15): no stage may be configured so that its API tasks and
+//! The connection budget: no stage may be configured so that its API tasks and
 //! functions together can open more connections than its database class accepts.
 
 use stack::budget;

@@ -1,4 +1,4 @@
-//! `cargo xtask cost` (issue 18, item 4): the always-on cost of a stage from its template and
+//! `cargo xtask cost`: the always-on cost of a stage from its template and
 //! the committed price table, against stages computed by hand from the table's prices.
 
 use stack::cost::{Prices, estimate};

@@ -1,4 +1,4 @@
-//! The stage dashboard (issue 18, item 4): its panels, and the custom metrics it reads from the
+//! The stage dashboard: its panels, and the custom metrics it reads from the
 //! namespace the functions and the process task publish to (tests/tests/lambda_emulator.rs
 //! checks the built binaries' lines against the same names).
 

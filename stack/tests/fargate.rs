@@ -1,4 +1,4 @@
-//! The process step's second engine (issue 18, item 1): files past the stage's threshold run
+//! The process step's second engine: files past the stage's threshold run
 //! the same process binary as a Fargate task. These pin the template's side: the Choice, the
 //! task the state machine runs and how, and the permissions each role needs for it ("IAM
 //! policies for Amazon ECS/AWS Fargate", Step Functions developer guide). test-local runs both

@@ -157,7 +157,7 @@ async fn the_built_functions_validate_process_and_back_up_a_real_s3_object(
     assert_eq!(names, ["Sales", "Support"]);
 
     // The metrics the binaries printed (embedded metric format) are the ones the stage's
-    // dashboard shows, in its namespace and with its dimensions (issue 18, item 4).
+    // dashboard shows, in its namespace and with its dimensions.
     let emitted = |log: String| -> Vec<serde_json::Value> {
         log.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())

@@ -341,7 +341,7 @@ fn emit_metric(metric: &str, value: i64, dimensions: &[(&str, &str)]) {
 
 /// The variable that makes a function's binary run one step and exit instead of serving Lambda
 /// invocations: the step's input as JSON. The state machine runs the process step this way as
-/// an ECS task on Fargate for files too large for Lambda's time limit (issue 18): the same
+/// an ECS task on Fargate for files too large for Lambda's time limit: the same
 /// binary and handler, another launcher.
 pub const STEP_INPUT: &str = "HIRING_STEP_INPUT";
 

@@ -1,4 +1,4 @@
-//! Analytics over the processed zone (issue 18, item 3). The stage declares Glue tables over
+//! Analytics over the processed zone. The stage declares Glue tables over
 //! the Parquet files the process step writes, for Athena. Athena does not run here, so an
 //! independent reader does what it would: DuckDB (PyPI, pinned in the venv) reads the files
 //! the API wrote, their schema must be the Glue tables' declared columns, and the two metrics,

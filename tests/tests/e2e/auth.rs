@@ -1,4 +1,4 @@
-//! Who may call what (issue 15): every endpoint without a token, with a read token and with a
+//! Who may call what: every endpoint without a token, with a read token and with a
 //! write token, as a deployed stage configures the API (every endpoint but `/health` behind a
 //! token) and as `cargo xtask dev` does (the aggregates open); and a token rotated with two
 //! valid at once.

@@ -1,4 +1,4 @@
-//! Presigned uploads on a local raw zone, as under `cargo xtask dev` (issue 15): the URL points
+//! Presigned uploads on a local raw zone, as under `cargo xtask dev`: the URL points
 //! at the API itself, signed and expiring; the API stores the file and runs the steps.
 
 use serde_json::{Value, json};

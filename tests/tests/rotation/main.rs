@@ -1,4 +1,4 @@
-//! Database credentials that rotate (issue 15): the password changes in PostgreSQL and in the
+//! Database credentials that rotate: the password changes in PostgreSQL and in the
 //! secret (on the emulator's Secrets Manager) while the API serves traffic and between two runs
 //! of a function; nothing restarts, and no request fails beyond the one retry the answer asks
 //! for (`Retry-After`).

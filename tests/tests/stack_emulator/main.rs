@@ -27,7 +27,7 @@ const PRETENDED: [&str; 16] = [
     // The API's autoscaling (stack/tests/budget.rs checks its bounds on the template).
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
-    // The dead-letter queue's policy and the alarm subscription (stack/tests/aws_review.rs and
+    // The dead-letter queue's policy and the alarm subscription (stack/tests/aws_requirements.rs and
     // checkov check them on the template).
     "AWS::SQS::QueuePolicy",
     "AWS::SNS::Subscription",

@@ -1,4 +1,4 @@
-//! TLS to the database, verified (issue 15): with `HIRING_DB_SSLMODE=verify-full`, the API and
+//! TLS to the database, verified: with `HIRING_DB_SSLMODE=verify-full`, the API and
 //! the functions connect only to a server whose certificate chains to the authorities they
 //! trust and names the host: a test CA here (`HIRING_DB_SSLROOTCERT`), Amazon RDS's by default.
 //!
