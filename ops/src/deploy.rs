@@ -131,7 +131,7 @@ impl Deploy {
     fn deploy_pipeline(&self) -> anyhow::Result<()> {
         let cfg = self.stage.config();
         let stack_name = self.stage.pipeline_stack_name();
-        let Some(template) = stack::pipeline::template(&cfg) else {
+        let Some(template) = stack::delivery::template(&cfg) else {
             bail!("the {} stage has no pipeline (it is the emulator's); use dev, staging or prod", self.stage);
         };
         template.check_references().map_err(|e| anyhow::anyhow!("the synthesized template is broken: {e}"))?;

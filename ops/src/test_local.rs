@@ -158,7 +158,7 @@ pub fn run(emulator: Emulator) -> anyhow::Result<()> {
     let sdk = runtime.block_on(devenv::moto::sdk_config(&endpoint.url, operator.clone()));
     // The stack the pipeline's builds act in: their roles come from the dev pipeline template
     // (the local stage has no pipeline); their artifacts bucket is not deployed here.
-    let pipeline = stack::pipeline::template(&Stage::Dev.config()).context("the dev stage has a pipeline")?;
+    let pipeline = stack::delivery::template(&Stage::Dev.config()).context("the dev stage has a pipeline")?;
     let pipeline_buckets: BTreeMap<String, String> =
         [("ArtifactsBucket".to_owned(), "hiring-dev-pipeline-artifacts".to_owned())].into();
     let role_sdk = |role: &str| -> anyhow::Result<SdkConfig> {

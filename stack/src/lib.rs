@@ -9,7 +9,7 @@
 //! - [`stage`]: the stages as typed configuration;
 //! - [`iam`]: least-privilege policies derived from declared grants;
 //! - [`topology`]: the stage stack; [`bootstrap`]: the once-per-account stack;
-//!   [`pipeline`]: the CodePipeline stack;
+//!   [`delivery`]: the CodePipeline stack (the delivery of a change from a push to a stage);
 //! - [`diagram`]: the Mermaid diagram of docs/architecture.md;
 //! - [`budget`]: the database connections a stage may open, against its class's limit;
 //! - [`checks`]: the exceptions to checkov's checks, with their reasons;
@@ -23,7 +23,7 @@ pub mod diagram;
 pub mod diff;
 pub mod iam;
 mod parts;
-pub mod pipeline;
+pub mod delivery;
 pub mod stage;
 pub mod template;
 pub mod topology;
@@ -99,7 +99,7 @@ pub fn synth(stage: Stage) -> Vec<Synthesized> {
             template: Topology::stage(&cfg).template,
         },
     ];
-    if let Some(template) = pipeline::template(&cfg) {
+    if let Some(template) = delivery::template(&cfg) {
         out.push(Synthesized {
             stack_name: stage.pipeline_stack_name(),
             file: format!("{stage}/pipeline.json"),

@@ -23,7 +23,7 @@ fn stage(stage: Stage) -> Template {
 }
 
 fn pipeline(stage: Stage) -> Template {
-    stack::pipeline::template(&stage.config()).expect("the stage has a pipeline")
+    stack::delivery::template(&stage.config()).expect("the stage has a pipeline")
 }
 
 /// Whether `role` is allowed `action` on a resource whose JSON text contains `on`.
