@@ -293,3 +293,77 @@ fn walk(directory: &std::path::Path) -> Vec<std::path::PathBuf> {
         .flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] })
         .collect()
 }
+
+/// An upload holds at most one part per table; more is refused before anything is
+/// stored or loaded.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn an_upload_with_a_table_twice_is_refused_whole(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    let parts: Vec<(&str, &str, Vec<u8>)> = (0..50).map(|_| ("jobs", "jobs.csv", b"1,Analyst\n".to_vec())).collect();
+    let (status, body) = app.upload(&parts).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "duplicate_table", "{body}");
+    let ingestions: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!((ingestions, app.count("jobs").await), (0, 0), "nothing was recorded or loaded");
+    let raw = app.data_dir.path().join("raw").join("jobs");
+    let left = std::fs::read_dir(&raw).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no part stayed in {}", raw.display());
+}
+
+/// A raw zone named with another spelling of the staging directory is the same place:
+/// the upload keeps its file (it was copied onto itself, then deleted).
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_raw_zone_spelled_otherwise_keeps_the_uploaded_file(pool: PgPool) {
+    let data = tempfile::tempdir().unwrap();
+    let spelled = format!("file://{}/./raw/", data.path().display());
+    let app = TestApp::start_with(pool, |s| {
+        s.data_dir = data.path().to_owned();
+        for (zone, url) in &mut s.zone_urls {
+            *url = match zone {
+                hiring::zones::ZoneName::Raw => spelled.clone(),
+                other => data.path().join(other.name()).display().to_string(),
+            };
+        }
+    })
+    .await;
+    let report = app.upload_csv("jobs", "1,Analyst\n2,Manager\n").await;
+    assert_eq!(report["inserted"], 2, "{report}");
+    let (_, ingestion) = app.get_json(&format!("/ingestions/{}", report["id"])).await;
+    let key = ingestion["object_key"].as_str().expect("a key").to_owned();
+    let stored = data.path().join("raw").join(&key);
+    assert_eq!(
+        std::fs::read(&stored).map_err(|e| format!("{}: {e}", stored.display())),
+        Ok(b"1,Analyst\n2,Manager\n".to_vec())
+    );
+}
+
+/// When a later part of an upload cannot be stored in the raw zone, the parts stored
+/// before it are removed: the upload fails whole, and nothing of it is left to be loaded (in
+/// `stepfunctions` mode each stored part's event would start a load) or orphaned.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn an_upload_whose_later_part_cannot_be_stored_leaves_nothing(pool: PgPool) {
+    let raw = tempfile::tempdir().unwrap();
+    // A file where the jobs folder would go: storing the jobs part fails, after the departments.
+    std::fs::write(raw.path().join("jobs"), b"in the way").unwrap();
+    let raw_url = raw.path().display().to_string();
+    let app = TestApp::start_with(pool, |s| {
+        for (zone, url) in &mut s.zone_urls {
+            if *zone == hiring::zones::ZoneName::Raw {
+                *url = raw_url.clone();
+            }
+        }
+    })
+    .await;
+    let (status, body) = app
+        .upload(&[
+            ("departments", "departments.csv", b"1,Sales\n".to_vec()),
+            ("jobs", "jobs.csv", b"1,Analyst\n".to_vec()),
+        ])
+        .await;
+    assert!(status >= 500, "{status} {body}");
+    let departments = raw.path().join("departments");
+    let left = std::fs::read_dir(&departments).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the departments part stayed in the raw zone ({})", departments.display());
+    let ingestions: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!((ingestions, app.count("departments").await), (0, 0));
+}

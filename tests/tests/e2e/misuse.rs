@@ -354,3 +354,111 @@ async fn prometheus_metrics_count_requests_rows_rejects_and_steps(pool: PgPool) 
     }
     assert!(text.trim_end().ends_with("# EOF"));
 }
+
+/// A client sending made-up methods cannot make new metric series.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn made_up_methods_fold_into_one_series(pool: PgPool) {
+    let app = TestApp::start(pool).await;
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("X{n}METHOD").as_bytes()).unwrap();
+        app.client.request(method, app.url("/health")).send().await.unwrap();
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(crate::helpers::READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("METHOD\""), "a client's method became a label value:\n{text}");
+    assert!(text.contains("method=\"other\""), "the unknown methods are counted as other:\n{text}");
+}
+
+/// A write whose client got the deadline's 503 still works in the background, and keeps
+/// its write permit until it ends: more writes answer `busy` instead of piling up behind it.
+/// The load is held by a second session's lock on its table, so the timing is certain.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_timed_out_write_keeps_its_permit_until_its_work_ends(pool: PgPool) {
+    let app = TestApp::start_with(pool.clone(), |s| {
+        s.max_concurrent_writes = 1;
+        s.request_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let (status, body) = app.batch("jobs", &serde_json::json!([{"id": 1, "job": "Analyst"}])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
+    // The first batch still waits for the lock: the next write must not start beside it.
+    let (status, body) = app.batch("jobs", &serde_json::json!([{"id": 2, "job": "Manager"}])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("busy")), "{body}");
+    blocker.commit().await.unwrap();
+    // Once it ends, the permit is free again, and the timed-out batch did commit.
+    let mut answered = 0;
+    for _ in 0..50 {
+        answered = app.batch("jobs", &serde_json::json!([{"id": 3, "job": "Engineer"}])).await.0;
+        if answered == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered, 200);
+    let jobs: Vec<i32> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(jobs, [1, 3], "the timed-out batch committed; the refused one did not");
+}
+
+/// A write whose client got the deadline's 503 goes on, and the 503
+/// says how to learn how it ended. An upload names the ingestions it started (and they finish);
+/// a batch says to send the same batch again, which is safe: its rows then count as unchanged.
+#[sqlx::test(migrator = "hiring::MIGRATOR")]
+async fn a_timed_out_write_tells_how_to_learn_its_outcome(pool: PgPool) {
+    let app = TestApp::start_with(pool.clone(), |s| {
+        s.request_timeout = std::time::Duration::from_secs(1);
+        s.upload_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE departments IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let (status, body) = app.upload(&[("departments", "departments.csv", b"1,Sales\n2,Support\n".to_vec())]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
+    let ingestions = body["error"]["ingestions"].as_array().expect("the ingestions that go on").clone();
+    assert_eq!(ingestions.len(), 1, "{body}");
+    let id = ingestions[0].as_i64().unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("goes on as ingestion {id}: follow GET /ingestions/{id}")), "{message}");
+
+    let (status, body) = app.batch("departments", &serde_json::json!([{"id": 3, "department": "Ops"}])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("send the same batch again"), "{message}");
+    assert!(body["error"].get("ingestions").is_none(), "{body}");
+    blocker.commit().await.unwrap();
+
+    // The upload's ingestion ends, as its 503 said to follow it.
+    let mut ingestion = serde_json::json!(null);
+    for _ in 0..100 {
+        ingestion = app.get_json(&format!("/ingestions/{id}")).await.1;
+        if ingestion["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (ingestion["status"].as_str(), ingestion["inserted"].as_i64()),
+        (Some("succeeded"), Some(2)),
+        "{ingestion}"
+    );
+    // The batch, sent again as told, finds its row stored by the first attempt.
+    let mut again = serde_json::json!(null);
+    for _ in 0..50 {
+        let (status, body) = app.batch("departments", &serde_json::json!([{"id": 3, "department": "Ops"}])).await;
+        again = body;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!((again["inserted"].as_i64(), again["unchanged"].as_i64()), (Some(0), Some(1)), "{again}");
+}
