@@ -210,17 +210,24 @@ async fn rows(pool: &PgPool, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap()
 }
 
+/// An upload of departments and jobs announced held, as `POST /upload` does with the state
+/// machine, whose departments file is stored and jobs file not yet: (zones, departments, jobs).
+async fn held_upload_with_its_departments_stored(pool: &PgPool) -> (tempfile::TempDir, Zones, i64, i64) {
+    let (dir, zones) = zones();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let departments = pipeline::expect_held(pool, "departments/1.csv", "test", expires).await.unwrap();
+    let jobs = pipeline::expect_held(pool, "jobs/1.csv", "test", expires).await.unwrap();
+    pipeline::group(pool, &[departments, jobs]).await.unwrap();
+    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+    (dir, zones, departments, jobs)
+}
+
 /// The files of one `POST /upload` with the state machine are stored one by one, and each
 /// stored file's event starts a step at once: until every file is stored, its step waits; when a
 /// later file cannot be stored, the upload is abandoned and nothing of it is loaded.
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_stored_file_of_an_upload_waits_for_the_rest_and_loads_nothing_once_the_upload_is_abandoned(pool: PgPool) {
-    let (_dir, zones) = zones();
-    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
-    let departments = pipeline::expect_held(&pool, "departments/1.csv", "test", expires).await.unwrap();
-    let jobs = pipeline::expect_held(&pool, "jobs/1.csv", "test", expires).await.unwrap();
-    pipeline::group(&pool, &[departments, jobs]).await.unwrap();
-    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+    let (_dir, zones, departments, jobs) = held_upload_with_its_departments_stored(&pool).await;
 
     let early = pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await;
     let early = early.expect_err("the first file's step runs before the second file is stored");
@@ -238,12 +245,7 @@ async fn a_stored_file_of_an_upload_waits_for_the_rest_and_loads_nothing_once_th
 
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn a_stored_file_of_an_upload_loads_once_every_file_is_stored(pool: PgPool) {
-    let (_dir, zones) = zones();
-    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
-    let departments = pipeline::expect_held(&pool, "departments/1.csv", "test", expires).await.unwrap();
-    let jobs = pipeline::expect_held(&pool, "jobs/1.csv", "test", expires).await.unwrap();
-    pipeline::group(&pool, &[departments, jobs]).await.unwrap();
-    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+    let (_dir, zones, departments, jobs) = held_upload_with_its_departments_stored(&pool).await;
     assert!(pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await.unwrap_err().is_retryable());
     zones.raw.put("jobs/1.csv", b"1,Engineer\n".to_vec()).await.unwrap();
     pipeline::release(&pool, &[departments, jobs]).await.unwrap();
@@ -293,12 +295,7 @@ async fn a_claim_dropped_without_finishing_frees_its_ingestion_for_the_next_work
 /// are not loaded.
 #[sqlx::test(migrator = "hiring::MIGRATOR")]
 async fn an_upload_whose_held_file_failed_is_not_released_in_part(pool: PgPool) {
-    let (_dir, zones) = zones();
-    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
-    let departments = pipeline::expect_held(&pool, "departments/1.csv", "test", expires).await.unwrap();
-    let jobs = pipeline::expect_held(&pool, "jobs/1.csv", "test", expires).await.unwrap();
-    pipeline::group(&pool, &[departments, jobs]).await.unwrap();
-    zones.raw.put("departments/1.csv", b"1,Sales\n".to_vec()).await.unwrap();
+    let (_dir, zones, departments, jobs) = held_upload_with_its_departments_stored(&pool).await;
     assert!(matches!(
         pipeline::validate(&pool, &zones, &object("departments/1.csv"), "test").await,
         Err(Error::Held(_))

@@ -108,14 +108,8 @@ pub async fn restore(
     body: Bytes,
 ) -> Result<Json<RestoreReport>, ApiError> {
     let table = super::table(&table)?;
-    // Parsed here rather than by the `Json` extractor, so a bad body answers in the API's
-    // error format.
-    let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::unprocessable(
-            "invalid_restore",
-            format!("the body must be a JSON object such as {{\"key\":\"{table}/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro\"}}: {e}"),
-        )
-    })?;
+    let request =
+        restore_request(&body, &format!("{table}/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.avro"))?;
     let cache = state.metrics_cache.clone();
     // Finished even if the client hangs up: the outcome (applied or not) does not depend on it.
     let restored = tokio::spawn(async move {
@@ -189,12 +183,7 @@ pub async fn restore_set(
     Extension(permit): Extension<WritePermit>,
     body: Bytes,
 ) -> Result<Json<SetRestoreReport>, ApiError> {
-    let request: RestoreRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::unprocessable(
-            "invalid_restore",
-            format!("the body must be a JSON object such as {{\"key\":\"sets/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.json\"}}: {e}"),
-        )
-    })?;
+    let request = restore_request(&body, "sets/20261127T181500.123456Z-0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.json")?;
     let cache = state.metrics_cache.clone();
     let restored = tokio::spawn(async move {
         let _permit = permit;
@@ -203,4 +192,15 @@ pub async fn restore_set(
     let report = restored.await.map_err(|e| ApiError::Internal(e.into()))??;
     cache.invalidate();
     Ok(Json(report))
+}
+
+/// The body of a restore, parsed here rather than by the `Json` extractor so that a bad body
+/// answers in the API's error format, with an example naming `example_key`.
+fn restore_request(body: &[u8], example_key: &str) -> Result<RestoreRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_restore",
+            format!("the body must be a JSON object such as {{\"key\":\"{example_key}\"}}: {e}"),
+        )
+    })
 }
